@@ -1,0 +1,36 @@
+//! The plugins a freshly built Octo carries, so steps run with no feed configured. A feed may later
+//! install newer versions; these are the fallback.
+#![deny(missing_docs)]
+
+/// One embedded component.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinPlugin {
+    /// Manifest id.
+    pub id: &'static str,
+    /// The component bytes (with their `octo:manifest` section).
+    pub bytes: &'static [u8],
+}
+
+/// The run-script step: Bash bodies and community step templates.
+pub const RUN_SCRIPT: BuiltinPlugin = BuiltinPlugin {
+    id: "run-script",
+    bytes: include_bytes!(concat!(env!("OCTO_PLUGINS_DIR"), "/run_script.wasm")),
+};
+
+/// The http-health-check step.
+pub const HTTP_HEALTH_CHECK: BuiltinPlugin = BuiltinPlugin {
+    id: "http-health-check",
+    bytes: include_bytes!(concat!(env!("OCTO_PLUGINS_DIR"), "/http_health_check.wasm")),
+};
+
+/// Every built-in step plugin.
+pub const STEPS: &[BuiltinPlugin] = &[RUN_SCRIPT, HTTP_HEALTH_CHECK];
+
+/// The built-in plugin with this id.
+pub fn find(id: &str) -> Option<BuiltinPlugin> {
+    STEPS.iter().copied().find(|p| p.id == id)
+}
+
+/// Where the build left every component of `plugins/` (built-ins, examples, test fixtures), for tests,
+/// benchmarks and the demo on the machine that built this crate.
+pub const BUILD_DIR: &str = env!("OCTO_PLUGINS_DIR");

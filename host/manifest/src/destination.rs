@@ -1,0 +1,373 @@
+//! Outbound destinations and the patterns plugins declare for them.
+//!
+//! A destination is an origin: scheme (`http`/`https`), host and port. A pattern may use `*` for the whole
+//! host, `*.example.com` for any subdomain, `:*` for any port, and `{{parameter}}` templates that the
+//! host resolves from a step's own arguments before matching (so `{{url}}` grants exactly the origin of
+//! the URL the user configured, and nothing else).
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// A pattern or destination that cannot be used.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum DestinationError {
+    /// Not of the form `scheme://host[:port]`.
+    #[error("expected scheme://host[:port], got {0:?}")]
+    Syntax(String),
+    /// Scheme other than http or https.
+    #[error("only http and https destinations are supported, not {0:?}")]
+    Scheme(String),
+    /// Bad port number.
+    #[error("bad port {0:?}")]
+    Port(String),
+    /// Bad host name.
+    #[error("bad host {0:?}")]
+    Host(String),
+    /// A `{{name}}` template refers to an argument the step was not given.
+    #[error("the destination uses parameter {0:?}, which has no value")]
+    MissingParameter(String),
+    /// An argument used in a template would widen the grant (wildcards, spaces, user info).
+    #[error("the value of parameter {0:?} cannot be used as a destination")]
+    UnsafeParameter(String),
+    /// An unterminated or empty `{{...}}`.
+    #[error("malformed template in {0:?}")]
+    Template(String),
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    fn parse(s: &str) -> Result<Self, DestinationError> {
+        match s.to_ascii_lowercase().as_str() {
+            "http" => Ok(Scheme::Http),
+            "https" => Ok(Scheme::Https),
+            _ => Err(DestinationError::Scheme(s.to_string())),
+        }
+    }
+
+    /// The port used when none is written.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// A concrete place a request goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Destination {
+    /// http or https.
+    pub scheme: Scheme,
+    /// Normalised host: lowercase name without a trailing dot, or a canonical IP (IPv6 in brackets).
+    pub host: String,
+    /// Port, defaulted from the scheme.
+    pub port: u16,
+}
+
+impl Destination {
+    /// Builds a destination from parts, normalising the host.
+    pub fn new(scheme: &str, host: &str, port: Option<u16>) -> Result<Self, DestinationError> {
+        let scheme = Scheme::parse(scheme)?;
+        Ok(Destination {
+            scheme,
+            host: normalise_host(host)?,
+            port: port.unwrap_or(scheme.default_port()),
+        })
+    }
+
+    /// Parses a URL and keeps its origin. Paths, queries and user info are ignored.
+    pub fn from_url(input: &str) -> Result<Self, DestinationError> {
+        let url = url::Url::parse(input.trim()).map_err(|_| DestinationError::Syntax(input.to_string()))?;
+        let host = url.host_str().ok_or_else(|| DestinationError::Syntax(input.to_string()))?;
+        Destination::new(url.scheme(), host, url.port())
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme.as_str(), self.host, self.port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum HostPattern {
+    Any,
+    /// `*.suffix`: any name ending in `.suffix`.
+    Subdomains(String),
+    Exact(String),
+}
+
+/// A declared or granted destination, possibly with wildcards.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DestinationPattern {
+    scheme: Scheme,
+    host: HostPattern,
+    /// `None` = any port.
+    port: Option<u16>,
+}
+
+impl DestinationPattern {
+    /// Parses a pattern without templates: `https://*.example.com`, `http://localhost:*`, `https://*`.
+    pub fn parse(input: &str) -> Result<Self, DestinationError> {
+        let syntax = || DestinationError::Syntax(input.to_string());
+        let trimmed = input.trim();
+        let (scheme, rest) = trimmed.split_once("://").ok_or_else(syntax)?;
+        let scheme = Scheme::parse(scheme)?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.is_empty() || authority.contains('@') {
+            return Err(syntax());
+        }
+        let (host, port) = split_host_port(authority).ok_or_else(syntax)?;
+        let port = match port {
+            None => Some(scheme.default_port()),
+            Some("*") => None,
+            Some(p) => Some(p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| DestinationError::Port(p.into()))?),
+        };
+        let host = if host == "*" {
+            HostPattern::Any
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            HostPattern::Subdomains(normalise_host(suffix)?)
+        } else {
+            HostPattern::Exact(normalise_host(host)?)
+        };
+        Ok(DestinationPattern { scheme, host, port })
+    }
+
+    /// Resolves `{{name}}` templates with `lookup`, then parses the result.
+    ///
+    /// A template that is the whole entry takes the origin of the argument's URL. Argument values may not
+    /// contain wildcards, white space or user info: a user's input must never widen a grant.
+    pub fn resolve(
+        template: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, DestinationError> {
+        let trimmed = template.trim();
+        if let Some(name) = whole_template(trimmed) {
+            let value = lookup(name).ok_or_else(|| DestinationError::MissingParameter(name.to_string()))?;
+            check_value(name, &value)?;
+            let dest = Destination::from_url(&value)?;
+            return Ok(DestinationPattern::exact(&dest));
+        }
+        let resolved = substitute(trimmed, |name| {
+            let value = lookup(name).ok_or_else(|| DestinationError::MissingParameter(name.to_string()))?;
+            check_value(name, &value)?;
+            Ok(value)
+        })?;
+        DestinationPattern::parse(&resolved)
+    }
+
+    /// Checks that a manifest entry is well formed, templates included, without argument values.
+    pub fn check_template(template: &str) -> Result<(), DestinationError> {
+        let trimmed = template.trim();
+        if whole_template(trimmed).is_some() {
+            return Ok(());
+        }
+        let resolved = substitute(trimmed, |_| Ok("placeholder".to_string()))?;
+        DestinationPattern::parse(&resolved).map(|_| ())
+    }
+
+    /// The pattern that matches exactly `destination`.
+    pub fn exact(destination: &Destination) -> Self {
+        DestinationPattern {
+            scheme: destination.scheme,
+            host: HostPattern::Exact(destination.host.clone()),
+            port: Some(destination.port),
+        }
+    }
+
+    /// Whether `destination` is covered by this pattern.
+    pub fn matches(&self, destination: &Destination) -> bool {
+        if self.scheme != destination.scheme || self.port.is_some_and(|p| p != destination.port) {
+            return false;
+        }
+        match &self.host {
+            HostPattern::Any => true,
+            HostPattern::Exact(h) => *h == destination.host,
+            HostPattern::Subdomains(suffix) => destination
+                .host
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.')),
+        }
+    }
+}
+
+impl fmt::Display for DestinationPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://", self.scheme.as_str())?;
+        match &self.host {
+            HostPattern::Any => f.write_str("*")?,
+            HostPattern::Subdomains(s) => write!(f, "*.{s}")?,
+            HostPattern::Exact(h) => f.write_str(h)?,
+        }
+        match self.port {
+            Some(p) => write!(f, ":{p}"),
+            None => f.write_str(":*"),
+        }
+    }
+}
+
+fn whole_template(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim())
+}
+
+fn substitute(
+    s: &str,
+    mut value_of: impl FnMut(&str) -> Result<String, DestinationError>,
+) -> Result<String, DestinationError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| DestinationError::Template(s.to_string()))?;
+        let name = after[..end].trim();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+            return Err(DestinationError::Template(s.to_string()));
+        }
+        out.push_str(&value_of(name)?);
+        rest = &after[end + 2..];
+    }
+    if rest.contains("}}") {
+        return Err(DestinationError::Template(s.to_string()));
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn check_value(name: &str, value: &str) -> Result<(), DestinationError> {
+    if value.is_empty() || value.contains(['*', '{', '}']) || value.chars().any(char::is_whitespace) {
+        return Err(DestinationError::UnsafeParameter(name.to_string()));
+    }
+    Ok(())
+}
+
+/// Splits `host[:port]`, handling `[v6]:port`.
+fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        let host = &authority[..v6.len() + 2];
+        return match after {
+            "" => Some((host, None)),
+            p => Some((host, Some(p.strip_prefix(':')?))),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h, Some(p))),
+        Some(_) => None,
+        None => Some((authority, None)),
+    }
+}
+
+fn normalise_host(host: &str) -> Result<String, DestinationError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        });
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok { Ok(name) } else { Err(DestinationError::Host(host.to_string())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(url: &str) -> Destination {
+        Destination::from_url(url).unwrap()
+    }
+
+    fn pat(p: &str) -> DestinationPattern {
+        DestinationPattern::parse(p).unwrap()
+    }
+
+    #[test]
+    fn destinations_normalise() {
+        assert_eq!(dest("HTTPS://Example.COM./x?y").to_string(), "https://example.com:443");
+        assert_eq!(dest("http://127.0.0.1:8080/health").to_string(), "http://127.0.0.1:8080");
+        assert_eq!(dest("http://[::1]:9/").to_string(), "http://[::1]:9");
+        // User info does not change the host.
+        assert_eq!(dest("https://good.com@evil.com/").host, "evil.com");
+        assert!(Destination::from_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn exact_patterns() {
+        let p = pat("https://api.example.com");
+        assert!(p.matches(&dest("https://api.example.com/v1")));
+        assert!(!p.matches(&dest("http://api.example.com")));
+        assert!(!p.matches(&dest("https://api.example.com:8443")));
+        assert!(!p.matches(&dest("https://example.com")));
+        assert!(pat("http://[::1]:*").matches(&dest("http://[0:0::1]:1234")));
+    }
+
+    #[test]
+    fn wildcards() {
+        let p = pat("https://*.example.com");
+        assert!(p.matches(&dest("https://a.example.com")));
+        assert!(p.matches(&dest("https://a.b.example.com")));
+        assert!(!p.matches(&dest("https://example.com")));
+        assert!(!p.matches(&dest("https://badexample.com")));
+        assert!(pat("https://*:*").matches(&dest("https://anything:1")));
+        assert!(pat("http://localhost:*").matches(&dest("http://localhost:5")));
+        assert_eq!(pat("https://*.Example.com:*").to_string(), "https://*.example.com:*");
+    }
+
+    #[test]
+    fn bad_patterns() {
+        for bad in ["example.com", "ftp://x", "https://", "https://a:0", "https://a:99999", "https://u@h", "https://a b", "https://::1"] {
+            assert!(DestinationPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn templates_resolve_from_arguments() {
+        let args = |n: &str| match n {
+            "url" => Some("http://127.0.0.1:8080/health".to_string()),
+            "host" => Some("api.example.com".to_string()),
+            "wild" => Some("*.example.com".to_string()),
+            _ => None,
+        };
+        let p = DestinationPattern::resolve("{{url}}", args).unwrap();
+        assert_eq!(p.to_string(), "http://127.0.0.1:8080");
+        let p = DestinationPattern::resolve("https://{{host}}:8443", args).unwrap();
+        assert!(p.matches(&dest("https://api.example.com:8443")));
+        assert_eq!(
+            DestinationPattern::resolve("{{nope}}", args).unwrap_err(),
+            DestinationError::MissingParameter("nope".into())
+        );
+        assert_eq!(
+            DestinationPattern::resolve("https://{{wild}}", args).unwrap_err(),
+            DestinationError::UnsafeParameter("wild".into())
+        );
+        assert!(DestinationPattern::check_template("https://{{host}}:443").is_ok());
+        assert!(DestinationPattern::check_template("{{url}}").is_ok());
+        assert!(DestinationPattern::check_template("https://{{host").is_err());
+        assert!(DestinationPattern::check_template("https://{{}}").is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The engine, the linker and loading components.
+
+use crate::bindings::StepPre;
+use crate::cache::CompiledCache;
+use crate::state::StepState;
+use crate::step::StepPlugin;
+use octo_manifest::{Manifest, ManifestError, PluginKind, SectionError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch ticks. Deadlines and cancellation are checked, and the guest yields to the async
+/// executor, once per tick.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits and places for a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Linear memory a plugin instance may use in total (default 256 MiB).
+    pub memory_limit: usize,
+    /// How long one step may run before it is stopped (default 10 minutes).
+    pub step_deadline: Duration,
+    /// How many plugin instances may be alive at once (pool size; default 100).
+    pub max_instances: u32,
+    /// Where compiled code is cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            memory_limit: 256 * 1024 * 1024,
+            step_deadline: Duration::from_secs(600),
+            max_instances: 100,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Why a component cannot be loaded. Each variant's message is one line a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The manifest section is missing, malformed, or the bytes are not a component.
+    #[error(transparent)]
+    Manifest(#[from] SectionError),
+    /// Wrong kind or unsupported API version.
+    #[error(transparent)]
+    Incompatible(#[from] ManifestError),
+    /// wasmtime rejected the component (invalid binary, unsupported feature).
+    #[error("cannot compile plugin {id}: {reason}")]
+    Compile {
+        /// Plugin id from the manifest.
+        id: String,
+        /// wasmtime's explanation.
+        reason: String,
+    },
+    /// The component does not fit the world it claims (missing exports, unknown imports).
+    #[error("plugin {id} does not implement the octo:plugin {kind} world: {reason}")]
+    World {
+        /// Plugin id.
+        id: String,
+        /// The world.
+        kind: PluginKind,
+        /// What did not link.
+        reason: String,
+    },
+    /// The compiled-code cache could not be written or read (other than a stale entry).
+    #[error("compiled-code cache: {0}")]
+    Cache(String),
+}
+
+/// The plugin sandbox: one engine, shared by every plugin this process runs.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    step_linker: Linker<StepState>,
+    cache: CompiledCache,
+    pub(crate) config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Creates the engine (pooling allocator, epoch interruption) and starts the epoch ticker thread.
+    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_instances.max(1);
+        // A Rust wasip2 component has one memory and a handful of core instances (main module plus the
+        // adapter shims); leave headroom for components from other toolchains.
+        pool.total_component_instances(n)
+            .total_core_instances(n * 16)
+            .total_memories(n * 2)
+            .total_tables(n * 8)
+            .total_stacks(n)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_memory_size(config.memory_limit);
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm)?;
+
+        let mut step_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut step_linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut step_linker)?;
+        // Our own interfaces only: WASI and wasi:http were added above.
+        use crate::bindings::octo::plugin::{log, process, variables};
+        log::add_to_linker::<StepState, HasSelf<StepState>>(&mut step_linker, |s| s)?;
+        variables::add_to_linker::<StepState, HasSelf<StepState>>(&mut step_linker, |s| s)?;
+        process::add_to_linker::<StepState, HasSelf<StepState>>(&mut step_linker, |s| s)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        let cache = CompiledCache::new(config.cache_dir.clone(), &engine);
+        Ok(Runtime { engine, step_linker, cache, config, ticker_stop })
+    }
+
+    /// The limits this runtime enforces.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Loads a step plugin: manifest, kind and API checks, compile (or cached), pre-instantiate.
+    pub fn load_step(&self, bytes: &[u8]) -> Result<StepPlugin, LoadError> {
+        let manifest = octo_manifest::read_manifest(bytes)?;
+        manifest.check_kind(PluginKind::Step)?;
+        manifest.check_api_version()?;
+        let digest = crate::sha256_hex(bytes);
+        let component = self.compile(&manifest, bytes, &digest)?;
+        let world_error = |e: wasmtime::Error| LoadError::World {
+            id: manifest.id.clone(),
+            kind: PluginKind::Step,
+            reason: one_line(&e),
+        };
+        let pre = self.step_linker.instantiate_pre(&component).map_err(world_error)?;
+        let pre = StepPre::new(pre).map_err(world_error)?;
+        Ok(StepPlugin::new(manifest, digest, pre))
+    }
+
+    fn compile(&self, manifest: &Manifest, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
+        self.cache.load_or_compile(&self.engine, bytes, digest).map_err(|e| match e {
+            crate::cache::CacheError::Compile(e) => LoadError::Compile {
+                id: manifest.id.clone(),
+                reason: one_line(&e),
+            },
+            crate::cache::CacheError::Io(e) => LoadError::Cache(e),
+        })
+    }
+
+    /// Whether compiled code for these bytes is already in the on-disk cache.
+    pub fn is_cached(&self, bytes: &[u8]) -> bool {
+        self.cache.contains(&crate::sha256_hex(bytes))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("octo-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    })?;
+    Ok(())
+}
+
+/// wasmtime errors carry a chain of causes over several lines; users get one.
+pub(crate) fn one_line(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,229 @@
+//! The outbound policy hook: every HTTP request a plugin makes is checked here before a socket opens.
+//!
+//! Two checks, in order: the destination must be declared in the plugin's manifest (templates resolved
+//! from the step's arguments), and the [`OutboundPolicy`] — the air-gap settings and administrator grants
+//! — must allow it. Denied requests fail inside the guest with `HTTP-request-denied` and are recorded.
+
+use octo_manifest::{Destination, DestinationPattern};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+/// A request a plugin is about to make.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// Manifest id of the plugin.
+    pub plugin_id: String,
+    /// Where it goes.
+    pub destination: Destination,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// Refused, with the reason shown to the user and recorded.
+    Deny(String),
+}
+
+/// Decides whether a plugin may reach a destination. Implementations must be cheap: they run on every
+/// request.
+pub trait OutboundPolicy: Send + Sync {
+    /// The verdict for one request.
+    fn check(&self, request: &OutboundRequest) -> Verdict;
+}
+
+/// Denies everything: the default until the air-gap settings say otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenyAll;
+
+impl OutboundPolicy for DenyAll {
+    fn check(&self, _request: &OutboundRequest) -> Verdict {
+        Verdict::Deny("outbound requests from plugins are not enabled on this host".into())
+    }
+}
+
+/// Allows exactly the listed destination patterns (an administrator's explicit grant).
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    patterns: Vec<DestinationPattern>,
+}
+
+impl AllowList {
+    /// A policy allowing these patterns and nothing else.
+    pub fn new(patterns: Vec<DestinationPattern>) -> Self {
+        AllowList { patterns }
+    }
+}
+
+impl OutboundPolicy for AllowList {
+    fn check(&self, request: &OutboundRequest) -> Verdict {
+        if self.patterns.iter().any(|p| p.matches(&request.destination)) {
+            Verdict::Allow
+        } else {
+            Verdict::Deny(format!("{} is not granted to plugin {}", request.destination, request.plugin_id))
+        }
+    }
+}
+
+/// One attempt, allowed or not: what `octo outbound` shows as "last attempts".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundAttempt {
+    /// When.
+    pub time: SystemTime,
+    /// Which plugin.
+    pub plugin_id: String,
+    /// Where to (`scheme://host:port`; never a path or query, which may carry secrets).
+    pub destination: String,
+    /// Whether it was let through.
+    pub allowed: bool,
+    /// Why it was denied (empty when allowed).
+    pub reason: String,
+}
+
+/// Where attempts are recorded.
+pub trait AuditSink: Send + Sync {
+    /// Records one attempt.
+    fn record(&self, attempt: &OutboundAttempt);
+}
+
+/// Keeps attempts in memory (tests, and the outcome of one step).
+#[derive(Debug, Default)]
+pub struct MemoryAudit {
+    attempts: Mutex<Vec<OutboundAttempt>>,
+}
+
+impl MemoryAudit {
+    /// Everything recorded so far.
+    pub fn attempts(&self) -> Vec<OutboundAttempt> {
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl AuditSink for MemoryAudit {
+    fn record(&self, attempt: &OutboundAttempt) {
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).push(attempt.clone());
+    }
+}
+
+/// The per-run gate installed as the wasi-http hooks of one store.
+pub(crate) struct OutboundGate {
+    pub(crate) plugin_id: String,
+    /// The manifest's destinations, resolved with this run's arguments.
+    pub(crate) declared: Vec<DestinationPattern>,
+    pub(crate) policy: Arc<dyn OutboundPolicy>,
+    pub(crate) audit: Vec<Arc<dyn AuditSink>>,
+    /// Denials are also told to the step's log.
+    pub(crate) on_denied: Arc<dyn Fn(&OutboundAttempt) + Send + Sync>,
+}
+
+impl OutboundGate {
+    pub(crate) fn decide(&self, destination: &Destination) -> OutboundAttempt {
+        let reason = if !self.declared.iter().any(|p| p.matches(destination)) {
+            Some(format!("{destination} is not declared in the manifest of plugin {}", self.plugin_id))
+        } else {
+            match self.policy.check(&OutboundRequest {
+                plugin_id: self.plugin_id.clone(),
+                destination: destination.clone(),
+            }) {
+                Verdict::Allow => None,
+                Verdict::Deny(reason) => Some(reason),
+            }
+        };
+        let attempt = OutboundAttempt {
+            time: SystemTime::now(),
+            plugin_id: self.plugin_id.clone(),
+            destination: destination.to_string(),
+            allowed: reason.is_none(),
+            reason: reason.unwrap_or_default(),
+        };
+        for sink in &self.audit {
+            sink.record(&attempt);
+        }
+        if !attempt.allowed {
+            (self.on_denied)(&attempt);
+        }
+        attempt
+    }
+}
+
+/// The destination of a request as wasi-http built it.
+fn destination_of<B>(request: &http::Request<B>) -> Option<Destination> {
+    let uri = request.uri();
+    Destination::new(uri.scheme_str()?, uri.host()?, uri.port_u16()).ok()
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        let Some(destination) = destination_of(&request) else {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) });
+        };
+        if !self.decide(&destination).allowed {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(declared: &[&str], policy: Arc<dyn OutboundPolicy>) -> (OutboundGate, Arc<MemoryAudit>) {
+        let audit = Arc::new(MemoryAudit::default());
+        let gate = OutboundGate {
+            plugin_id: "p".into(),
+            declared: declared.iter().map(|d| DestinationPattern::parse(d).unwrap()).collect(),
+            policy,
+            audit: vec![audit.clone()],
+            on_denied: Arc::new(|_| {}),
+        };
+        (gate, audit)
+    }
+
+    fn dest(url: &str) -> Destination {
+        Destination::from_url(url).unwrap()
+    }
+
+    #[test]
+    fn undeclared_destinations_are_denied_even_when_policy_allows() {
+        let allow_all = Arc::new(AllowList::new(vec![DestinationPattern::parse("https://*:*").unwrap()]));
+        let (gate, audit) = gate(&["https://api.example.com"], allow_all);
+        assert!(gate.decide(&dest("https://api.example.com/x")).allowed);
+        let denied = gate.decide(&dest("https://evil.example.com"));
+        assert!(!denied.allowed && denied.reason.contains("not declared"), "{denied:?}");
+        assert_eq!(audit.attempts().len(), 2);
+    }
+
+    #[test]
+    fn policy_has_the_last_word() {
+        let (gate, audit) = gate(&["https://api.example.com"], Arc::new(DenyAll));
+        let attempt = gate.decide(&dest("https://api.example.com"));
+        assert!(!attempt.allowed && attempt.reason.contains("not enabled"));
+        assert_eq!(attempt.destination, "https://api.example.com:443");
+        assert_eq!(audit.attempts(), vec![attempt]);
+    }
+}

@@ -1,0 +1,195 @@
+//! The `process` import: run a native command for a plugin that declared the capability, stream its
+//! output into the step's log, and act on the service messages it prints.
+
+use crate::bindings::octo::plugin::process::{self, Command};
+use crate::state::{StepContext, StepState};
+use crate::step::{Artifact, LogLevel};
+use octo_service_messages::{OutputLevel, ServiceMessage, parse_line};
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+/// After the command exits, output still held open by its background children is read for this long.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// Host environment variables a command inherits; everything else of the host's environment stays out.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
+
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl process::Host for StepState {
+    async fn run(&mut self, command: Command) -> Result<i32, process::Error> {
+        let ctx = &mut self.ctx;
+        if !ctx.process_granted {
+            ctx.log.write(
+                LogLevel::Warn,
+                &format!(
+                    "plugin {} tried to run {:?} but does not declare the process capability",
+                    ctx.plugin_id, command.program
+                ),
+            );
+            return Err(process::Error::NotGranted);
+        }
+        run_command(ctx, command).await
+    }
+}
+
+async fn run_command(ctx: &mut StepContext, command: Command) -> Result<i32, process::Error> {
+    let cwd = resolve_cwd(&ctx.work_dir, command.cwd.as_deref()).map_err(process::Error::SpawnFailed)?;
+    let mut cmd = tokio::process::Command::new(&command.program);
+    cmd.args(&command.args)
+        .env_clear()
+        .envs(INHERITED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))))
+        .envs(ctx.process_env.iter().map(|(k, v)| (k, v)))
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&cwd)
+        .stdin(if command.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program)))?;
+    // Kills the whole process group if this future is dropped (deadline, cancellation) before the end.
+    let mut group = GroupGuard(child.id().map(|id| id as i32));
+
+    if let (Some(bytes), Some(mut stdin)) = (command.stdin, child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&bytes).await;
+        });
+    }
+    let (tx, mut rx) = mpsc::channel::<(Stream, String)>(256);
+    spawn_line_reader(child.stdout.take(), Stream::Stdout, tx.clone());
+    spawn_line_reader(child.stderr.take(), Stream::Stderr, tx);
+
+    let mut level = OutputLevel::Default;
+    let cancel = ctx.cancel.clone();
+    let deadline = tokio::time::Instant::from_std(ctx.deadline);
+    let status = loop {
+        tokio::select! {
+            line = rx.recv() => match line {
+                Some((stream, line)) => handle_line(ctx, &mut level, stream, &line),
+                None => break child.wait().await,
+            },
+            status = child.wait() => break status,
+            _ = tokio::time::sleep_until(deadline) => return Err(process::Error::Cancelled),
+            _ = cancel.cancelled() => return Err(process::Error::Cancelled),
+        }
+    };
+    let status = status.map_err(|e| process::Error::SpawnFailed(format!("waiting for {:?}: {e}", command.program)))?;
+    group.0 = None; // exited by itself: leave any daemons it started alone
+    let drain_until = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
+    while let Ok(Some((stream, line))) = tokio::time::timeout_at(drain_until, rx.recv()).await {
+        handle_line(ctx, &mut level, stream, &line);
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+fn spawn_line_reader<R>(reader: Option<R>, stream: Stream, tx: mpsc::Sender<(Stream, String)>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let Some(reader) = reader else { return };
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).split(b'\n');
+        while let Ok(Some(bytes)) = lines.next_segment().await {
+            let mut line = String::from_utf8_lossy(&bytes).into_owned();
+            if line.ends_with('\r') {
+                line.pop();
+            }
+            let tagged = match stream {
+                Stream::Stdout => (Stream::Stdout, line),
+                Stream::Stderr => (Stream::Stderr, line),
+            };
+            if tx.send(tagged).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn handle_line(ctx: &mut StepContext, level: &mut OutputLevel, stream: Stream, line: &str) {
+    if let Stream::Stderr = stream {
+        ctx.log.write(LogLevel::Error, line);
+        return;
+    }
+    match parse_line(line) {
+        None => {
+            let log_level = match level {
+                OutputLevel::Default => LogLevel::Info,
+                OutputLevel::Verbose => LogLevel::Verbose,
+                OutputLevel::Highlight => LogLevel::Highlight,
+                OutputLevel::Warning => LogLevel::Warn,
+                OutputLevel::Error => LogLevel::Error,
+            };
+            ctx.log.write(log_level, line);
+        }
+        Some(ServiceMessage::OutputLevel(new_level)) => *level = new_level,
+        Some(ServiceMessage::SetVariable { name, value, sensitive }) => ctx.set_output(name, value, sensitive),
+        Some(ServiceMessage::ResultMessage { message }) => ctx.result_message = Some(message),
+        Some(ServiceMessage::CreateArtifact { path, name }) => {
+            let path = ctx.work_dir.join(path); // an absolute path replaces the base
+            if !path.is_file() {
+                ctx.log.write(LogLevel::Warn, &format!("artifact {name}: {} does not exist", path.display()));
+            } else {
+                ctx.log.write(LogLevel::Info, &format!("Artifact {name} collected from {}", path.display()));
+            }
+            ctx.artifacts.push(Artifact { name, path });
+        }
+        Some(ServiceMessage::Other { name }) => {
+            ctx.log.write(LogLevel::Verbose, &format!("(service message {name} ignored)"));
+        }
+    }
+}
+
+/// The working directory: the step's work directory or a directory below it, never outside.
+fn resolve_cwd(work_dir: &Path, cwd: Option<&str>) -> Result<PathBuf, String> {
+    let Some(rel) = cwd.filter(|c| !c.is_empty() && *c != ".") else {
+        return Ok(work_dir.to_path_buf());
+    };
+    let rel_path = Path::new(rel);
+    if rel_path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(format!("working directory {rel:?} must be relative to the step's work directory, without '..'"));
+    }
+    let dir = work_dir.join(rel_path);
+    if !dir.is_dir() {
+        return Err(format!("working directory {rel:?} does not exist in the step's work directory"));
+    }
+    Ok(dir)
+}
+
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: plain syscall; the group was created for this command (process_group(0)).
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cwd_stays_inside_the_work_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert_eq!(resolve_cwd(dir.path(), None).unwrap(), dir.path());
+        assert_eq!(resolve_cwd(dir.path(), Some("sub")).unwrap(), dir.path().join("sub"));
+        assert!(resolve_cwd(dir.path(), Some("../x")).is_err());
+        assert!(resolve_cwd(dir.path(), Some("/etc")).is_err());
+        assert!(resolve_cwd(dir.path(), Some("missing")).is_err());
+    }
+}
