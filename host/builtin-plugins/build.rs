@@ -10,32 +10,61 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let repo = manifest_dir.ancestors().nth(2).unwrap().to_path_buf();
     let plugins = repo.join("plugins");
-    for watched in ["Cargo.toml", "Cargo.lock", ".cargo", "sdk", "sdk-macros", "run-script", "http-health-check", "examples", "test-fixtures"] {
+    for watched in [
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo",
+        "sdk",
+        "sdk-macros",
+        "run-script",
+        "http-health-check",
+        "examples",
+        "test-fixtures",
+    ] {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", repo.join("wit").display());
     println!("cargo:rerun-if-env-changed=OCTO_PLUGINS_TARGET_DIR");
 
-    let target_dir = std::env::var_os("OCTO_PLUGINS_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
-        let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-        out.ancestors().nth(4).unwrap().join("octo-plugins")
-    });
+    let target_dir = std::env::var_os("OCTO_PLUGINS_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
+            let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+            out.ancestors().nth(4).unwrap().join("octo-plugins")
+        });
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(plugins.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir);
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER"] {
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(plugins.join("Cargo.toml"))
+    .env("CARGO_TARGET_DIR", &target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("cannot run cargo to build the plugins");
     if !status.success() {
         if !wasm_target_installed() {
-            panic!("the wasm32-wasip2 target is not installed: run `rustup target add wasm32-wasip2` (the README's commands do this for you)");
+            panic!(
+                "the wasm32-wasip2 target is not installed: run `rustup target add wasm32-wasip2` (the README's commands do this for you)"
+            );
         }
-        panic!("building the plugins in {} failed (see the output above)", plugins.display());
+        panic!(
+            "building the plugins in {} failed (see the output above)",
+            plugins.display()
+        );
     }
     let built = target_dir.join("wasm32-wasip2").join("release");
     for name in ["run_script", "http_health_check"] {
@@ -51,6 +80,10 @@ fn wasm_target_installed() -> bool {
         .args(["--print", "sysroot"])
         .output()
         .ok()
-        .map(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).join("lib/rustlib/wasm32-wasip2").is_dir())
+        .map(|o| {
+            Path::new(String::from_utf8_lossy(&o.stdout).trim())
+                .join("lib/rustlib/wasm32-wasip2")
+                .is_dir()
+        })
         .unwrap_or(false)
 }

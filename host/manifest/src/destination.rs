@@ -93,8 +93,11 @@ impl Destination {
 
     /// Parses a URL and keeps its origin. Paths, queries and user info are ignored.
     pub fn from_url(input: &str) -> Result<Self, DestinationError> {
-        let url = url::Url::parse(input.trim()).map_err(|_| DestinationError::Syntax(input.to_string()))?;
-        let host = url.host_str().ok_or_else(|| DestinationError::Syntax(input.to_string()))?;
+        let url = url::Url::parse(input.trim())
+            .map_err(|_| DestinationError::Syntax(input.to_string()))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| DestinationError::Syntax(input.to_string()))?;
         Destination::new(url.scheme(), host, url.port())
     }
 }
@@ -137,7 +140,12 @@ impl DestinationPattern {
         let port = match port {
             None => Some(scheme.default_port()),
             Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| DestinationError::Port(p.into()))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| DestinationError::Port(p.into()))?,
+            ),
         };
         let host = if host == "*" {
             HostPattern::Any
@@ -159,13 +167,15 @@ impl DestinationPattern {
     ) -> Result<Self, DestinationError> {
         let trimmed = template.trim();
         if let Some(name) = whole_template(trimmed) {
-            let value = lookup(name).ok_or_else(|| DestinationError::MissingParameter(name.to_string()))?;
+            let value =
+                lookup(name).ok_or_else(|| DestinationError::MissingParameter(name.to_string()))?;
             check_value(name, &value)?;
             let dest = Destination::from_url(&value)?;
             return Ok(DestinationPattern::exact(&dest));
         }
         let resolved = substitute(trimmed, |name| {
-            let value = lookup(name).ok_or_else(|| DestinationError::MissingParameter(name.to_string()))?;
+            let value =
+                lookup(name).ok_or_else(|| DestinationError::MissingParameter(name.to_string()))?;
             check_value(name, &value)?;
             Ok(value)
         })?;
@@ -236,9 +246,15 @@ fn substitute(
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| DestinationError::Template(s.to_string()))?;
+        let end = after
+            .find("}}")
+            .ok_or_else(|| DestinationError::Template(s.to_string()))?;
         let name = after[..end].trim();
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
             return Err(DestinationError::Template(s.to_string()));
         }
         out.push_str(&value_of(name)?);
@@ -252,7 +268,8 @@ fn substitute(
 }
 
 fn check_value(name: &str, value: &str) -> Result<(), DestinationError> {
-    if value.is_empty() || value.contains(['*', '{', '}']) || value.chars().any(char::is_whitespace) {
+    if value.is_empty() || value.contains(['*', '{', '}']) || value.chars().any(char::is_whitespace)
+    {
         return Err(DestinationError::UnsafeParameter(name.to_string()));
     }
     Ok(())
@@ -289,9 +306,15 @@ fn normalise_host(host: &str) -> Result<String, DestinationError> {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
-    if ok { Ok(name) } else { Err(DestinationError::Host(host.to_string())) }
+    if ok {
+        Ok(name)
+    } else {
+        Err(DestinationError::Host(host.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -308,8 +331,14 @@ mod tests {
 
     #[test]
     fn destinations_normalise() {
-        assert_eq!(dest("HTTPS://Example.COM./x?y").to_string(), "https://example.com:443");
-        assert_eq!(dest("http://127.0.0.1:8080/health").to_string(), "http://127.0.0.1:8080");
+        assert_eq!(
+            dest("HTTPS://Example.COM./x?y").to_string(),
+            "https://example.com:443"
+        );
+        assert_eq!(
+            dest("http://127.0.0.1:8080/health").to_string(),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(dest("http://[::1]:9/").to_string(), "http://[::1]:9");
         // User info does not change the host.
         assert_eq!(dest("https://good.com@evil.com/").host, "evil.com");
@@ -335,12 +364,24 @@ mod tests {
         assert!(!p.matches(&dest("https://badexample.com")));
         assert!(pat("https://*:*").matches(&dest("https://anything:1")));
         assert!(pat("http://localhost:*").matches(&dest("http://localhost:5")));
-        assert_eq!(pat("https://*.Example.com:*").to_string(), "https://*.example.com:*");
+        assert_eq!(
+            pat("https://*.Example.com:*").to_string(),
+            "https://*.example.com:*"
+        );
     }
 
     #[test]
     fn bad_patterns() {
-        for bad in ["example.com", "ftp://x", "https://", "https://a:0", "https://a:99999", "https://u@h", "https://a b", "https://::1"] {
+        for bad in [
+            "example.com",
+            "ftp://x",
+            "https://",
+            "https://a:0",
+            "https://a:99999",
+            "https://u@h",
+            "https://a b",
+            "https://::1",
+        ] {
             assert!(DestinationPattern::parse(bad).is_err(), "{bad}");
         }
     }

@@ -12,7 +12,7 @@ pub mod destination;
 mod section;
 
 pub use destination::{Destination, DestinationError, DestinationPattern};
-pub use section::{embed_manifest, read_manifest, SectionError};
+pub use section::{SectionError, embed_manifest, read_manifest};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -114,11 +114,11 @@ pub enum ManifestError {
         /// Plugin id.
         id: String,
         /// Plugin version.
-        version: semver::Version,
+        version: String,
         /// The API version the plugin asks for.
-        wanted: semver::Version,
+        wanted: String,
         /// The API version this host implements.
-        supported: semver::Version,
+        supported: String,
     },
     /// The component is of another kind than the caller needs.
     #[error("plugin {id} is a {actual} plugin, not a {expected} plugin")]
@@ -158,9 +158,11 @@ impl Manifest {
             return Err(ManifestError::BadId(self.id.clone()));
         }
         for pattern in &self.outbound {
-            DestinationPattern::check_template(pattern).map_err(|e| ManifestError::BadOutbound {
-                pattern: pattern.clone(),
-                reason: e.to_string(),
+            DestinationPattern::check_template(pattern).map_err(|e| {
+                ManifestError::BadOutbound {
+                    pattern: pattern.clone(),
+                    reason: e.to_string(),
+                }
             })?;
         }
         Ok(())
@@ -175,9 +177,9 @@ impl Manifest {
         } else {
             Err(ManifestError::UnsupportedApi {
                 id: self.id.clone(),
-                version: self.version.clone(),
-                wanted: self.api_version.clone(),
-                supported: HOST_API_VERSION,
+                version: self.version.to_string(),
+                wanted: self.api_version.to_string(),
+                supported: HOST_API_VERSION.to_string(),
             })
         }
     }
@@ -234,24 +236,33 @@ mod tests {
 
     #[test]
     fn optional_lists_default_to_empty() {
-        let m = Manifest::from_json(br#"{"id":"a","version":"1.0.0","kind":"telemetry","apiVersion":"0.1.0"}"#)
-            .unwrap();
+        let m = Manifest::from_json(
+            br#"{"id":"a","version":"1.0.0","kind":"telemetry","apiVersion":"0.1.0"}"#,
+        )
+        .unwrap();
         assert!(m.outbound.is_empty() && m.capabilities.is_empty());
     }
 
     #[test]
     fn rejects_bad_documents() {
-        assert!(matches!(Manifest::from_json(b"{"), Err(ManifestError::Json(_))));
+        assert!(matches!(
+            Manifest::from_json(b"{"),
+            Err(ManifestError::Json(_))
+        ));
         assert!(matches!(
             Manifest::from_json(br#"{"id":"a","version":"1","kind":"step","apiVersion":"0.1.0"}"#),
             Err(ManifestError::Json(_))
         ));
         assert!(matches!(
-            Manifest::from_json(br#"{"id":"a","version":"1.0.0","kind":"daemon","apiVersion":"0.1.0"}"#),
+            Manifest::from_json(
+                br#"{"id":"a","version":"1.0.0","kind":"daemon","apiVersion":"0.1.0"}"#
+            ),
             Err(ManifestError::Json(_))
         ));
         assert!(matches!(
-            Manifest::from_json(br#"{"id":"A B","version":"1.0.0","kind":"step","apiVersion":"0.1.0"}"#),
+            Manifest::from_json(
+                br#"{"id":"A B","version":"1.0.0","kind":"step","apiVersion":"0.1.0"}"#
+            ),
             Err(ManifestError::BadId(_))
         ));
         assert!(matches!(
@@ -281,12 +292,21 @@ mod tests {
         let mut m = sample();
         m.api_version = v("9.0.0");
         let err = m.check_api_version().unwrap_err().to_string();
-        assert!(err.contains("needs plugin API 9.0.0") && err.contains("supports 0.1.0"), "{err}");
+        assert!(
+            err.contains("needs plugin API 9.0.0") && err.contains("supports 0.1.0"),
+            "{err}"
+        );
     }
 
     #[test]
     fn kind_check_names_both_kinds() {
-        let err = sample().check_kind(PluginKind::Telemetry).unwrap_err().to_string();
-        assert_eq!(err, "plugin http-health-check is a step plugin, not a telemetry plugin");
+        let err = sample()
+            .check_kind(PluginKind::Telemetry)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "plugin http-health-check is a step plugin, not a telemetry plugin"
+        );
     }
 }

@@ -23,7 +23,9 @@ pub enum SectionError {
     )]
     Missing,
     /// More than one candidate section, so which one counts would be ambiguous.
-    #[error("the component has {0} octo:manifest sections in its core modules; keep one, or add a top-level one with `octo plugins pack`")]
+    #[error(
+        "the component has {0} octo:manifest sections in its core modules; keep one, or add a top-level one with `octo plugins pack`"
+    )]
     Ambiguous(usize),
     /// The section is there but its contents are not a valid manifest.
     #[error(transparent)]
@@ -93,8 +95,11 @@ pub fn embed_manifest(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, 
         let end = start
             .checked_add(size as usize)
             .filter(|&e| e <= rest.len())
-            .ok_or_else(|| SectionError::Malformed("section runs past the end of the file".into()))?;
-        let is_old_manifest = id == 0 && custom_section_name(&rest[start..end]) == Some(SECTION_NAME);
+            .ok_or_else(|| {
+                SectionError::Malformed("section runs past the end of the file".into())
+            })?;
+        let is_old_manifest =
+            id == 0 && custom_section_name(&rest[start..end]) == Some(SECTION_NAME);
         if !is_old_manifest {
             out.extend_from_slice(&rest[..end]);
         }
@@ -151,7 +156,8 @@ mod tests {
 
     fn manifest(id: &str) -> Manifest {
         Manifest::from_json(
-            format!(r#"{{"id":"{id}","version":"1.2.3","kind":"step","apiVersion":"0.1.0"}}"#).as_bytes(),
+            format!(r#"{{"id":"{id}","version":"1.2.3","kind":"step","apiVersion":"0.1.0"}}"#)
+                .as_bytes(),
         )
         .unwrap()
     }
@@ -195,16 +201,34 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(read_manifest(b"hello").unwrap_err(), SectionError::NotWasm);
-        assert_eq!(read_manifest(EMPTY_MODULE).unwrap_err(), SectionError::CoreModule);
-        assert_eq!(read_manifest(EMPTY_COMPONENT).unwrap_err(), SectionError::Missing);
-        assert_eq!(embed_manifest(EMPTY_MODULE, &manifest("x")).unwrap_err(), SectionError::CoreModule);
+        assert_eq!(
+            read_manifest(EMPTY_MODULE).unwrap_err(),
+            SectionError::CoreModule
+        );
+        assert_eq!(
+            read_manifest(EMPTY_COMPONENT).unwrap_err(),
+            SectionError::Missing
+        );
+        assert_eq!(
+            embed_manifest(EMPTY_MODULE, &manifest("x")).unwrap_err(),
+            SectionError::CoreModule
+        );
         let mut bad = EMPTY_COMPONENT.to_vec();
         bad.extend(custom_section(SECTION_NAME, b"{not json"));
-        assert!(matches!(read_manifest(&bad).unwrap_err(), SectionError::Invalid(ManifestError::Json(_))));
+        assert!(matches!(
+            read_manifest(&bad).unwrap_err(),
+            SectionError::Invalid(ManifestError::Json(_))
+        ));
         let mut truncated = EMPTY_COMPONENT.to_vec();
         truncated.extend([0, 50, 1]);
-        assert!(matches!(read_manifest(&truncated).unwrap_err(), SectionError::Malformed(_)));
-        assert!(matches!(embed_manifest(&truncated, &manifest("x")).unwrap_err(), SectionError::Malformed(_)));
+        assert!(matches!(
+            read_manifest(&truncated).unwrap_err(),
+            SectionError::Malformed(_)
+        ));
+        assert!(matches!(
+            embed_manifest(&truncated, &manifest("x")).unwrap_err(),
+            SectionError::Malformed(_)
+        ));
     }
 
     #[test]

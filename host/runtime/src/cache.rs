@@ -24,11 +24,16 @@ impl CompiledCache {
     pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine) -> Self {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        CompiledCache { dir, engine_key: format!("{:016x}", hasher.finish()) }
+        CompiledCache {
+            dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        }
     }
 
     fn path_for(&self, digest: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_key)))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{digest}-{}.cwasm", self.engine_key)))
     }
 
     pub(crate) fn contains(&self, digest: &str) -> bool {
@@ -75,5 +80,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

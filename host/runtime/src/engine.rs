@@ -114,7 +114,13 @@ impl Runtime {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         let cache = CompiledCache::new(config.cache_dir.clone(), &engine);
-        Ok(Runtime { engine, step_linker, cache, config, ticker_stop })
+        Ok(Runtime {
+            engine,
+            step_linker,
+            cache,
+            config,
+            ticker_stop,
+        })
     }
 
     /// The limits this runtime enforces.
@@ -134,19 +140,29 @@ impl Runtime {
             kind: PluginKind::Step,
             reason: one_line(&e),
         };
-        let pre = self.step_linker.instantiate_pre(&component).map_err(world_error)?;
+        let pre = self
+            .step_linker
+            .instantiate_pre(&component)
+            .map_err(world_error)?;
         let pre = StepPre::new(pre).map_err(world_error)?;
         Ok(StepPlugin::new(manifest, digest, pre))
     }
 
-    fn compile(&self, manifest: &Manifest, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
-        self.cache.load_or_compile(&self.engine, bytes, digest).map_err(|e| match e {
-            crate::cache::CacheError::Compile(e) => LoadError::Compile {
-                id: manifest.id.clone(),
-                reason: one_line(&e),
-            },
-            crate::cache::CacheError::Io(e) => LoadError::Cache(e),
-        })
+    fn compile(
+        &self,
+        manifest: &Manifest,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Component, LoadError> {
+        self.cache
+            .load_or_compile(&self.engine, bytes, digest)
+            .map_err(|e| match e {
+                crate::cache::CacheError::Compile(e) => LoadError::Compile {
+                    id: manifest.id.clone(),
+                    reason: one_line(&e),
+                },
+                crate::cache::CacheError::Io(e) => LoadError::Cache(e),
+            })
     }
 
     /// Whether compiled code for these bytes is already in the on-disk cache.
@@ -162,12 +178,14 @@ impl Drop for Runtime {
 }
 
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("octo-epoch".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(EPOCH_TICK);
-            engine.increment_epoch();
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("octo-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
     Ok(())
 }
 
@@ -176,7 +194,12 @@ pub(crate) fn one_line(e: &wasmtime::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        let text = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+        let text = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }

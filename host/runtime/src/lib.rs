@@ -24,11 +24,12 @@ mod step;
 pub use engine::{LoadError, Runtime, RuntimeConfig};
 pub use mask::Masker;
 pub use outbound::{
-    AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest, Verdict,
+    AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,
+    Verdict,
 };
 pub use step::{
-    Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, ParameterInfo, StepDescription,
-    StepFailure, StepOutcome, StepPlugin, StepRequest, Variable,
+    Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, ParameterInfo,
+    StepDescription, StepFailure, StepOutcome, StepPlugin, StepRequest, Variable,
 };
 
 /// Hex SHA-256 of some bytes: how plugins are named in the cache and the store.

@@ -60,7 +60,10 @@ mod tests {
         m.add("abc");
         m.add("abcdef");
         m.add("");
-        assert_eq!(m.mask("x abcdef y abc z abc"), "x ******** y ******** z ********");
+        assert_eq!(
+            m.mask("x abcdef y abc z abc"),
+            "x ******** y ******** z ********"
+        );
         assert_eq!(m.mask("nothing here"), "nothing here");
     }
 

@@ -59,10 +59,17 @@ impl AllowList {
 
 impl OutboundPolicy for AllowList {
     fn check(&self, request: &OutboundRequest) -> Verdict {
-        if self.patterns.iter().any(|p| p.matches(&request.destination)) {
+        if self
+            .patterns
+            .iter()
+            .any(|p| p.matches(&request.destination))
+        {
             Verdict::Allow
         } else {
-            Verdict::Deny(format!("{} is not granted to plugin {}", request.destination, request.plugin_id))
+            Verdict::Deny(format!(
+                "{} is not granted to plugin {}",
+                request.destination, request.plugin_id
+            ))
         }
     }
 }
@@ -97,13 +104,19 @@ pub struct MemoryAudit {
 impl MemoryAudit {
     /// Everything recorded so far.
     pub fn attempts(&self) -> Vec<OutboundAttempt> {
-        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 impl AuditSink for MemoryAudit {
     fn record(&self, attempt: &OutboundAttempt) {
-        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).push(attempt.clone());
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(attempt.clone());
     }
 }
 
@@ -121,7 +134,10 @@ pub(crate) struct OutboundGate {
 impl OutboundGate {
     pub(crate) fn decide(&self, destination: &Destination) -> OutboundAttempt {
         let reason = if !self.declared.iter().any(|p| p.matches(destination)) {
-            Some(format!("{destination} is not declared in the manifest of plugin {}", self.plugin_id))
+            Some(format!(
+                "{destination} is not declared in the manifest of plugin {}",
+                self.plugin_id
+            ))
         } else {
             match self.policy.check(&OutboundRequest {
                 plugin_id: self.plugin_id.clone(),
@@ -192,11 +208,17 @@ impl WasiHttpHooks for OutboundGate {
 mod tests {
     use super::*;
 
-    fn gate(declared: &[&str], policy: Arc<dyn OutboundPolicy>) -> (OutboundGate, Arc<MemoryAudit>) {
+    fn gate(
+        declared: &[&str],
+        policy: Arc<dyn OutboundPolicy>,
+    ) -> (OutboundGate, Arc<MemoryAudit>) {
         let audit = Arc::new(MemoryAudit::default());
         let gate = OutboundGate {
             plugin_id: "p".into(),
-            declared: declared.iter().map(|d| DestinationPattern::parse(d).unwrap()).collect(),
+            declared: declared
+                .iter()
+                .map(|d| DestinationPattern::parse(d).unwrap())
+                .collect(),
             policy,
             audit: vec![audit.clone()],
             on_denied: Arc::new(|_| {}),
@@ -210,11 +232,16 @@ mod tests {
 
     #[test]
     fn undeclared_destinations_are_denied_even_when_policy_allows() {
-        let allow_all = Arc::new(AllowList::new(vec![DestinationPattern::parse("https://*:*").unwrap()]));
+        let allow_all = Arc::new(AllowList::new(vec![
+            DestinationPattern::parse("https://*:*").unwrap(),
+        ]));
         let (gate, audit) = gate(&["https://api.example.com"], allow_all);
         assert!(gate.decide(&dest("https://api.example.com/x")).allowed);
         let denied = gate.decide(&dest("https://evil.example.com"));
-        assert!(!denied.allowed && denied.reason.contains("not declared"), "{denied:?}");
+        assert!(
+            !denied.allowed && denied.reason.contains("not declared"),
+            "{denied:?}"
+        );
         assert_eq!(audit.attempts().len(), 2);
     }
 

@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// Host environment variables a command inherits; everything else of the host's environment stays out.
-const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
+const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL",
+];
 
 enum Stream {
     Stdout,
@@ -40,22 +42,31 @@ impl process::Host for StepState {
 }
 
 async fn run_command(ctx: &mut StepContext, command: Command) -> Result<i32, process::Error> {
-    let cwd = resolve_cwd(&ctx.work_dir, command.cwd.as_deref()).map_err(process::Error::SpawnFailed)?;
+    let cwd =
+        resolve_cwd(&ctx.work_dir, command.cwd.as_deref()).map_err(process::Error::SpawnFailed)?;
     let mut cmd = tokio::process::Command::new(&command.program);
     cmd.args(&command.args)
         .env_clear()
-        .envs(INHERITED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))))
+        .envs(
+            INHERITED_ENV
+                .iter()
+                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+        )
         .envs(ctx.process_env.iter().map(|(k, v)| (k, v)))
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&cwd)
-        .stdin(if command.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if command.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program)))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program))
+    })?;
     // Kills the whole process group if this future is dropped (deadline, cancellation) before the end.
     let mut group = GroupGuard(child.id().map(|id| id as i32));
 
@@ -82,14 +93,18 @@ async fn run_command(ctx: &mut StepContext, command: Command) -> Result<i32, pro
             _ = cancel.cancelled() => return Err(process::Error::Cancelled),
         }
     };
-    let status = status.map_err(|e| process::Error::SpawnFailed(format!("waiting for {:?}: {e}", command.program)))?;
+    let status = status.map_err(|e| {
+        process::Error::SpawnFailed(format!("waiting for {:?}: {e}", command.program))
+    })?;
     group.0 = None; // exited by itself: leave any daemons it started alone
     let drain_until = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
     while let Ok(Some((stream, line))) = tokio::time::timeout_at(drain_until, rx.recv()).await {
         handle_line(ctx, &mut level, stream, &line);
     }
     use std::os::unix::process::ExitStatusExt;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 fn spawn_line_reader<R>(reader: Option<R>, stream: Stream, tx: mpsc::Sender<(Stream, String)>)
@@ -132,19 +147,32 @@ fn handle_line(ctx: &mut StepContext, level: &mut OutputLevel, stream: Stream, l
             ctx.log.write(log_level, line);
         }
         Some(ServiceMessage::OutputLevel(new_level)) => *level = new_level,
-        Some(ServiceMessage::SetVariable { name, value, sensitive }) => ctx.set_output(name, value, sensitive),
+        Some(ServiceMessage::SetVariable {
+            name,
+            value,
+            sensitive,
+        }) => ctx.set_output(name, value, sensitive),
         Some(ServiceMessage::ResultMessage { message }) => ctx.result_message = Some(message),
         Some(ServiceMessage::CreateArtifact { path, name }) => {
             let path = ctx.work_dir.join(path); // an absolute path replaces the base
             if !path.is_file() {
-                ctx.log.write(LogLevel::Warn, &format!("artifact {name}: {} does not exist", path.display()));
+                ctx.log.write(
+                    LogLevel::Warn,
+                    &format!("artifact {name}: {} does not exist", path.display()),
+                );
             } else {
-                ctx.log.write(LogLevel::Info, &format!("Artifact {name} collected from {}", path.display()));
+                ctx.log.write(
+                    LogLevel::Info,
+                    &format!("Artifact {name} collected from {}", path.display()),
+                );
             }
             ctx.artifacts.push(Artifact { name, path });
         }
         Some(ServiceMessage::Other { name }) => {
-            ctx.log.write(LogLevel::Verbose, &format!("(service message {name} ignored)"));
+            ctx.log.write(
+                LogLevel::Verbose,
+                &format!("(service message {name} ignored)"),
+            );
         }
     }
 }
@@ -155,12 +183,19 @@ fn resolve_cwd(work_dir: &Path, cwd: Option<&str>) -> Result<PathBuf, String> {
         return Ok(work_dir.to_path_buf());
     };
     let rel_path = Path::new(rel);
-    if rel_path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(format!("working directory {rel:?} must be relative to the step's work directory, without '..'"));
+    if rel_path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "working directory {rel:?} must be relative to the step's work directory, without '..'"
+        ));
     }
     let dir = work_dir.join(rel_path);
     if !dir.is_dir() {
-        return Err(format!("working directory {rel:?} does not exist in the step's work directory"));
+        return Err(format!(
+            "working directory {rel:?} does not exist in the step's work directory"
+        ));
     }
     Ok(dir)
 }
@@ -187,7 +222,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         assert_eq!(resolve_cwd(dir.path(), None).unwrap(), dir.path());
-        assert_eq!(resolve_cwd(dir.path(), Some("sub")).unwrap(), dir.path().join("sub"));
+        assert_eq!(
+            resolve_cwd(dir.path(), Some("sub")).unwrap(),
+            dir.path().join("sub")
+        );
         assert!(resolve_cwd(dir.path(), Some("../x")).is_err());
         assert!(resolve_cwd(dir.path(), Some("/etc")).is_err());
         assert!(resolve_cwd(dir.path(), Some("missing")).is_err());

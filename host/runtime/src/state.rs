@@ -24,7 +24,10 @@ pub(crate) struct StepLog {
 
 impl StepLog {
     pub(crate) fn new(sink: Arc<dyn LogSink>, masker: Masker) -> Self {
-        StepLog { sink, masker: Arc::new(Mutex::new(masker)) }
+        StepLog {
+            sink,
+            masker: Arc::new(Mutex::new(masker)),
+        }
     }
 
     pub(crate) fn write(&self, level: LogLevel, text: &str) {
@@ -41,11 +44,17 @@ impl StepLog {
     }
 
     pub(crate) fn mask(&self, text: &str) -> String {
-        self.masker.lock().unwrap_or_else(|e| e.into_inner()).mask(text)
+        self.masker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .mask(text)
     }
 
     pub(crate) fn add_secret(&self, secret: &str) {
-        self.masker.lock().unwrap_or_else(|e| e.into_inner()).add(secret);
+        self.masker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(secret);
     }
 }
 
@@ -71,9 +80,14 @@ impl StepContext {
         if sensitive {
             self.log.add_secret(&value);
         }
-        self.log.write(LogLevel::Verbose, &format!("Output variable {name} set"));
+        self.log
+            .write(LogLevel::Verbose, &format!("Output variable {name} set"));
         self.outputs.retain(|o| o.name != name);
-        self.outputs.push(OutputVariable { name, value, sensitive });
+        self.outputs.push(OutputVariable {
+            name,
+            value,
+            sensitive,
+        });
     }
 }
 
@@ -89,13 +103,20 @@ pub(crate) struct StepState {
 
 impl WasiView for StepState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for StepState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
     }
 }
 
@@ -118,14 +139,22 @@ impl log::Host for StepState {
 
 impl variables::Host for StepState {
     fn get(&mut self, name: String) -> Option<String> {
-        self.ctx.variables.iter().find(|v| v.name == name).map(|v| v.value.clone())
+        self.ctx
+            .variables
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.value.clone())
     }
 
     fn all(&mut self) -> Vec<types::Variable> {
         self.ctx
             .variables
             .iter()
-            .map(|v| types::Variable { name: v.name.clone(), value: v.value.clone(), sensitive: v.sensitive })
+            .map(|v| types::Variable {
+                name: v.name.clone(),
+                value: v.value.clone(),
+                sensitive: v.sensitive,
+            })
             .collect()
     }
 

@@ -1,12 +1,12 @@
 //! Running a step plugin: arguments in, a [`StepOutcome`] out, whatever the plugin does.
 
+use crate::Runtime;
 use crate::bindings::{Step, StepPre, octo::plugin::types};
 use crate::engine::{EPOCH_TICK, one_line};
 use crate::limits::Limits;
 use crate::mask::Masker;
 use crate::outbound::{AuditSink, MemoryAudit, OutboundAttempt, OutboundGate, OutboundPolicy};
 use crate::state::{StepContext, StepLog, StepState};
-use crate::Runtime;
 use octo_manifest::{Capability, DestinationPattern, Manifest};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -87,8 +87,15 @@ pub struct Variable {
 
 impl fmt::Debug for Variable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = if self.sensitive { crate::mask::MASK } else { &self.value };
-        f.debug_struct("Variable").field("name", &self.name).field("value", &value).finish()
+        let value = if self.sensitive {
+            crate::mask::MASK
+        } else {
+            &self.value
+        };
+        f.debug_struct("Variable")
+            .field("name", &self.name)
+            .field("value", &value)
+            .finish()
     }
 }
 
@@ -106,13 +113,20 @@ pub struct OutputVariable {
 impl OutputVariable {
     /// The value as it may be shown: masked when sensitive.
     pub fn display_value(&self) -> &str {
-        if self.sensitive { crate::mask::MASK } else { &self.value }
+        if self.sensitive {
+            crate::mask::MASK
+        } else {
+            &self.value
+        }
     }
 }
 
 impl fmt::Debug for OutputVariable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutputVariable").field("name", &self.name).field("value", &self.display_value()).finish()
+        f.debug_struct("OutputVariable")
+            .field("name", &self.name)
+            .field("value", &self.display_value())
+            .finish()
     }
 }
 
@@ -250,10 +264,18 @@ impl fmt::Display for StepFailure {
             StepFailure::InvalidArguments(m) => write!(f, "{m}"),
             StepFailure::Trapped(m) => write!(f, "the plugin crashed: {m}"),
             StepFailure::DeadlineExceeded(d) => {
-                write!(f, "the step was stopped after {} (its deadline)", humanize(*d))
+                write!(
+                    f,
+                    "the step was stopped after {} (its deadline)",
+                    humanize(*d)
+                )
             }
             StepFailure::MemoryLimitExceeded(limit) => {
-                write!(f, "the plugin was stopped: it tried to use more than its memory limit of {} MiB", limit / (1024 * 1024))
+                write!(
+                    f,
+                    "the plugin was stopped: it tried to use more than its memory limit of {} MiB",
+                    limit / (1024 * 1024)
+                )
             }
             StepFailure::Cancelled => write!(f, "the step was cancelled"),
             StepFailure::Host(m) => write!(f, "{m}"),
@@ -276,7 +298,12 @@ pub struct StepOutcome {
 
 impl StepOutcome {
     fn failed_early(failure: StepFailure) -> Self {
-        StepOutcome { result: Err(failure), outputs: Vec::new(), artifacts: Vec::new(), outbound: Vec::new() }
+        StepOutcome {
+            result: Err(failure),
+            outputs: Vec::new(),
+            artifacts: Vec::new(),
+            outbound: Vec::new(),
+        }
     }
 }
 
@@ -292,7 +319,11 @@ pub struct StepPlugin(Arc<Inner>);
 
 impl StepPlugin {
     pub(crate) fn new(manifest: Manifest, digest: String, pre: StepPre<StepState>) -> Self {
-        StepPlugin(Arc::new(Inner { manifest, digest, pre }))
+        StepPlugin(Arc::new(Inner {
+            manifest,
+            digest,
+            pre,
+        }))
     }
 
     /// The component's manifest.
@@ -307,7 +338,8 @@ impl StepPlugin {
 
     /// Calls `describe` in a throwaway instance.
     pub async fn describe(&self, runtime: &Runtime) -> Result<StepDescription, StepFailure> {
-        let dir = tempfile::tempdir().map_err(|e| StepFailure::Host(format!("cannot create a work directory: {e}")))?;
+        let dir = tempfile::tempdir()
+            .map_err(|e| StepFailure::Host(format!("cannot create a work directory: {e}")))?;
         let request = StepRequest::new(dir.path());
         let (mut store, _audit) = self.new_store(runtime, &request, Vec::new())?;
         let instance = self.instantiate(&mut store).await?;
@@ -328,15 +360,20 @@ impl StepPlugin {
             Ok(s) => s,
             Err(f) => return StepOutcome::failed_early(f),
         };
-        let result = tokio::time::timeout(deadline, self.run_in(&mut store, request.arguments)).await;
+        let result =
+            tokio::time::timeout(deadline, self.run_in(&mut store, request.arguments)).await;
         let result = match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(failure)) => Err(failure),
             Err(_) => Err(StepFailure::DeadlineExceeded(deadline)),
         };
         let result = result.map_err(|failure| match failure {
-            StepFailure::Trapped(_) | StepFailure::Host(_) if request.cancel.is_cancelled() => StepFailure::Cancelled,
-            StepFailure::Trapped(_) if started.elapsed() >= deadline => StepFailure::DeadlineExceeded(deadline),
+            StepFailure::Trapped(_) | StepFailure::Host(_) if request.cancel.is_cancelled() => {
+                StepFailure::Cancelled
+            }
+            StepFailure::Trapped(_) if started.elapsed() >= deadline => {
+                StepFailure::DeadlineExceeded(deadline)
+            }
             StepFailure::Trapped(m) => classify_message(m, &store, runtime),
             other => other,
         });
@@ -366,9 +403,16 @@ impl StepPlugin {
         }
     }
 
-    async fn run_in(&self, store: &mut Store<StepState>, given: BTreeMap<String, String>) -> Result<(), StepFailure> {
+    async fn run_in(
+        &self,
+        store: &mut Store<StepState>,
+        given: BTreeMap<String, String>,
+    ) -> Result<(), StepFailure> {
         let instance = self.instantiate(store).await?;
-        let description = instance.call_describe(&mut *store).await.map_err(|e| StepFailure::Trapped(trap_text(&e, store)))?;
+        let description = instance
+            .call_describe(&mut *store)
+            .await
+            .map_err(|e| StepFailure::Trapped(trap_text(&e, store)))?;
         let arguments = apply_parameters(&description, given)?;
         let ctx = &mut store.data_mut().ctx;
         for p in description.parameters.iter().filter(|p| p.sensitive) {
@@ -378,8 +422,10 @@ impl StepPlugin {
         }
         let declared = self.resolve_declared(&arguments, &ctx.log);
         store.data_mut().gate.declared = declared;
-        let args: Vec<types::Argument> =
-            arguments.into_iter().map(|(name, value)| types::Argument { name, value }).collect();
+        let args: Vec<types::Argument> = arguments
+            .into_iter()
+            .map(|(name, value)| types::Argument { name, value })
+            .collect();
         match instance.call_run(&mut *store, &args).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(StepFailure::Failed(message)),
@@ -389,22 +435,42 @@ impl StepPlugin {
 
     /// The manifest's outbound patterns with this run's arguments filled in. An entry whose parameter has
     /// no value grants nothing.
-    fn resolve_declared(&self, arguments: &[(String, String)], log: &StepLog) -> Vec<DestinationPattern> {
-        let lookup = |name: &str| arguments.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    fn resolve_declared(
+        &self,
+        arguments: &[(String, String)],
+        log: &StepLog,
+    ) -> Vec<DestinationPattern> {
+        let lookup = |name: &str| {
+            arguments
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
         let mut declared = Vec::new();
         for entry in &self.0.manifest.outbound {
             match DestinationPattern::resolve(entry, lookup) {
                 Ok(p) => declared.push(p),
-                Err(e) => log.write(LogLevel::Verbose, &format!("outbound destination {entry} not granted: {e}")),
+                Err(e) => log.write(
+                    LogLevel::Verbose,
+                    &format!("outbound destination {entry} not granted: {e}"),
+                ),
             }
         }
         declared
     }
 
     async fn instantiate(&self, store: &mut Store<StepState>) -> Result<Step, StepFailure> {
-        self.0.pre.instantiate_async(&mut *store).await.map_err(|e| {
-            StepFailure::Host(format!("cannot instantiate plugin {}: {}", self.0.manifest.id, one_line(&e)))
-        })
+        self.0
+            .pre
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| {
+                StepFailure::Host(format!(
+                    "cannot instantiate plugin {}: {}",
+                    self.0.manifest.id,
+                    one_line(&e)
+                ))
+            })
     }
 
     fn new_store(
@@ -428,9 +494,13 @@ impl StepPlugin {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
-        wasi.preopened_dir(&request.work_dir, ".", FsPerms::ReadWrite).map_err(|e| {
-            StepFailure::Host(format!("cannot open the work directory {}: {e}", request.work_dir.display()))
-        })?;
+        wasi.preopened_dir(&request.work_dir, ".", FsPerms::ReadWrite)
+            .map_err(|e| {
+                StepFailure::Host(format!(
+                    "cannot open the work directory {}: {e}",
+                    request.work_dir.display()
+                ))
+            })?;
         let audit = Arc::new(MemoryAudit::default());
         let mut sinks: Vec<Arc<dyn AuditSink>> = vec![audit.clone()];
         sinks.extend(request.audit.clone());
@@ -441,7 +511,10 @@ impl StepPlugin {
             policy: request.policy.clone(),
             audit: sinks,
             on_denied: Arc::new(move |a: &OutboundAttempt| {
-                denied_log.write(LogLevel::Warn, &format!("Outbound request to {} denied: {}", a.destination, a.reason));
+                denied_log.write(
+                    LogLevel::Warn,
+                    &format!("Outbound request to {} denied: {}", a.destination, a.reason),
+                );
             }),
         };
         let started = Instant::now();
@@ -491,18 +564,31 @@ fn apply_parameters(
     description: &types::StepDescription,
     mut given: BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>, StepFailure> {
-    if let Some(unknown) = given.keys().find(|k| !description.parameters.iter().any(|p| &p.name == *k)) {
-        let accepted: Vec<&str> = description.parameters.iter().map(|p| p.name.as_str()).collect();
+    if let Some(unknown) = given
+        .keys()
+        .find(|k| !description.parameters.iter().any(|p| &p.name == *k))
+    {
+        let accepted: Vec<&str> = description
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         return Err(StepFailure::InvalidArguments(format!(
             "step {:?} has no parameter {unknown}; it accepts: {}",
             description.name,
-            if accepted.is_empty() { "(none)".to_string() } else { accepted.join(", ") }
+            if accepted.is_empty() {
+                "(none)".to_string()
+            } else {
+                accepted.join(", ")
+            }
         )));
     }
     let mut arguments = Vec::new();
     for p in &description.parameters {
         match given.remove(&p.name).or_else(|| p.default_value.clone()) {
-            Some(value) if !(p.required && value.is_empty()) => arguments.push((p.name.clone(), value)),
+            Some(value) if !(p.required && value.is_empty()) => {
+                arguments.push((p.name.clone(), value))
+            }
             Some(_) | None if p.required => {
                 return Err(StepFailure::InvalidArguments(format!(
                     "missing required parameter {} ({}); pass --param {}=VALUE",
@@ -542,7 +628,11 @@ fn trap_text(e: &wasmtime::Error, store: &Store<StepState>) -> String {
     };
     let stderr = store.data().ctx.guest_stderr.contents();
     let said = String::from_utf8_lossy(&stderr);
-    let tail: Vec<&str> = said.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note:")).collect();
+    let tail: Vec<&str> = said
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+        .collect();
     if tail.is_empty() {
         return trap;
     }
@@ -571,7 +661,7 @@ fn classify_message(message: String, store: &Store<StepState>, runtime: &Runtime
 
 fn humanize(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs >= 60 && secs % 60 == 0 {
+    if secs >= 60 && secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else if secs > 0 {
         format!("{secs} s")
@@ -604,14 +694,36 @@ mod tests {
 
     #[test]
     fn parameters_defaults_required_unknown() {
-        let d = description(vec![("url", None, true), ("status", Some("200"), false), ("opt", None, false)]);
-        let args = apply_parameters(&d, BTreeMap::from([("url".into(), "http://x".into())])).unwrap();
-        assert_eq!(args, vec![("url".into(), "http://x".into()), ("status".into(), "200".into())]);
-        let err = apply_parameters(&d, BTreeMap::new()).unwrap_err().to_string();
-        assert_eq!(err, "missing required parameter url (URL); pass --param url=VALUE");
-        let err = apply_parameters(&d, BTreeMap::from([("nope".into(), "1".into())])).unwrap_err().to_string();
-        assert_eq!(err, "step \"demo\" has no parameter nope; it accepts: url, status, opt");
-        let err = apply_parameters(&d, BTreeMap::from([("url".into(), String::new())])).unwrap_err();
+        let d = description(vec![
+            ("url", None, true),
+            ("status", Some("200"), false),
+            ("opt", None, false),
+        ]);
+        let args =
+            apply_parameters(&d, BTreeMap::from([("url".into(), "http://x".into())])).unwrap();
+        assert_eq!(
+            args,
+            vec![
+                ("url".into(), "http://x".into()),
+                ("status".into(), "200".into())
+            ]
+        );
+        let err = apply_parameters(&d, BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "missing required parameter url (URL); pass --param url=VALUE"
+        );
+        let err = apply_parameters(&d, BTreeMap::from([("nope".into(), "1".into())]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "step \"demo\" has no parameter nope; it accepts: url, status, opt"
+        );
+        let err =
+            apply_parameters(&d, BTreeMap::from([("url".into(), String::new())])).unwrap_err();
         assert!(matches!(err, StepFailure::InvalidArguments(_)));
     }
 }

@@ -74,17 +74,26 @@ pub fn parse_line(line: &str) -> Option<ServiceMessage> {
         return None;
     }
     let attrs = parse_attributes(rest)?;
-    let get = |key: &str| attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+    let get = |key: &str| {
+        attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.clone())
+    };
     let message = match name {
         "setVariable" => ServiceMessage::SetVariable {
             name: get("name")?,
             value: get("value").unwrap_or_default(),
             sensitive: get("sensitive").is_some_and(|s| s.eq_ignore_ascii_case("true")),
         },
-        "resultMessage" => ServiceMessage::ResultMessage { message: get("message").unwrap_or_default() },
+        "resultMessage" => ServiceMessage::ResultMessage {
+            message: get("message").unwrap_or_default(),
+        },
         "createArtifact" => {
             let path = get("path")?;
-            let name = get("name").filter(|n| !n.is_empty()).unwrap_or_else(|| basename(&path).to_string());
+            let name = get("name")
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| basename(&path).to_string());
             ServiceMessage::CreateArtifact { path, name }
         }
         "stdout-verbose" => ServiceMessage::OutputLevel(OutputLevel::Verbose),
@@ -92,7 +101,9 @@ pub fn parse_line(line: &str) -> Option<ServiceMessage> {
         "stdout-highlight" => ServiceMessage::OutputLevel(OutputLevel::Highlight),
         "stdout-warning" => ServiceMessage::OutputLevel(OutputLevel::Warning),
         "stdout-error" => ServiceMessage::OutputLevel(OutputLevel::Error),
-        other => ServiceMessage::Other { name: other.to_string() },
+        other => ServiceMessage::Other {
+            name: other.to_string(),
+        },
     };
     Some(message)
 }
@@ -143,39 +154,94 @@ mod tests {
 
     #[test]
     fn set_variable() {
-        let line = format!("##octopus[setVariable name='{}' value='{}']", b("Result"), b("a b=c"));
+        let line = format!(
+            "##octopus[setVariable name='{}' value='{}']",
+            b("Result"),
+            b("a b=c")
+        );
         assert_eq!(
             parse_line(&line),
-            Some(ServiceMessage::SetVariable { name: "Result".into(), value: "a b=c".into(), sensitive: false })
+            Some(ServiceMessage::SetVariable {
+                name: "Result".into(),
+                value: "a b=c".into(),
+                sensitive: false
+            })
         );
-        let line = format!("##octopus[setVariable name='{}' value='{}' sensitive='{}']\r", b("Pw"), b("s3"), b("True"));
-        assert!(matches!(parse_line(&line), Some(ServiceMessage::SetVariable { sensitive: true, .. })));
+        let line = format!(
+            "##octopus[setVariable name='{}' value='{}' sensitive='{}']\r",
+            b("Pw"),
+            b("s3"),
+            b("True")
+        );
+        assert!(matches!(
+            parse_line(&line),
+            Some(ServiceMessage::SetVariable {
+                sensitive: true,
+                ..
+            })
+        ));
         // An empty value is legal (base64 of "" is "").
         let line = format!("##octopus[setVariable name='{}' value='']", b("Empty"));
-        assert!(matches!(parse_line(&line), Some(ServiceMessage::SetVariable { ref value, .. }) if value.is_empty()));
+        assert!(
+            matches!(parse_line(&line), Some(ServiceMessage::SetVariable { ref value, .. }) if value.is_empty())
+        );
     }
 
     #[test]
     fn result_and_artifact() {
-        let line = format!("##octopus[resultMessage message='{}']", b("Disk full — ünïcode"));
-        assert_eq!(parse_line(&line), Some(ServiceMessage::ResultMessage { message: "Disk full — ünïcode".into() }));
-        let line = format!("##octopus[createArtifact path='{}' name='{}']", b("/w/out.txt"), b(""));
+        let line = format!(
+            "##octopus[resultMessage message='{}']",
+            b("Disk full — ünïcode")
+        );
         assert_eq!(
             parse_line(&line),
-            Some(ServiceMessage::CreateArtifact { path: "/w/out.txt".into(), name: "out.txt".into() })
+            Some(ServiceMessage::ResultMessage {
+                message: "Disk full — ünïcode".into()
+            })
+        );
+        let line = format!(
+            "##octopus[createArtifact path='{}' name='{}']",
+            b("/w/out.txt"),
+            b("")
+        );
+        assert_eq!(
+            parse_line(&line),
+            Some(ServiceMessage::CreateArtifact {
+                path: "/w/out.txt".into(),
+                name: "out.txt".into()
+            })
         );
     }
 
     #[test]
     fn level_switches_and_unknown() {
-        assert_eq!(parse_line("##octopus[stdout-verbose]"), Some(ServiceMessage::OutputLevel(OutputLevel::Verbose)));
-        assert_eq!(parse_line("##octopus[stdout-default]\n"), Some(ServiceMessage::OutputLevel(OutputLevel::Default)));
-        assert_eq!(parse_line("##octopus[progress percentage='NTA=']"), Some(ServiceMessage::Other { name: "progress".into() }));
+        assert_eq!(
+            parse_line("##octopus[stdout-verbose]"),
+            Some(ServiceMessage::OutputLevel(OutputLevel::Verbose))
+        );
+        assert_eq!(
+            parse_line("##octopus[stdout-default]\n"),
+            Some(ServiceMessage::OutputLevel(OutputLevel::Default))
+        );
+        assert_eq!(
+            parse_line("##octopus[progress percentage='NTA=']"),
+            Some(ServiceMessage::Other {
+                name: "progress".into()
+            })
+        );
     }
 
     #[test]
     fn ordinary_output_is_not_a_message() {
-        for line in ["hello", "##octopus", "##octopus[]", "##octopus[setVariable name='x'", "echo ##octopus[stdout-verbose]", "##octopus[setVariable name=unquoted]", "##octopus[setVariable value='eA==']"] {
+        for line in [
+            "hello",
+            "##octopus",
+            "##octopus[]",
+            "##octopus[setVariable name='x'",
+            "echo ##octopus[stdout-verbose]",
+            "##octopus[setVariable name=unquoted]",
+            "##octopus[setVariable value='eA==']",
+        ] {
             assert_eq!(parse_line(line), None, "{line}");
         }
     }
@@ -184,7 +250,9 @@ mod tests {
     fn undecodable_values_are_kept_verbatim() {
         assert_eq!(
             parse_line("##octopus[resultMessage message='not base64!']"),
-            Some(ServiceMessage::ResultMessage { message: "not base64!".into() })
+            Some(ServiceMessage::ResultMessage {
+                message: "not base64!".into()
+            })
         );
     }
 }

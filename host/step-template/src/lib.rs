@@ -101,8 +101,11 @@ pub enum ValueError {
 impl StepTemplate {
     /// Parses a Library-format template and checks that it is a Bash script template.
     pub fn from_json(bytes: &[u8]) -> Result<Self, TemplateError> {
-        let raw: RawTemplate = serde_json::from_slice(bytes).map_err(|e| TemplateError::Json(e.to_string()))?;
-        let action_type = raw.action_type.ok_or(TemplateError::Missing("ActionType"))?;
+        let raw: RawTemplate =
+            serde_json::from_slice(bytes).map_err(|e| TemplateError::Json(e.to_string()))?;
+        let action_type = raw
+            .action_type
+            .ok_or(TemplateError::Missing("ActionType"))?;
         if action_type != "Octopus.Script" {
             return Err(TemplateError::NotScript(action_type));
         }
@@ -111,7 +114,9 @@ impl StepTemplate {
             .remove("Octopus.Action.Script.ScriptBody")
             .and_then(|v| v.into_string())
             .filter(|b| !b.trim().is_empty())
-            .ok_or(TemplateError::Missing("script body (Octopus.Action.Script.ScriptBody)"))?;
+            .ok_or(TemplateError::Missing(
+                "script body (Octopus.Action.Script.ScriptBody)",
+            ))?;
         let syntax = properties
             .remove("Octopus.Action.Script.Syntax")
             .and_then(|v| v.into_string())
@@ -119,12 +124,24 @@ impl StepTemplate {
         if syntax != "Bash" {
             return Err(TemplateError::NotBash(syntax));
         }
-        let id = raw.id.filter(|s| !s.is_empty()).ok_or(TemplateError::Missing("Id"))?;
-        let name = raw.name.filter(|s| !s.is_empty()).ok_or(TemplateError::Missing("Name"))?;
+        let id = raw
+            .id
+            .filter(|s| !s.is_empty())
+            .ok_or(TemplateError::Missing("Id"))?;
+        let name = raw
+            .name
+            .filter(|s| !s.is_empty())
+            .ok_or(TemplateError::Missing("Name"))?;
         let mut parameters = Vec::new();
         for p in raw.parameters.unwrap_or_default() {
-            let name = p.name.filter(|s| !s.is_empty()).ok_or(TemplateError::Missing("parameter Name"))?;
-            if parameters.iter().any(|q: &TemplateParameter| q.name == name) {
+            let name = p
+                .name
+                .filter(|s| !s.is_empty())
+                .ok_or(TemplateError::Missing("parameter Name"))?;
+            if parameters
+                .iter()
+                .any(|q: &TemplateParameter| q.name == name)
+            {
                 return Err(TemplateError::DuplicateParameter(name));
             }
             let sensitive = p
@@ -191,7 +208,11 @@ impl StepTemplate {
         if self.parameters.is_empty() {
             return "(no parameters)".into();
         }
-        self.parameters.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -208,7 +229,9 @@ impl Loose {
         match self {
             Loose::Text(s) => Some(s),
             Loose::Other(serde_json::Value::Null) => None,
-            Loose::Other(serde_json::Value::Bool(b)) => Some(if b { "True" } else { "False" }.into()),
+            Loose::Other(serde_json::Value::Bool(b)) => {
+                Some(if b { "True" } else { "False" }.into())
+            }
             Loose::Other(v) => Some(v.to_string()),
         }
     }
@@ -260,39 +283,66 @@ mod tests {
             .as_bytes(),
         )
         .unwrap();
-        assert_eq!((t.id.as_str(), t.version, t.script_body.as_str()), ("abc", 3, "echo hi"));
+        assert_eq!(
+            (t.id.as_str(), t.version, t.script_body.as_str()),
+            ("abc", 3, "echo hi")
+        );
         assert!(!t.parameters[0].is_required() && t.parameters[1].is_required());
         assert!(t.parameters[1].sensitive && !t.parameters[0].sensitive);
     }
 
     #[test]
     fn refuses_what_it_cannot_run() {
-        assert!(matches!(StepTemplate::from_json(b"{"), Err(TemplateError::Json(_))));
+        assert!(matches!(
+            StepTemplate::from_json(b"{"),
+            Err(TemplateError::Json(_))
+        ));
         assert_eq!(
             StepTemplate::from_json(template("", "").as_bytes()),
             Err(TemplateError::NotBash("PowerShell".into()))
         );
         assert_eq!(
-            StepTemplate::from_json(template(r#","Octopus.Action.Script.Syntax":"Python""#, "").as_bytes()),
+            StepTemplate::from_json(
+                template(r#","Octopus.Action.Script.Syntax":"Python""#, "").as_bytes()
+            ),
             Err(TemplateError::NotBash("Python".into()))
         );
-        let pkg = br#"{"Id":"x","Name":"x","ActionType":"Octopus.TentaclePackage","Properties":{}}"#;
-        assert_eq!(StepTemplate::from_json(pkg), Err(TemplateError::NotScript("Octopus.TentaclePackage".into())));
+        let pkg =
+            br#"{"Id":"x","Name":"x","ActionType":"Octopus.TentaclePackage","Properties":{}}"#;
+        assert_eq!(
+            StepTemplate::from_json(pkg),
+            Err(TemplateError::NotScript("Octopus.TentaclePackage".into()))
+        );
         let no_body = br#"{"Id":"x","Name":"x","ActionType":"Octopus.Script","Properties":{"Octopus.Action.Script.Syntax":"Bash"}}"#;
-        assert!(matches!(StepTemplate::from_json(no_body), Err(TemplateError::Missing(_))));
-        let dup = template(r#","Octopus.Action.Script.Syntax":"Bash""#, r#"{"Name":"a"},{"Name":"a"}"#);
-        assert_eq!(StepTemplate::from_json(dup.as_bytes()), Err(TemplateError::DuplicateParameter("a".into())));
+        assert!(matches!(
+            StepTemplate::from_json(no_body),
+            Err(TemplateError::Missing(_))
+        ));
+        let dup = template(
+            r#","Octopus.Action.Script.Syntax":"Bash""#,
+            r#"{"Name":"a"},{"Name":"a"}"#,
+        );
+        assert_eq!(
+            StepTemplate::from_json(dup.as_bytes()),
+            Err(TemplateError::DuplicateParameter("a".into()))
+        );
     }
 
     #[test]
     fn values_apply_defaults_and_check_required() {
         let t = StepTemplate::from_json(
-            template(r#","Octopus.Action.Script.Syntax":"Bash""#, r#"{"Name":"a","DefaultValue":"1"},{"Name":"b","Label":"Bee"}"#)
-                .as_bytes(),
+            template(
+                r#","Octopus.Action.Script.Syntax":"Bash""#,
+                r#"{"Name":"a","DefaultValue":"1"},{"Name":"b","Label":"Bee"}"#,
+            )
+            .as_bytes(),
         )
         .unwrap();
         let err = t.resolve_values(&ParameterValues::new()).unwrap_err();
-        assert_eq!(err.to_string(), "missing required parameter b (Bee); pass --param b=VALUE");
+        assert_eq!(
+            err.to_string(),
+            "missing required parameter b (Bee); pass --param b=VALUE"
+        );
         let given = ParameterValues::from([("b".to_string(), "2".to_string())]);
         let values = t.resolve_values(&given).unwrap();
         assert_eq!(values.get("a").map(String::as_str), Some("1"));
@@ -321,6 +371,9 @@ mod tests {
                 count += 1;
             }
         }
-        assert!(count >= 30, "expected the community library, found {count} templates");
+        assert!(
+            count >= 30,
+            "expected the community library, found {count} templates"
+        );
     }
 }

@@ -1,0 +1,51 @@
+//! `octo`: the Octo server's command line.
+
+mod cli;
+mod home;
+mod pack;
+mod run_step;
+mod step_source;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OCTO_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: what failed and why; causes are joined rather than printed as a backtrace.
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    let home = home::Home::resolve(cli.home.as_deref())?;
+    match cli.command {
+        cli::Command::RunStep(args) => run_step::run(&home, args),
+        cli::Command::Plugins { command } => match command {
+            cli::PluginsCommand::Pack(args) => pack::pack(args).map(|()| ExitCode::SUCCESS),
+            cli::PluginsCommand::Inspect(args) => pack::inspect(args).map(|()| ExitCode::SUCCESS),
+        },
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
