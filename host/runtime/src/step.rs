@@ -311,6 +311,8 @@ struct Inner {
     manifest: Manifest,
     digest: String,
     pre: StepPre<StepState>,
+    /// `describe` has no side effects (WIT contract), so its answer is kept after the first run.
+    description: std::sync::OnceLock<types::StepDescription>,
 }
 
 /// A loaded, pre-instantiated step plugin. Cheap to clone; each run gets a fresh instance.
@@ -323,6 +325,7 @@ impl StepPlugin {
             manifest,
             digest,
             pre,
+            description: std::sync::OnceLock::new(),
         }))
     }
 
@@ -409,10 +412,16 @@ impl StepPlugin {
         given: BTreeMap<String, String>,
     ) -> Result<(), StepFailure> {
         let instance = self.instantiate(store).await?;
-        let description = instance
-            .call_describe(&mut *store)
-            .await
-            .map_err(|e| StepFailure::Trapped(trap_text(&e, store)))?;
+        let description = match self.0.description.get() {
+            Some(d) => d.clone(),
+            None => {
+                let d = instance
+                    .call_describe(&mut *store)
+                    .await
+                    .map_err(|e| StepFailure::Trapped(trap_text(&e, store)))?;
+                self.0.description.get_or_init(|| d).clone()
+            }
+        };
         let arguments = apply_parameters(&description, given)?;
         let ctx = &mut store.data_mut().ctx;
         for p in description.parameters.iter().filter(|p| p.sensitive) {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing Octo needs on a fresh Debian machine, and nothing when it is
+# already there: the wasm32-wasip2 Rust target, and the Debian packages the tests use as real peers.
+# Sourced by scripts/test.sh and scripts/demo.sh.
+set -euo pipefail
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    echo "setup: adding the wasm32-wasip2 Rust target" >&2
+    rustup target add wasm32-wasip2
+fi
+
+# command -> Debian package
+declare -A needed=([bash]=bash [curl]=curl [ps]=procps [openssl]=openssl [base64]=coreutils)
+missing=()
+for cmd in "${!needed[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${needed[$cmd]}")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# One target directory outside the clone, so a fresh clone (CI) reuses compiled dependencies.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/octo-target}"
+HOST_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
+export HOST_TRIPLE
