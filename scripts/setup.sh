@@ -23,6 +23,13 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# A second plugin toolchain, to prove components from other languages run (host/octo/tests/other_languages.rs).
+if ! command -v componentize-py >/dev/null 2>&1; then
+    echo "setup: installing componentize-py from PyPI" >&2
+    python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 \
+        || echo "setup: componentize-py could not be installed; the Python plugin test will be skipped" >&2
+fi
+
 # One target directory outside the clone, so a fresh clone (CI) reuses compiled dependencies.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/octo-target}"
 HOST_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
