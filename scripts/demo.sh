@@ -52,4 +52,4 @@ heading "What reached the mock vendor endpoints (registry-mock's request log)"
 curl -s "$URL/_mock/requests" | python3 -c '
 import json, sys
 for r in json.load(sys.stdin):
-    print(f"  {r[\"method\"]:6} {r[\"path\"]}")'
+    print("  %-6s %s" % (r["method"], r["path"]))'
