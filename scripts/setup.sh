@@ -10,10 +10,12 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
 fi
 
 # command -> Debian package
-declare -A needed=([bash]=bash [curl]=curl [ps]=procps [openssl]=openssl [base64]=coreutils)
+declare -A needed=([bash]=bash [curl]=curl [ps]=procps [openssl]=openssl [base64]=coreutils
+    [squid]=squid [tinyproxy]=tinyproxy [htpasswd]=apache2-utils)
 missing=()
 for cmd in "${!needed[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${needed[$cmd]}")
+    # squid and tinyproxy live in /usr/sbin, which a non-root PATH may lack.
+    command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd || -x /usr/bin/$cmd ]] || missing+=("${needed[$cmd]}")
 done
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2

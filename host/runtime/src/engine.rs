@@ -27,6 +27,8 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Where compiled code is cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// PEM certificates plugins' HTTPS requests trust in addition to the Web PKI roots.
+    pub trusted_certificates: Vec<Vec<u8>>,
 }
 
 impl Default for RuntimeConfig {
@@ -36,6 +38,7 @@ impl Default for RuntimeConfig {
             step_deadline: Duration::from_secs(600),
             max_instances: 100,
             cache_dir: None,
+            trusted_certificates: Vec::new(),
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct Runtime {
     step_linker: Linker<StepState>,
     cache: CompiledCache,
     pub(crate) config: RuntimeConfig,
+    pub(crate) client_tls: Arc<rustls::ClientConfig>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -119,11 +123,14 @@ impl Runtime {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         let cache = CompiledCache::new(config.cache_dir.clone(), &engine);
+        let client_tls = crate::http_client::client_tls(&config.trusted_certificates)
+            .map_err(wasmtime::Error::msg)?;
         Ok(Runtime {
             engine,
             step_linker,
             cache,
             config,
+            client_tls,
             ticker_stop,
         })
     }

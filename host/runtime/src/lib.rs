@@ -14,6 +14,7 @@
 mod bindings;
 mod cache;
 mod engine;
+mod http_client;
 mod limits;
 pub mod mask;
 pub mod outbound;
@@ -22,6 +23,7 @@ mod state;
 mod step;
 
 pub use engine::{LoadError, Runtime, RuntimeConfig};
+pub use http_client::WebProxy;
 pub use mask::Masker;
 pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,

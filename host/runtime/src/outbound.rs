@@ -129,6 +129,10 @@ pub(crate) struct OutboundGate {
     pub(crate) audit: Vec<Arc<dyn AuditSink>>,
     /// Denials are also told to the step's log.
     pub(crate) on_denied: Arc<dyn Fn(&OutboundAttempt) + Send + Sync>,
+    /// Sends allowed requests (directly or through the web request proxy).
+    pub(crate) sender: crate::http_client::HttpSender,
+    /// Explains transport failures (proxy refusals, TLS) in the step's log.
+    pub(crate) warn: Arc<dyn Fn(String) + Send + Sync>,
 }
 
 impl OutboundGate {
@@ -193,14 +197,9 @@ impl WasiHttpHooks for OutboundGate {
         if !self.decide(&destination).allowed {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            ))
-        })
+        let sender = self.sender.clone();
+        let warn = self.warn.clone();
+        Box::new(async move { sender.send(request, options, &*warn).await })
     }
 }
 
@@ -222,6 +221,11 @@ mod tests {
             policy,
             audit: vec![audit.clone()],
             on_denied: Arc::new(|_| {}),
+            sender: crate::http_client::HttpSender::new(
+                crate::http_client::client_tls(&[]).unwrap(),
+                None,
+            ),
+            warn: Arc::new(|_| {}),
         };
         (gate, audit)
     }

@@ -217,8 +217,11 @@ pub struct StepRequest {
     pub log: Arc<dyn LogSink>,
     /// Stops the step from elsewhere.
     pub cancel: CancelHandle,
-    /// Extra environment for commands the step runs (e.g. the web request proxy variables).
+    /// Extra environment for commands the step runs.
     pub process_env: Vec<(String, String)>,
+    /// The web request proxy for the plugin's HTTP; also handed to commands it runs as
+    /// `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`.
+    pub web_proxy: Option<Arc<crate::WebProxy>>,
 }
 
 impl StepRequest {
@@ -234,6 +237,7 @@ impl StepRequest {
             log: Arc::new(|_: LogLine| {}),
             cancel: CancelHandle::new(),
             process_env: Vec::new(),
+            web_proxy: None,
         }
     }
 }
@@ -514,6 +518,14 @@ impl StepPlugin {
         let mut sinks: Vec<Arc<dyn AuditSink>> = vec![audit.clone()];
         sinks.extend(request.audit.clone());
         let denied_log = log.clone();
+        let warn_log = log.clone();
+        let mut process_env = request.process_env.clone();
+        if let Some(proxy) = &request.web_proxy {
+            if let Some(password) = proxy.password() {
+                log.add_secret(password); // scripts see it in HTTP(S)_PROXY; logs never do
+            }
+            process_env.extend(proxy.script_env());
+        }
         let gate = OutboundGate {
             plugin_id: manifest.id.clone(),
             declared,
@@ -525,6 +537,11 @@ impl StepPlugin {
                     &format!("Outbound request to {} denied: {}", a.destination, a.reason),
                 );
             }),
+            sender: crate::http_client::HttpSender::new(
+                runtime.client_tls.clone(),
+                request.web_proxy.clone(),
+            ),
+            warn: Arc::new(move |line: String| warn_log.write(LogLevel::Warn, &line)),
         };
         let started = Instant::now();
         let ctx = StepContext {
@@ -533,7 +550,7 @@ impl StepPlugin {
             log,
             process_granted: manifest.has_capability(Capability::Process),
             work_dir: request.work_dir.clone(),
-            process_env: request.process_env.clone(),
+            process_env,
             deadline: started + deadline,
             cancel: request.cancel.clone(),
             outputs: Vec::new(),

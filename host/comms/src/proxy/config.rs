@@ -162,8 +162,9 @@ impl ProxyConfig {
         authority(&self.host, self.port)
     }
 
-    /// The value of the `Proxy-Authorization` header, if there are credentials.
-    pub(crate) fn basic_authorization(&self) -> Option<String> {
+    /// The value of the `Proxy-Authorization` header, if there are credentials (for plain-HTTP
+    /// requests sent to the proxy in absolute form). Never log it.
+    pub fn basic_authorization(&self) -> Option<String> {
         use base64::Engine as _;
         self.credentials.as_ref().map(|c| {
             let raw = format!("{}:{}", c.username, c.password.expose());
