@@ -21,6 +21,7 @@ fn runtime() -> Runtime {
         step_deadline: Duration::from_secs(60),
         max_instances: 16,
         cache_dir: None,
+        trusted_certificates: Vec::new(),
     })
     .unwrap()
 }
