@@ -1,0 +1,212 @@
+//! File transfer, confined to the tentacle's `files/` directory: paths are validated by
+//! [`RelativePath`], and a path that goes through a symbolic link is refused.
+
+use std::path::{Path, PathBuf};
+
+use octo_protocol::{ErrorBody, ErrorCode, RelativePath, Sha256Digest, Stored};
+use sha2::Digest;
+use std::io::Write;
+
+use bytes::Bytes;
+use hyper::body::Body;
+use tokio::io::AsyncReadExt;
+
+use crate::fsutil;
+
+/// Bytes gathered before one write to the file.
+const WRITE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// The files directory.
+#[derive(Debug, Clone)]
+pub struct FileArea {
+    root: PathBuf,
+}
+
+impl FileArea {
+    /// The area rooted at `root` (created on first use).
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn resolve(&self, path: &RelativePath) -> Result<PathBuf, ErrorBody> {
+        fsutil::create_private_dir(&self.root)
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        let full = path.join_to(&self.root);
+        if fsutil::goes_through_link(&self.root, &full) {
+            return Err(ErrorBody::new(
+                ErrorCode::PathRefused,
+                format!("the file path {path} goes through a symbolic link"),
+            ));
+        }
+        Ok(full)
+    }
+
+    /// Streams `body` to `path` (replacing it) if its bytes have `digest`. The body is received
+    /// on this task while another thread hashes and writes, so network, digest and disk overlap.
+    pub async fn upload<B>(
+        &self,
+        path: &RelativePath,
+        digest: &Sha256Digest,
+        body: B,
+    ) -> Result<Stored, ErrorBody>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let full = self.resolve(path)?;
+        let internal = |e: std::io::Error| ErrorBody::new(ErrorCode::Internal, e.to_string());
+        if let Some(parent) = full.parent() {
+            fsutil::create_private_dir(parent).map_err(internal)?;
+            // The directories just created may have raced with a planted link.
+            if fsutil::goes_through_link(&self.root, parent) {
+                return Err(ErrorBody::new(
+                    ErrorCode::PathRefused,
+                    format!("the file path {path} goes through a symbolic link"),
+                ));
+            }
+        }
+        let temp = fsutil::temp_path_beside(&full);
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .map_err(internal)?
+        };
+        let mut writer = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        let received =
+            receive_pipelined(
+                body,
+                octo_protocol::MAX_FILE_SIZE,
+                move |chunk| match chunk {
+                    Some(bytes) => writer.write_all(bytes),
+                    None => {
+                        writer.flush()?;
+                        writer.get_ref().sync_all()
+                    }
+                },
+            )
+            .await;
+        let result = match received {
+            Ok((size, actual)) if &actual == digest => tokio::fs::rename(&temp, &full)
+                .await
+                .map_err(internal)
+                .map(|()| Stored {
+                    name: path.to_string(),
+                    size,
+                    sha256: actual,
+                }),
+            Ok((_, actual)) => Err(ErrorBody::new(
+                ErrorCode::DigestMismatch,
+                format!("the file's bytes have digest {actual}, not the announced {digest}"),
+            )),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        result
+    }
+
+    /// Opens `path` for download; returns the file and its digest.
+    pub async fn open(
+        &self,
+        path: &RelativePath,
+    ) -> Result<(tokio::fs::File, Sha256Digest), ErrorBody> {
+        let full = self.resolve(path)?;
+        let not_found = || {
+            ErrorBody::new(
+                ErrorCode::FileNotFound,
+                format!("there is no file {path} in the tentacle's files directory"),
+            )
+        };
+        if !full.is_file() {
+            return Err(not_found());
+        }
+        let digest = digest_file(&full).await.map_err(|_| not_found())?;
+        let file = tokio::fs::File::open(&full)
+            .await
+            .map_err(|_| not_found())?;
+        Ok((file, digest))
+    }
+}
+
+async fn digest_file(path: &Path) -> std::io::Result<Sha256Digest> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
+}
+
+/// Receives `body` (at most `limit` bytes) on this task while a blocking thread hashes each
+/// chunk and hands it to `sink`; `sink(None)` is called once at the end. Returns the size and the
+/// digest of everything received.
+pub async fn receive_pipelined<B, F>(
+    mut body: B,
+    limit: u64,
+    mut sink: F,
+) -> Result<(u64, Sha256Digest), ErrorBody>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+    F: FnMut(Option<&[u8]>) -> std::io::Result<()> + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(64);
+    let worker = tokio::task::spawn_blocking(move || -> std::io::Result<Sha256Digest> {
+        let mut hasher = sha2::Sha256::new();
+        for chunk in rx {
+            hasher.update(&chunk);
+            sink(Some(&chunk))?;
+        }
+        sink(None)?;
+        Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
+    });
+    let mut total = 0u64;
+    let mut failure = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                failure = Some(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    format!("the upload broke off: {e}"),
+                ));
+                break;
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > limit {
+            failure = Some(ErrorBody::new(
+                ErrorCode::TooLarge,
+                format!("the upload is larger than the limit of {limit} bytes"),
+            ));
+            break;
+        }
+        if tx.send(data).is_err() {
+            // The writer failed; its error is reported below.
+            break;
+        }
+    }
+    drop(tx);
+    let written = worker
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let digest = written.map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    Ok((total, digest))
+}

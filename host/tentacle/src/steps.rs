@@ -1,0 +1,502 @@
+//! Step runs: started by ticket (idempotent), run in the plugin sandbox, and recorded under
+//! `work/<ticket>/` as they go:
+//!
+//! * `request.sha256`: the digest of the start request (its values are not kept: variables may be
+//!   sensitive), to tell a retried start from a conflicting one;
+//! * `log.jsonl`: one [`LogEntry`] per line, appended as the step logs;
+//! * `state.json`: [`StepState`] and, once finished, the [`StepResult`]; rewritten atomically;
+//! * `step/`: the plugin's work directory.
+//!
+//! When the tentacle starts, it reads every run back; a run whose state still says `running`
+//! died with the previous process and becomes [`StepState::Unknown`] with its log intact.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use octo_manifest::DestinationPattern;
+use octo_protocol::{
+    ErrorBody, ErrorCode, Failure, LogEntry, LogLevel, OutboundAttempt, StartStep, StatusRequest,
+    StepResult, StepStarted, StepState, StepStatus, Ticket, Variable,
+};
+use octo_runtime::{AllowList, CancelHandle, LogLine, Runtime, StepFailure, StepOutcome};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::fsutil;
+use crate::plugins::PluginCache;
+
+const STATE_FILE: &str = "state.json";
+const LOG_FILE: &str = "log.jsonl";
+const REQUEST_FILE: &str = "request.sha256";
+const STEP_DIR: &str = "step";
+
+/// What `state.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StateFile {
+    state: StepState,
+    #[serde(default)]
+    result: Option<StepResult>,
+}
+
+struct RunInner {
+    state: StepState,
+    lines: Vec<LogEntry>,
+    result: Option<StepResult>,
+    log_file: Option<fs::File>,
+}
+
+/// One run, live or read back from disk.
+struct Run {
+    dir: PathBuf,
+    request_sha256: String,
+    inner: Mutex<RunInner>,
+    /// Bumped on every new line and state change; status calls wait on it.
+    changed: watch::Sender<u64>,
+    cancel: CancelHandle,
+}
+
+impl Run {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    fn append(&self, level: LogLevel, message: String) {
+        {
+            let mut inner = self.lock();
+            let entry = LogEntry {
+                sequence: inner.lines.len() as u64 + 1,
+                time_ms: now_ms(),
+                level,
+                message,
+            };
+            if let Some(file) = inner.log_file.as_mut() {
+                let mut text = serde_json::to_vec(&entry).expect("a log entry encodes");
+                text.push(b'\n');
+                // One write per line with O_APPEND: a crash leaves whole lines (a torn last
+                // line is skipped when read back).
+                if let Err(error) = file.write_all(&text) {
+                    tracing::error!(%error, dir = %self.dir.display(), "cannot append to a step log");
+                }
+            }
+            inner.lines.push(entry);
+        }
+        self.bump();
+    }
+
+    fn finish(&self, state: StepState, result: StepResult) {
+        {
+            let mut inner = self.lock();
+            inner.state = state;
+            inner.result = Some(result.clone());
+            if let Some(file) = inner.log_file.take() {
+                let _ = file.sync_all();
+            }
+            write_state(&self.dir, state, Some(result));
+        }
+        self.bump();
+    }
+
+    fn status(&self, ticket: &Ticket, after: u64) -> StepStatus {
+        let inner = self.lock();
+        let start = (after as usize).min(inner.lines.len());
+        let end = (start + octo_protocol::MAX_STATUS_LINES).min(inner.lines.len());
+        StepStatus {
+            ticket: ticket.clone(),
+            state: inner.state,
+            lines: inner.lines[start..end].to_vec(),
+            last_sequence: inner.lines.len() as u64,
+            result: inner
+                .state
+                .is_terminal()
+                .then(|| inner.result.clone().unwrap_or_default()),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn write_state(dir: &Path, state: StepState, result: Option<StepResult>) {
+    let file = StateFile { state, result };
+    let bytes = serde_json::to_vec_pretty(&file).expect("state encodes");
+    if let Err(error) = fsutil::write_private_atomically(&dir.join(STATE_FILE), &bytes) {
+        tracing::error!(%error, dir = %dir.display(), "cannot write a step's state");
+    }
+}
+
+/// A refusal, as answered to the caller.
+pub type Refusal = ErrorBody;
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    ErrorBody::new(code, message)
+}
+
+/// Every run this tentacle knows.
+pub struct Steps {
+    work: PathBuf,
+    runs: Mutex<HashMap<Ticket, Arc<Run>>>,
+    start_lock: tokio::sync::Mutex<()>,
+    runtime: Arc<Runtime>,
+    plugins: PluginCache,
+}
+
+impl Steps {
+    /// Opens the work directory and reads back every run in it.
+    pub fn open(
+        work: PathBuf,
+        runtime: Arc<Runtime>,
+        plugins: PluginCache,
+    ) -> anyhow::Result<Self> {
+        fsutil::create_private_dir(&work)?;
+        let mut runs = HashMap::new();
+        for entry in fs::read_dir(&work)? {
+            let entry = entry?;
+            let Some(ticket) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Ticket::parse(n).ok())
+            else {
+                continue;
+            };
+            match recover(&entry.path()) {
+                Ok(run) => {
+                    runs.insert(ticket, Arc::new(run));
+                }
+                Err(error) => {
+                    tracing::warn!(%ticket, %error, "cannot read a step run back; ignoring it")
+                }
+            }
+        }
+        Ok(Self {
+            work,
+            runs: Mutex::new(runs),
+            start_lock: tokio::sync::Mutex::new(()),
+            runtime,
+            plugins,
+        })
+    }
+
+    fn get(&self, ticket: &Ticket) -> Result<Arc<Run>, Refusal> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ticket)
+            .cloned()
+            .ok_or_else(|| {
+                refuse(
+                    ErrorCode::UnknownTicket,
+                    format!("this tentacle has no step run with ticket {ticket}"),
+                )
+            })
+    }
+
+    /// Starts a run, or finds the one this ticket started before.
+    pub async fn start(&self, request: StartStep) -> Result<StepStarted, Refusal> {
+        let request_sha256 = octo_protocol::sha256_hex(
+            &serde_json::to_vec(&request).expect("a start request encodes"),
+        );
+        let _serial = self.start_lock.lock().await;
+        if let Ok(run) = self.get(&request.ticket) {
+            if run.request_sha256 != request_sha256 {
+                return Err(refuse(
+                    ErrorCode::TicketConflict,
+                    format!(
+                        "ticket {} was already started with a different request",
+                        request.ticket
+                    ),
+                ));
+            }
+            let state = run.lock().state;
+            return Ok(StepStarted {
+                ticket: request.ticket,
+                state,
+                already_started: true,
+            });
+        }
+        let grants = request
+            .grants
+            .iter()
+            .map(|g| {
+                DestinationPattern::parse(g)
+                    .map_err(|e| refuse(ErrorCode::BadRequest, format!("invalid grant {g:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let bytes = self
+            .plugins
+            .read(&request.plugin)
+            .map_err(|e| refuse(ErrorCode::Internal, format!("cannot read the plugin: {e}")))?
+            .ok_or_else(|| {
+                refuse(
+                    ErrorCode::PluginMissing,
+                    format!("this tentacle does not have plugin {}", request.plugin),
+                )
+            })?;
+        let runtime = self.runtime.clone();
+        let plugin = tokio::task::spawn_blocking(move || runtime.load_step(&bytes))
+            .await
+            .map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?
+            .map_err(|e| refuse(ErrorCode::PluginInvalid, e.to_string()))?;
+
+        let dir = self.work.join(request.ticket.as_str());
+        let run = self.create_run(&dir, &request_sha256).map_err(|e| {
+            refuse(
+                ErrorCode::Internal,
+                format!("cannot create the run's directory {}: {e}", dir.display()),
+            )
+        })?;
+        let run = Arc::new(run);
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request.ticket.clone(), run.clone());
+
+        let sink_run = run.clone();
+        let log = move |line: LogLine| sink_run.append(level_of(line.level), line.message);
+        let step_request = octo_runtime::StepRequest {
+            arguments: request.arguments.clone(),
+            variables: request
+                .variables
+                .iter()
+                .map(|v| octo_runtime::Variable {
+                    name: v.name.clone(),
+                    value: v.value.clone(),
+                    sensitive: v.sensitive,
+                })
+                .collect(),
+            deadline: Some(Duration::from_millis(request.deadline_ms.max(1))),
+            policy: Arc::new(AllowList::new(grants)),
+            log: Arc::new(log),
+            cancel: run.cancel.clone(),
+            ..octo_runtime::StepRequest::new(dir.join(STEP_DIR))
+        };
+        let runtime = self.runtime.clone();
+        let ticket = request.ticket.clone();
+        tracing::info!(%ticket, plugin = %request.plugin, "step started");
+        tokio::spawn(async move {
+            let outcome = plugin.run(&runtime, step_request).await;
+            let (state, result) = summarize(outcome, run.cancel.is_cancelled());
+            tracing::info!(%ticket, state = state.as_str(), "step finished");
+            run.finish(state, result);
+        });
+        Ok(StepStarted {
+            ticket: request.ticket,
+            state: StepState::Running,
+            already_started: false,
+        })
+    }
+
+    fn create_run(&self, dir: &Path, request_sha256: &str) -> std::io::Result<Run> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A directory without a state file is a start that never finished: start afresh.
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
+        fsutil::create_private_dir(&dir.join(STEP_DIR))?;
+        fsutil::write_private_atomically(&dir.join(REQUEST_FILE), request_sha256.as_bytes())?;
+        let log_file = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(dir.join(LOG_FILE))?;
+        write_state(dir, StepState::Running, None);
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            request_sha256: request_sha256.to_owned(),
+            inner: Mutex::new(RunInner {
+                state: StepState::Running,
+                lines: Vec::new(),
+                result: None,
+                log_file: Some(log_file),
+            }),
+            changed: watch::channel(0).0,
+            cancel: CancelHandle::new(),
+        })
+    }
+
+    /// The run's state and lines after `after_sequence`, waiting up to `wait_ms` for something
+    /// new.
+    pub async fn status(&self, request: StatusRequest) -> Result<StepStatus, Refusal> {
+        let run = self.get(&request.ticket)?;
+        let mut changed = run.changed.subscribe();
+        let wait = Duration::from_millis(request.wait_ms.min(octo_protocol::MAX_STATUS_WAIT_MS));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            changed.borrow_and_update();
+            let status = run.status(&request.ticket, request.after_sequence);
+            if !status.lines.is_empty()
+                || status.state.is_terminal()
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(status);
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return Ok(run.status(&request.ticket, request.after_sequence));
+            }
+        }
+    }
+
+    /// Asks a run to stop; answers its state (without lines).
+    pub fn cancel(&self, ticket: &Ticket) -> Result<StepStatus, Refusal> {
+        let run = self.get(ticket)?;
+        run.cancel.cancel();
+        let mut status = run.status(ticket, u64::MAX);
+        status.lines.clear();
+        Ok(status)
+    }
+
+    /// Forgets a finished run and removes its directory.
+    pub fn complete(&self, ticket: &Ticket) -> Result<(), Refusal> {
+        let run = self.get(ticket)?;
+        if !run.lock().state.is_terminal() {
+            return Err(refuse(
+                ErrorCode::StepRunning,
+                format!("the step with ticket {ticket} is still running; cancel it first"),
+            ));
+        }
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(ticket);
+        fs::remove_dir_all(&run.dir).map_err(|e| {
+            refuse(
+                ErrorCode::Internal,
+                format!("cannot remove {}: {e}", run.dir.display()),
+            )
+        })
+    }
+
+    /// How many runs are still going.
+    pub fn running(&self) -> usize {
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|r| !r.lock().state.is_terminal())
+            .count()
+    }
+}
+
+/// Reads a run back from its directory; a run that was `running` becomes `unknown`.
+fn recover(dir: &Path) -> anyhow::Result<Run> {
+    let state: StateFile = serde_json::from_slice(&fs::read(dir.join(STATE_FILE))?)?;
+    let request_sha256 = fs::read_to_string(dir.join(REQUEST_FILE))?;
+    let mut lines: Vec<LogEntry> = Vec::new();
+    if let Ok(file) = fs::File::open(dir.join(LOG_FILE)) {
+        for line in std::io::BufReader::new(file).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<LogEntry>(&line) {
+                Ok(entry) if entry.sequence == lines.len() as u64 + 1 => lines.push(entry),
+                // A torn last line from a crash mid-write.
+                _ => break,
+            }
+        }
+    }
+    let (state, result) = if state.state == StepState::Running {
+        let result = StepResult {
+            failure: Some(Failure {
+                kind: "unknown".into(),
+                message: "the tentacle stopped while the step was running; its result is unknown"
+                    .into(),
+            }),
+            ..StepResult::default()
+        };
+        write_state(dir, StepState::Unknown, Some(result.clone()));
+        (StepState::Unknown, Some(result))
+    } else {
+        (state.state, state.result)
+    };
+    Ok(Run {
+        dir: dir.to_path_buf(),
+        request_sha256,
+        inner: Mutex::new(RunInner {
+            state,
+            lines,
+            result,
+            log_file: None,
+        }),
+        changed: watch::channel(0).0,
+        cancel: CancelHandle::new(),
+    })
+}
+
+fn level_of(level: octo_runtime::LogLevel) -> LogLevel {
+    match level {
+        octo_runtime::LogLevel::Trace => LogLevel::Trace,
+        octo_runtime::LogLevel::Verbose => LogLevel::Verbose,
+        octo_runtime::LogLevel::Info => LogLevel::Info,
+        octo_runtime::LogLevel::Highlight => LogLevel::Highlight,
+        octo_runtime::LogLevel::Warn => LogLevel::Warn,
+        octo_runtime::LogLevel::Error => LogLevel::Error,
+    }
+}
+
+/// The run's end state. A step that failed after it was asked to stop (e.g. its script was
+/// killed) counts as cancelled.
+fn summarize(outcome: StepOutcome, cancel_requested: bool) -> (StepState, StepResult) {
+    let (state, failure) = match &outcome.result {
+        Ok(()) => (StepState::Succeeded, None),
+        Err(StepFailure::Cancelled) | Err(_) if cancel_requested => (
+            StepState::Cancelled,
+            Some(Failure {
+                kind: "cancelled".into(),
+                message: StepFailure::Cancelled.to_string(),
+            }),
+        ),
+        Err(f) => (
+            StepState::Failed,
+            Some(Failure {
+                kind: failure_kind(f).into(),
+                message: f.to_string(),
+            }),
+        ),
+    };
+    let result = StepResult {
+        failure,
+        outputs: outcome
+            .outputs
+            .iter()
+            .map(|o| Variable {
+                name: o.name.clone(),
+                value: o.value.clone(),
+                sensitive: o.sensitive,
+            })
+            .collect(),
+        outbound: outcome
+            .outbound
+            .iter()
+            .map(|a| OutboundAttempt {
+                destination: a.destination.clone(),
+                allowed: a.allowed,
+                reason: a.reason.clone(),
+            })
+            .collect(),
+    };
+    (state, result)
+}
+
+fn failure_kind(f: &StepFailure) -> &'static str {
+    match f {
+        StepFailure::Failed(_) => "failed",
+        StepFailure::InvalidArguments(_) => "invalid-arguments",
+        StepFailure::Trapped(_) => "trapped",
+        StepFailure::DeadlineExceeded(_) => "deadline-exceeded",
+        StepFailure::MemoryLimitExceeded(_) => "memory-limit-exceeded",
+        StepFailure::Cancelled => "cancelled",
+        StepFailure::Host(_) => "host-error",
+    }
+}
