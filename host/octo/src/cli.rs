@@ -26,6 +26,38 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Community step templates from the library feed: list, show, install.
+    Library {
+        #[command(subcommand)]
+        command: crate::library::LibraryCommand,
+    },
+    /// Background jobs (step template updates, library sync, ...): list, run now, watch.
+    Jobs {
+        #[command(subcommand)]
+        command: crate::jobs::JobsCommand,
+    },
+    /// Change settings: the vendor switches (--upgradeCheck=false, ..., --airGapped=true), the
+    /// endpoints (--feed, --updateUrl, ...) and --commsListenPort. Kebab-case aliases are accepted.
+    Configure(crate::configure::ConfigureArgs),
+    /// Print the settings (never a secret).
+    ShowConfiguration(crate::configure::ShowConfigurationArgs),
+    /// Every outbound destination: why it exists, its gate, allowed or denied now and why, last attempts.
+    Outbound(crate::outbound::report::OutboundArgs),
+    /// Run the server daemon: the polling listener and the admin socket the CLI uses.
+    Run(crate::server::commands::RunArgs),
+    /// Replace the server's certificate (tentacles must then trust the new thumbprint).
+    NewCertificate,
+    /// Print the server's certificate thumbprint (created on first use).
+    ShowThumbprint {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deployment targets (tentacles): add, list, remove, health.
+    Targets {
+        #[command(subcommand)]
+        command: crate::server::commands::TargetsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +66,14 @@ pub enum PluginsCommand {
     Pack(PackArgs),
     /// Print a component's manifest.
     Inspect(InspectArgs),
+    #[command(flatten)]
+    Lifecycle(crate::plugins::LifecycleCommand),
+    /// Let a step plugin (outside the built-in set) reach a destination its manifest declares.
+    Grant(crate::outbound::grants::GrantArgs),
+    /// Take back a grant.
+    Revoke(crate::outbound::grants::GrantArgs),
+    /// List the administrator's grants.
+    Grants(crate::outbound::grants::GrantsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,8 +93,9 @@ pub struct RunStepArgs {
     #[arg(long = "sensitive-variable", value_name = "NAME=VALUE", value_parser = parse_pair)]
     pub sensitive_variables: Vec<(String, String)>,
 
-    /// Allow the step to reach this destination (scheme://host[:port], wildcards allowed), if its manifest
-    /// declares it. Without this every outbound request is denied.
+    /// Grant the step this destination for this run only (scheme://host[:port], wildcards allowed), if its
+    /// manifest declares it. Built-in steps need no grant; other steps need this or `octo plugins grant`.
+    /// Never overrides --airGapped=true.
     #[arg(long = "allow-outbound", value_name = "DESTINATION", value_parser = parse_destination)]
     pub allow_outbound: Vec<octo_manifest::DestinationPattern>,
 
@@ -73,6 +114,14 @@ pub struct RunStepArgs {
     /// Print the outcome as JSON on stdout (logs go to stderr).
     #[arg(long)]
     pub json: bool,
+
+    /// Run on this target through the running server instead of here (repeatable).
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+
+    /// Run on every target with this role through the running server (repeatable).
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Args)]

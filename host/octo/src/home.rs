@@ -25,6 +25,11 @@ impl Home {
         Ok(Home { root })
     }
 
+    /// The home directory itself (it may not exist yet).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Creates `sub` below the home (and the home itself) with mode 0700.
     pub fn private_dir(&self, sub: &str) -> anyhow::Result<PathBuf> {
         use std::os::unix::fs::DirBuilderExt;

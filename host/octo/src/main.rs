@@ -1,10 +1,19 @@
 //! `octo`: the Octo server's command line.
 
+mod atomic_file;
 mod cli;
+mod configure;
 mod home;
+mod jobs;
+mod library;
+mod outbound;
 mod pack;
+mod plugins;
+mod remote;
 mod run_step;
+mod server;
 mod step_source;
+mod targets;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -35,7 +44,20 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Plugins { command } => match command {
             cli::PluginsCommand::Pack(args) => pack::pack(args).map(|()| ExitCode::SUCCESS),
             cli::PluginsCommand::Inspect(args) => pack::inspect(args).map(|()| ExitCode::SUCCESS),
+            cli::PluginsCommand::Lifecycle(command) => plugins::run(&home, command),
+            cli::PluginsCommand::Grant(args) => outbound::grants::grant(&home, args),
+            cli::PluginsCommand::Revoke(args) => outbound::grants::revoke(&home, args),
+            cli::PluginsCommand::Grants(args) => outbound::grants::list(&home, args),
         },
+        cli::Command::Library { command } => library::run(&home, command),
+        cli::Command::Jobs { command } => jobs::run(&home, command),
+        cli::Command::Configure(args) => configure::configure(&home, args),
+        cli::Command::ShowConfiguration(args) => configure::show(&home, args),
+        cli::Command::Outbound(args) => outbound::report::run(&home, args),
+        cli::Command::Run(args) => server::commands::run(&home, args),
+        cli::Command::NewCertificate => server::commands::new_certificate(&home),
+        cli::Command::ShowThumbprint { json } => server::commands::show_thumbprint(&home, json),
+        cli::Command::Targets { command } => server::commands::targets(&home, command),
     }
 }
 

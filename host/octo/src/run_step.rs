@@ -5,7 +5,7 @@ use crate::home::Home;
 use crate::step_source::StepSource;
 use anyhow::Context;
 use octo_runtime::{
-    AllowList, LogLine, Runtime, RuntimeConfig, StepFailure, StepOutcome, StepRequest, Variable,
+    LogLine, Runtime, RuntimeConfig, StepFailure, StepOutcome, StepRequest, Variable,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub fn run(home: &Home, args: RunStepArgs) -> anyhow::Result<ExitCode> {
-    let source = StepSource::resolve(&args.plugin)?;
+    let source = StepSource::resolve(home, &args.plugin)?;
     let mut variables: Vec<Variable> = Vec::new();
     let mut push_var = |name: String, value: String, sensitive: bool| {
         variables.retain(|v| v.name != name);
@@ -44,18 +44,36 @@ pub fn run(home: &Home, args: RunStepArgs) -> anyhow::Result<ExitCode> {
                     push_var(p.name.clone(), value.clone(), p.sensitive);
                 }
             }
-            let run_script = octo_builtin_plugins::RUN_SCRIPT;
+            let (run_script, via) = StepSource::run_script(home)?;
             let arguments = BTreeMap::from([
                 ("ScriptBody".to_string(), template.script_body.clone()),
                 ("Syntax".to_string(), template.syntax.clone()),
             ]);
             (
-                run_script.bytes.to_vec(),
-                format!("template {:?} via run-script", template.name),
+                run_script,
+                format!("template {:?} via {via}", template.name),
                 arguments,
             )
         }
     };
+
+    if !args.targets.is_empty() || !args.roles.is_empty() {
+        // The server decides; the tentacle's sandbox enforces exactly this list.
+        let grants = crate::outbound::policy::remote_grants(home, &bytes, &args.allow_outbound)?;
+        return crate::server::commands::run_remote(
+            home,
+            crate::server::commands::RemoteStep {
+                bytes,
+                origin,
+                arguments,
+                variables,
+                grants: grants.iter().map(|p| p.to_string()).collect(),
+                deadline: args.deadline,
+                targets: args.targets.clone(),
+                roles: args.roles.clone(),
+            },
+        );
+    }
 
     let runtime = Runtime::new(RuntimeConfig {
         memory_limit: args.memory_limit_mib as usize * 1024 * 1024,
@@ -73,6 +91,15 @@ pub fn run(home: &Home, args: RunStepArgs) -> anyhow::Result<ExitCode> {
         .tempdir_in(&work_root)
         .with_context(|| format!("cannot create a work directory in {}", work_root.display()))?;
 
+    // Settings + administrator grants; --allow-outbound is a grant for this run that cannot override
+    // the air gap. Built-in steps need no grant.
+    let role = crate::outbound::policy::step_role(home, &plugin.manifest().id, &bytes);
+    let policy = Arc::new(crate::outbound::policy::SettingsPolicy::load(
+        home,
+        role,
+        args.allow_outbound.clone(),
+    )?);
+
     let json = args.json;
     let started = Instant::now();
     let log = move |line: LogLine| print_log_line(json, started, &line);
@@ -80,7 +107,8 @@ pub fn run(home: &Home, args: RunStepArgs) -> anyhow::Result<ExitCode> {
         arguments,
         variables,
         deadline: Some(args.deadline),
-        policy: Arc::new(AllowList::new(args.allow_outbound.clone())),
+        policy: policy.clone(),
+        audit: Some(crate::outbound::audit::AuditLog::in_home(home).sink_for(policy)),
         log: Arc::new(log),
         ..StepRequest::new(work.path())
     };

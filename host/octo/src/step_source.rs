@@ -1,5 +1,8 @@
-//! What `octo run-step PLUGIN` names: a component file, a template file, or a built-in step.
+//! What `octo run-step PLUGIN` names: a component file, a template file, an installed plugin, a built-in
+//! step, or an installed community template — in that order, so an installed version of a built-in step
+//! wins over the embedded one (which stays the fallback), and a template never shadows a plugin id.
 
+use crate::home::Home;
 use anyhow::{Context, bail};
 use octo_step_template::StepTemplate;
 use std::path::Path;
@@ -13,7 +16,7 @@ pub enum StepSource {
 }
 
 impl StepSource {
-    pub fn resolve(name: &str) -> anyhow::Result<Self> {
+    pub fn resolve(home: &Home, name: &str) -> anyhow::Result<Self> {
         let path = Path::new(name);
         if path.is_file() {
             let bytes =
@@ -35,16 +38,57 @@ impl StepSource {
         if path.exists() {
             bail!("{name} is not a file");
         }
+        if let Some(installed) = installed_plugin(home, name)? {
+            return Ok(installed);
+        }
         if let Some(builtin) = octo_builtin_plugins::find(name) {
             return Ok(StepSource::Component {
                 bytes: builtin.bytes.to_vec(),
                 origin: format!("built-in {}", builtin.id),
             });
         }
+        // Last, so a community template can never shadow a plugin id.
+        if let Some(template) = crate::library::find_installed(home, name)? {
+            return Ok(StepSource::Template(template));
+        }
         let builtins: Vec<&str> = octo_builtin_plugins::STEPS.iter().map(|p| p.id).collect();
         bail!(
-            "no file or built-in step named {name:?}; give a .wasm component, a step template .json file, or one of: {}",
+            "no file or built-in step named {name:?}, and no installed plugin or template by that name; give a .wasm component, a step template .json file, an id from `octo plugins list` or `octo library list`, or one of: {}",
             builtins.join(", ")
         )
     }
+
+    /// The run-script component that runs templates: the installed one if any, else the embedded one.
+    pub fn run_script(home: &Home) -> anyhow::Result<(Vec<u8>, String)> {
+        let id = octo_builtin_plugins::RUN_SCRIPT.id;
+        Ok(match installed_plugin(home, id)? {
+            Some(StepSource::Component { bytes, origin }) => (bytes, origin),
+            _ => (
+                octo_builtin_plugins::RUN_SCRIPT.bytes.to_vec(),
+                format!("built-in {id}"),
+            ),
+        })
+    }
+}
+
+/// The plugin installed in the store under `id`, with its bytes checked against the lock file's digest.
+fn installed_plugin(home: &Home, id: &str) -> anyhow::Result<Option<StepSource>> {
+    let Some(store) = crate::plugins::existing_store(home)? else {
+        return Ok(None);
+    };
+    let Some(lock) = store.get(id)? else {
+        return Ok(None);
+    };
+    let bytes = store.read_blob(&lock.sha256)?;
+    if octo_feed::sha256_hex(&bytes) != lock.sha256 {
+        bail!(
+            "the installed {id} {} is corrupt (its sha256 is not {}); run `octo plugins verify`, then reinstall it or `octo plugins rollback {id}`",
+            lock.version,
+            lock.sha256
+        );
+    }
+    Ok(Some(StepSource::Component {
+        bytes,
+        origin: format!("{id} {} (installed)", lock.version),
+    }))
 }

@@ -1,0 +1,160 @@
+//! Moving plugins to newer versions: `octo plugins update [ID]`, and the built-in step template updates
+//! job (`step-template-updates`, see [`crate::jobs`]).
+//!
+//! Both only ever move forward (never to a lower version), skip yanked versions and versions whose plugin
+//! API this host does not implement, and keep the replaced version as `previous` for rollback.
+
+use super::install::{Installed, install_entry};
+use super::{UpdateArgs, builtin_version, compatible_with, load_settings, open_store};
+use crate::home::Home;
+use crate::remote::{StepsFeed, block_on};
+use anyhow::Context;
+use octo_feed::{Entry, FeedIndex};
+use octo_settings::Settings;
+use semver::Version;
+use std::process::ExitCode;
+
+/// The newest version of `id` that is not yanked, runs on this host, and that `accept`s.
+pub fn newest<'a>(
+    index: &'a FeedIndex,
+    id: &str,
+    accept: impl Fn(&Version) -> bool,
+) -> Option<&'a Entry> {
+    index
+        .plugin(id)?
+        .versions
+        .iter()
+        .filter(|e| !e.yanked && e.manifest.check_api_version().is_ok() && accept(&e.version))
+        .max_by(|a, b| a.version.cmp(&b.version))
+}
+
+/// `octo plugins update [ID]`: every installed plugin (or ID) to the newest version its recorded
+/// requirement allows. A plugin whose update fails keeps its version; the others still update.
+pub fn command(home: &Home, args: UpdateArgs) -> anyhow::Result<ExitCode> {
+    let settings = load_settings(home)?;
+    let store = open_store(home)?;
+    let installed = store.list()?;
+    let targets: Vec<(String, octo_feed::LockEntry)> = match &args.id {
+        Some(id) => match installed.get(id) {
+            Some(lock) => vec![(id.clone(), lock.clone())],
+            None => anyhow::bail!(
+                "plugin {id} is not installed{}; install it with `octo plugins install {id}`",
+                if octo_builtin_plugins::find(id).is_some() {
+                    " from the feed (the embedded built-in is in use)"
+                } else {
+                    ""
+                }
+            ),
+        },
+        None => installed.into_iter().collect(),
+    };
+    if targets.is_empty() {
+        println!("no plugins are installed; nothing to update");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let feed = StepsFeed::open(&settings).context("cannot update plugins")?;
+    let failures = block_on(async {
+        let fetched = feed.fetch_index().await.context("cannot update plugins")?;
+        let mut failures = 0;
+        for (id, lock) in &targets {
+            if fetched.index.plugin(id).is_none() {
+                println!(
+                    "{id} {}: not in the feed (installed from {}), left alone",
+                    lock.version, lock.source
+                );
+                continue;
+            }
+            let Some(entry) = newest(&fetched.index, id, |v| {
+                lock.requirement.matches(v) && v > &lock.version
+            }) else {
+                println!(
+                    "{id} {} is up to date (requirement {})",
+                    lock.version, lock.requirement
+                );
+                continue;
+            };
+            match install_entry(&store, &feed, &fetched, entry, lock.requirement.clone()).await {
+                Ok(installed) => print!("{}", installed.report()),
+                Err(e) => {
+                    failures += 1;
+                    eprintln!(
+                        "error: cannot update {id} to {}: {}; {} stays installed",
+                        entry.version,
+                        crate::one_line(&e),
+                        lock.version
+                    );
+                }
+            }
+        }
+        anyhow::Ok(failures)
+    })??;
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The built-in step template updates job: each built-in step moves to the newest semver-compatible
+/// version in the feed (same major; for 0.x the same minor). One not installed from the feed yet gets the
+/// newest version compatible with (and not older than) the embedded one. Returns a one-line summary.
+pub fn update_builtins(home: &Home, settings: &Settings) -> anyhow::Result<String> {
+    let feed = StepsFeed::open(settings)?;
+    let store = open_store(home)?;
+    block_on(async {
+        let fetched = feed.fetch_index().await?;
+        let mut summary = Vec::new();
+        let mut errors = Vec::new();
+        for builtin in octo_builtin_plugins::STEPS {
+            let id = builtin.id;
+            let current = store.get(id)?;
+            let (floor, requirement, candidate) = match &current {
+                Some(lock) => {
+                    let compatible = compatible_with(&lock.version);
+                    let candidate = newest(&fetched.index, id, |v| {
+                        v > &lock.version && compatible.matches(v) && lock.requirement.matches(v)
+                    });
+                    (lock.version.clone(), lock.requirement.clone(), candidate)
+                }
+                None => {
+                    let Some(embedded) = builtin_version(builtin) else {
+                        continue;
+                    };
+                    let compatible = compatible_with(&embedded);
+                    let candidate = newest(&fetched.index, id, |v| {
+                        v >= &embedded && compatible.matches(v)
+                    });
+                    (embedded, compatible, candidate)
+                }
+            };
+            let Some(entry) = candidate else {
+                summary.push(format!("{id} {floor} is up to date"));
+                continue;
+            };
+            match install_entry(&store, &feed, &fetched, entry, requirement).await {
+                Ok(Installed { replaced, lock, .. }) => summary.push(match replaced {
+                    Some(old) => format!("{id} {old} -> {}", lock.version),
+                    None => format!("{id} {} installed from the feed", lock.version),
+                }),
+                Err(e) => errors.push(format!(
+                    "{id} {} (staying on {floor}): {}",
+                    entry.version,
+                    crate::one_line(&e)
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(summary.join("; "))
+        } else {
+            anyhow::bail!(
+                "{}{}",
+                errors.join("; "),
+                if summary.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (also: {})", summary.join("; "))
+                }
+            )
+        }
+    })?
+}

@@ -1,0 +1,124 @@
+//! Connections to tentacles: listening targets are dialled on demand and the connection kept;
+//! polling tentacles arrive on the polling listener and are looked up by thumbprint.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use octo_comms::endpoint::{self, Connected, DialTarget};
+use octo_comms::identity::Thumbprint;
+use octo_comms::rpc::{H2Options, RpcClient};
+use octo_comms::tls::TlsClient;
+use tokio::sync::Notify;
+
+use crate::targets::{Reach, Target};
+
+/// Live connections.
+pub struct Pool {
+    tls: TlsClient,
+    options: H2Options,
+    listening: Mutex<HashMap<String, RpcClient>>,
+    polling: Mutex<HashMap<Thumbprint, Vec<RpcClient>>>,
+    arrived: Notify,
+}
+
+impl Pool {
+    /// A pool dialling with `tls`.
+    pub fn new(tls: TlsClient, options: H2Options) -> Self {
+        Self {
+            tls,
+            options,
+            listening: Mutex::new(HashMap::new()),
+            polling: Mutex::new(HashMap::new()),
+            arrived: Notify::new(),
+        }
+    }
+
+    /// A polling tentacle connected.
+    pub fn add_polling(&self, connected: Connected) {
+        let mut polling = self.polling.lock().unwrap_or_else(|e| e.into_inner());
+        let list = polling.entry(connected.peer.thumbprint).or_default();
+        list.retain(|c| !c.is_closed());
+        list.push(connected.client);
+        drop(polling);
+        self.arrived.notify_waiters();
+    }
+
+    /// How many polling connections are open.
+    pub fn polling_connections(&self) -> usize {
+        self.polling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|l| l.iter().filter(|c| !c.is_closed()).count())
+            .sum()
+    }
+
+    fn live_polling(&self, thumbprint: &Thumbprint) -> Option<RpcClient> {
+        let mut polling = self.polling.lock().unwrap_or_else(|e| e.into_inner());
+        let list = polling.get_mut(thumbprint)?;
+        list.retain(|c| !c.is_closed());
+        list.last().cloned()
+    }
+
+    /// A connection to `target`: the open one, a new one to a listening tentacle, or (for a
+    /// polling tentacle) the next one it opens within `wait`.
+    pub async fn client(&self, target: &Target, wait: Duration) -> Result<RpcClient, String> {
+        match &target.reach {
+            Reach::Listening { .. } => {
+                if let Some(client) = self
+                    .listening
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&target.name)
+                    .filter(|c| !c.is_closed())
+                {
+                    return Ok(client.clone());
+                }
+                let (host, port) = target
+                    .listening_address()
+                    .expect("a listening target")
+                    .map_err(|e| e.to_string())?;
+                let dial = DialTarget::new(host, port).with_connect_timeout(wait);
+                let connected = endpoint::connect_listening(
+                    &dial,
+                    &self.tls,
+                    Some(target.thumbprint),
+                    &self.options,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                self.listening
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(target.name.clone(), connected.client.clone());
+                Ok(connected.client)
+            }
+            Reach::Polling => {
+                let deadline = tokio::time::Instant::now() + wait;
+                loop {
+                    let notified = self.arrived.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if let Some(client) = self.live_polling(&target.thumbprint) {
+                        return Ok(client);
+                    }
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(format!(
+                            "the polling tentacle {} (thumbprint {}) is not connected",
+                            target.name, target.thumbprint
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets a listening connection that failed, so the next call dials again.
+    pub fn drop_listening(&self, name: &str) {
+        self.listening
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+}
