@@ -282,3 +282,31 @@ fn the_scheduler_syncs_the_library_at_start() {
     );
     assert_eq!(mock.request_paths(), ["/api/step-templates"]);
 }
+
+/// `octo run` runs the scheduler: the community library is synced at start (and nothing else is
+/// fetched while the steps-feed switch is off).
+#[test]
+fn the_server_syncs_the_library_at_start() {
+    if library_dir().is_none() {
+        eprintln!("skipped: no ../shared/library next to the repository");
+        return;
+    }
+    let mock = Mock::start(None);
+    let home = Home::new();
+    let (_, key) = octo_feed::signature::generate_keypair().unwrap();
+    home.configure(&mock, &key.to_base64(), false, true);
+    let mut server = home
+        .command(&["run", "--comms-listen-port", "0", "--listen-address", "127.0.0.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while mock.request_paths().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(mock.request_paths(), ["/api/step-templates"]);
+    assert!(home.path().join("library/templates.json").is_file());
+}

@@ -176,12 +176,11 @@ impl HttpSender {
                 }
                 let tcp = connect_direct(proxy.host(), proxy.port(), connect_timeout)
                     .await
-                    .map_err(|e| {
+                    .inspect_err(|_| {
                         warn(format!(
                             "cannot reach web request proxy {}",
                             proxy.authority()
-                        ));
-                        e
+                        ))
                     })?;
                 Box::new(tcp)
             }

@@ -104,6 +104,8 @@ pub async fn run(home: &Path, listen_address: &str, port: u16) -> anyhow::Result
         }
     });
 
+    spawn_job_scheduler(home.to_path_buf());
+
     println!("thumbprint {}", identity.thumbprint());
     println!("polling-listener {polling_address}");
     println!("admin-socket {}", socket.display());
@@ -326,4 +328,34 @@ where
         out.push(handle.await.expect("a target task panicked"));
     }
     out
+}
+
+/// Runs the scheduled jobs (steps feed updates, community library sync, ...) for as long as the server
+/// runs: the start-up jobs at once, then each when due, every one still subject to its gate. Jobs do
+/// their own blocking I/O, so they get a thread of their own rather than a slot on the async runtime.
+fn spawn_job_scheduler(home: std::path::PathBuf) {
+    let spawned = std::thread::Builder::new().name("octo-jobs".into()).spawn(move || {
+        let home = match crate::home::Home::resolve(Some(&home)) {
+            Ok(home) => home,
+            Err(error) => {
+                tracing::error!(error = %crate::one_line(&error), "job scheduler not started");
+                return;
+            }
+        };
+        let mut starting = true;
+        loop {
+            let pause = match crate::jobs::run_due(&home, starting) {
+                Ok(pause) => pause,
+                Err(error) => {
+                    tracing::warn!(error = %crate::one_line(&error), "job scheduler step failed");
+                    Duration::from_secs(60)
+                }
+            };
+            starting = false;
+            std::thread::sleep(pause);
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the job scheduler");
+    }
 }
