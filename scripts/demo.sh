@@ -1,55 +1,102 @@
 #!/usr/bin/env bash
-# The main job: a local demo on loopback. Builds Octo, publishes the built-in plugins to a steps feed
-# served by registry-mock, and runs deployment steps in the plugin sandbox: a real community step
-# template, the built-in health check with its outbound request denied (the default) and then granted,
-# and the example custom step. Ends with what reached the (mock) vendor endpoints.
+# The main job: a local demo on loopback, nothing leaves the machine.
+#   registry-mock (signed steps feed, community library, vendor endpoints) -> octo configured to use it
+#   -> plugins installed from the feed, a community template from the library -> the server and two
+#   tentacles (one listening, one polling) -> a deployment step on both -> the outbound report ->
+#   air-gapped mode, proven by registry-mock's empty request log.
 #   bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-cargo build --locked -p octo -p registry-mock
+cargo build --locked -p octo -p tentacle -p registry-mock
 BIN="$CARGO_TARGET_DIR/debug"
 PLUGINS="${OCTO_PLUGINS_TARGET_DIR:-$CARGO_TARGET_DIR/octo-plugins}/wasm32-wasip2/release"
+octo() { "$BIN/octo" "$@"; }
+tentacle() { "$BIN/tentacle" "$@"; }
 
 WORK="$(mktemp -d)"
-MOCK_PID=""
+PIDS=()
 cleanup() {
-    [[ -n "$MOCK_PID" ]] && kill "$MOCK_PID" 2>/dev/null || true
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-export OCTO_HOME="$WORK/octo-home"
+export OCTO_HOME="$WORK/octo"
 
 heading() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# wait_for FILE PATTERN: until a line of FILE matches PATTERN (10 s at most).
+wait_for() {
+    for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+    echo "timed out waiting for '$2' in $1" >&2
+    cat "$1" >&2
+    return 1
+}
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 heading "Publishing the built-in plugins to a signed steps feed (one command)"
-"$BIN/registry-mock" publish --out "$WORK/feed" \
+"$BIN/registry-mock" publish --out "$WORK/feed" --key "$WORK/feed.key" \
     --plugins "$PLUGINS/run_script.wasm" "$PLUGINS/http_health_check.wasm" "$PLUGINS/hello_step.wasm"
 
-heading "Starting registry-mock on loopback"
-"$BIN/registry-mock" serve --feed "$WORK/feed" --port 0 --state-dir "$WORK/mock" >"$WORK/mock.ready" 2>"$WORK/mock.log" &
-MOCK_PID=$!
-for _ in $(seq 100); do [[ -s "$WORK/mock.ready" ]] && break; sleep 0.05; done
-URL="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$WORK/mock.ready")"
+heading "Starting registry-mock on loopback: steps feed, library, update/telemetry/experiences endpoints"
+"$BIN/registry-mock" serve --feed "$WORK/feed" --key "$WORK/feed.key" --port 0 --state-dir "$WORK/mock" \
+    >"$WORK/mock.ready" 2>"$WORK/mock.log" &
+PIDS+=($!)
+wait_for "$WORK/mock.ready" url
+URL="$(json_field "$WORK/mock.ready" url)"
 echo "registry-mock at $URL"
 
-heading "A community step template, unchanged (HTTP - Test URL (Bash)): its own curl to a local URL"
-"$BIN/octo" run-step ../shared/library/bash-http-test-url.json \
-    --param "uri=$URL/api/update?version=0.1.0&installationId=demo" --param timeout=10
+heading "octo configure: the feed (its signing key pinned), the library and the vendor endpoints"
+octo configure --feed "$(json_field "$WORK/mock.ready" feedUrl)" \
+    --feedPublicKey "$(json_field "$WORK/mock.ready" feedPublicKey)" --libraryFeed "$URL" \
+    --updateUrl "$URL/api/update" --telemetryUrl "$URL/api/telemetry" \
+    --experiencesUrl "$URL/api/experiences" --dynamicExtensionsUrl "$URL/api/dynamic-extensions"
 
-heading "The built-in http-health-check: outbound is denied unless granted (air-gapped by default)"
-"$BIN/octo" run-step http-health-check --param "url=$URL/api/experiences?version=0.1.0" --param timeoutSeconds=5 \
-    || echo "(exit code $?: denied, as expected)"
+heading "Installing run-script from the feed (sha256 and signature checked)"
+octo plugins install run-script
 
-heading "The same step with the destination granted by an administrator"
-"$BIN/octo" run-step http-health-check --param "url=$URL/api/experiences?version=0.1.0" --allow-outbound "$URL"
+heading "Syncing the community library and installing a Bash template from it"
+octo jobs run community-step-templates
+octo library install service-check-running-bash
 
-heading "A custom step written with the plugin SDK (plugins/examples/hello-step)"
-"$BIN/octo" run-step "$PLUGINS/hello_step.wasm" --param name=Octo
+heading "Starting the server and two tentacles: one listening, one polling"
+octo run --listen-address 127.0.0.1 --comms-listen-port 0 >"$WORK/server.out" 2>"$WORK/server.err" &
+PIDS+=($!)
+wait_for "$WORK/server.out" '^ready$'
+SERVER_THUMBPRINT="$(sed -n 's/^thumbprint //p' "$WORK/server.out")"
+POLLING_ADDRESS="$(sed -n 's/^polling-listener //p' "$WORK/server.out")"
 
-heading "What reached the mock vendor endpoints (registry-mock's request log)"
-curl -s "$URL/_mock/requests" | python3 -c '
-import json, sys
-for r in json.load(sys.stdin):
-    print("  %-6s %s" % (r["method"], r["path"]))'
+tentacle --home "$WORK/t-listening" configure --port 0 --listen-address 127.0.0.1 --trust "$SERVER_THUMBPRINT"
+tentacle --home "$WORK/t-listening" agent >"$WORK/t1.out" 2>"$WORK/t1.err" &
+PIDS+=($!)
+wait_for "$WORK/t1.out" '^ready$'
+LISTENING_ADDRESS="$(sed -n 's/^listening //p' "$WORK/t1.out")"
+
+tentacle --home "$WORK/t-polling" configure --noListen
+tentacle --home "$WORK/t-polling" poll-server --server-comms-address "https://$POLLING_ADDRESS" \
+    --server-thumbprint "$SERVER_THUMBPRINT"
+tentacle --home "$WORK/t-polling" agent >"$WORK/t2.out" 2>"$WORK/t2.err" &
+PIDS+=($!)
+wait_for "$WORK/t2.out" '^ready$'
+
+octo targets add-listening web-1 --url "https://$LISTENING_ADDRESS" \
+    --thumbprint "$(tentacle --home "$WORK/t-listening" show-thumbprint)" --role web
+octo targets add-polling web-2 --thumbprint "$(tentacle --home "$WORK/t-polling" show-thumbprint)" --role web
+for _ in $(seq 100); do
+    [[ "$(octo targets health 2>/dev/null | grep -c healthy)" -ge 2 ]] && break
+    sleep 0.1
+done
+octo targets health
+
+heading "Deploying: the community template, unchanged, on every 'web' tentacle"
+octo run-step service-check-running-bash --param services=tentacle --role web
+
+heading "What may leave this machine, and why (octo outbound)"
+octo outbound
+
+heading "Air-gapped: every vendor destination off, then every scheduled job run"
+curl -s -X DELETE "$URL/_mock/requests" >/dev/null
+octo configure --airGapped=true
+octo jobs run --all || true
+echo "requests registry-mock received since: $(curl -s "$URL/_mock/requests" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
