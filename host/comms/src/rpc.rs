@@ -35,6 +35,13 @@ pub struct H2Options {
     pub max_json_response: usize,
     /// The `:authority` sent with requests (informational; the peer is known by its certificate).
     pub authority: String,
+    /// HTTP/2 flow-control window per stream, both directions. Bulk transfers (plugins, files) stall
+    /// on the 64 KiB default long before the link is full.
+    pub stream_window: u32,
+    /// HTTP/2 flow-control window for the whole connection.
+    pub connection_window: u32,
+    /// Largest HTTP/2 frame this side accepts.
+    pub max_frame_size: u32,
 }
 
 impl Default for H2Options {
@@ -46,6 +53,9 @@ impl Default for H2Options {
             call_timeout: Some(Duration::from_secs(60)),
             max_json_response: 16 * 1024 * 1024,
             authority: "octo".to_owned(),
+            stream_window: 8 * 1024 * 1024,
+            connection_window: 16 * 1024 * 1024,
+            max_frame_size: 1024 * 1024,
         }
     }
 }

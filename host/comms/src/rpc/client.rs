@@ -59,7 +59,11 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(options.keep_alive_interval)
         .keep_alive_timeout(options.keep_alive_timeout)
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(options.stream_window)
+        .initial_connection_window_size(options.connection_window)
+        .max_frame_size(options.max_frame_size)
+        .max_send_buf_size(4 * 1024 * 1024);
     let (sender, connection) = builder
         .handshake::<_, RpcBody>(TokioIo::new(io))
         .await

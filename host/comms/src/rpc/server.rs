@@ -63,7 +63,11 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(options.keep_alive_interval)
         .keep_alive_timeout(options.keep_alive_timeout)
-        .max_concurrent_streams(options.max_concurrent_streams);
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .initial_stream_window_size(options.stream_window)
+        .initial_connection_window_size(options.connection_window)
+        .max_frame_size(options.max_frame_size)
+        .max_send_buf_size(4 * 1024 * 1024);
     let connection = builder.serve_connection(TokioIo::new(io), hyper_service);
     tokio::select! {
         result = connection => result.map_err(RpcError::Http),
