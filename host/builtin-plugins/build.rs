@@ -18,6 +18,11 @@ fn main() {
         "sdk-macros",
         "run-script",
         "http-health-check",
+        "update-check",
+        "telemetry",
+        "experiences",
+        "dynamic-extensions",
+        "vendor-common",
         "examples",
         "test-fixtures",
     ] {
@@ -67,7 +72,14 @@ fn main() {
         );
     }
     let built = target_dir.join("wasm32-wasip2").join("release");
-    for name in ["run_script", "http_health_check"] {
+    for name in [
+        "run_script",
+        "http_health_check",
+        "update_check",
+        "telemetry",
+        "experiences",
+        "dynamic_extensions",
+    ] {
         let path = built.join(format!("{name}.wasm"));
         assert!(path.is_file(), "{} was not built", path.display());
     }

@@ -26,6 +26,41 @@ pub const HTTP_HEALTH_CHECK: BuiltinPlugin = BuiltinPlugin {
 /// Every built-in step plugin.
 pub const STEPS: &[BuiltinPlugin] = &[RUN_SCRIPT, HTTP_HEALTH_CHECK];
 
+/// The update-check vendor plugin.
+pub const UPDATE_CHECK: BuiltinPlugin = BuiltinPlugin {
+    id: "update-check",
+    bytes: include_bytes!(concat!(env!("OCTO_PLUGINS_DIR"), "/update_check.wasm")),
+};
+
+/// The telemetry vendor plugin.
+pub const TELEMETRY: BuiltinPlugin = BuiltinPlugin {
+    id: "telemetry",
+    bytes: include_bytes!(concat!(env!("OCTO_PLUGINS_DIR"), "/telemetry.wasm")),
+};
+
+/// The experiences (in-app messages) vendor plugin.
+pub const EXPERIENCES: BuiltinPlugin = BuiltinPlugin {
+    id: "experiences",
+    bytes: include_bytes!(concat!(env!("OCTO_PLUGINS_DIR"), "/experiences.wasm")),
+};
+
+/// The dynamic-extensions vendor plugin.
+pub const DYNAMIC_EXTENSIONS: BuiltinPlugin = BuiltinPlugin {
+    id: "dynamic-extensions",
+    bytes: include_bytes!(concat!(
+        env!("OCTO_PLUGINS_DIR"),
+        "/dynamic_extensions.wasm"
+    )),
+};
+
+/// Every built-in vendor plugin (one per vendor world). They run only while their settings switch is on.
+pub const VENDOR: &[BuiltinPlugin] = &[UPDATE_CHECK, TELEMETRY, EXPERIENCES, DYNAMIC_EXTENSIONS];
+
+/// The built-in vendor plugin with this id.
+pub fn find_vendor(id: &str) -> Option<BuiltinPlugin> {
+    VENDOR.iter().copied().find(|p| p.id == id)
+}
+
 /// The built-in plugin with this id.
 pub fn find(id: &str) -> Option<BuiltinPlugin> {
     STEPS.iter().copied().find(|p| p.id == id)

@@ -160,6 +160,20 @@ impl Runtime {
         Ok(StepPlugin::new(manifest, digest, pre))
     }
 
+    /// The linker every plugin links against (steps and vendor plugins).
+    pub(crate) fn step_linker(&self) -> &Linker<StepState> {
+        &self.step_linker
+    }
+
+    pub(crate) fn compile_component(
+        &self,
+        manifest: &Manifest,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Component, LoadError> {
+        self.compile(manifest, bytes, digest)
+    }
+
     fn compile(
         &self,
         manifest: &Manifest,

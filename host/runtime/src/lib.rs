@@ -21,6 +21,7 @@ pub mod outbound;
 mod process;
 mod state;
 mod step;
+pub mod vendor;
 
 pub use engine::{LoadError, Runtime, RuntimeConfig};
 pub use http_client::WebProxy;
@@ -32,6 +33,10 @@ pub use outbound::{
 pub use step::{
     Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, ParameterInfo,
     StepDescription, StepFailure, StepOutcome, StepPlugin, StepRequest, Variable,
+};
+pub use vendor::{
+    Message, Metric, SignedDocument, TelemetryReport, UpdateInfo, VendorOutcome, VendorPlugin,
+    VendorRequest,
 };
 
 /// Hex SHA-256 of some bytes: how plugins are named in the cache and the store.

@@ -492,7 +492,21 @@ impl StepPlugin {
         request: &StepRequest,
         declared: Vec<DestinationPattern>,
     ) -> Result<(Store<StepState>, Arc<MemoryAudit>), StepFailure> {
-        let manifest = &self.0.manifest;
+        new_store(runtime, &self.0.manifest, request, declared, true)
+    }
+}
+
+/// A fresh store for one run of a plugin: no environment, no sockets, the outbound gate, the deadline and
+/// the memory limit. `preopen` gives the plugin the request's work directory (steps); vendor plugins get
+/// no filesystem at all.
+pub(crate) fn new_store(
+    runtime: &Runtime,
+    manifest: &Manifest,
+    request: &StepRequest,
+    declared: Vec<DestinationPattern>,
+    preopen: bool,
+) -> Result<(Store<StepState>, Arc<MemoryAudit>), StepFailure> {
+    {
         let deadline = request.deadline.unwrap_or(runtime.config.step_deadline);
         let mut masker = Masker::new();
         for v in request.variables.iter().filter(|v| v.sensitive) {
@@ -507,13 +521,15 @@ impl StepPlugin {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
-        wasi.preopened_dir(&request.work_dir, ".", FsPerms::ReadWrite)
-            .map_err(|e| {
-                StepFailure::Host(format!(
-                    "cannot open the work directory {}: {e}",
-                    request.work_dir.display()
-                ))
-            })?;
+        if preopen {
+            wasi.preopened_dir(&request.work_dir, ".", FsPerms::ReadWrite)
+                .map_err(|e| {
+                    StepFailure::Host(format!(
+                        "cannot open the work directory {}: {e}",
+                        request.work_dir.display()
+                    ))
+                })?;
+        }
         let audit = Arc::new(MemoryAudit::default());
         let mut sinks: Vec<Arc<dyn AuditSink>> = vec![audit.clone()];
         sinks.extend(request.audit.clone());
@@ -647,7 +663,7 @@ fn convert_description(d: types::StepDescription) -> StepDescription {
 }
 
 /// The trap plus what the guest wrote to stderr (a Rust panic message lands there).
-fn trap_text(e: &wasmtime::Error, store: &Store<StepState>) -> String {
+pub(crate) fn trap_text(e: &wasmtime::Error, store: &Store<StepState>) -> String {
     let trap = match e.downcast_ref::<Trap>() {
         Some(t) => t.to_string(),
         None => one_line(e),
@@ -678,7 +694,11 @@ fn classify_trap(e: &wasmtime::Error, store: &Store<StepState>, runtime: &Runtim
     classify_message(trap_text(e, store), store, runtime)
 }
 
-fn classify_message(message: String, store: &Store<StepState>, runtime: &Runtime) -> StepFailure {
+pub(crate) fn classify_message(
+    message: String,
+    store: &Store<StepState>,
+    runtime: &Runtime,
+) -> StepFailure {
     if store.data().limits.memory_limit_hit {
         return StepFailure::MemoryLimitExceeded(runtime.config.memory_limit);
     }
