@@ -53,11 +53,43 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The web request proxy (feeds, plugins' HTTP, scripts' HTTP_PROXY): --proxyEnable=true|false,
+    /// --proxyHost, --proxyPort, --proxyUsername, --proxyPassword, --useSystemProxy=true. HTTP only.
+    Proxy(crate::proxy::ProxyArgs),
+    /// Named proxies that listening targets are dialled through: add, list, remove.
+    Proxies {
+        #[command(subcommand)]
+        command: crate::proxy::ProxiesCommand,
+    },
     /// Deployment targets (tentacles): add, list, remove, health.
     Targets {
         #[command(subcommand)]
         command: crate::server::commands::TargetsCommand,
     },
+    /// Check now whether a newer Octo exists (the update-check plugin; needs upgradeCheck=true). Sends
+    /// the version and the installation id only.
+    CheckUpdates {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Anonymous usage counts (the telemetry plugin).
+    Telemetry {
+        #[command(subcommand)]
+        command: TelemetryCommand,
+    },
+    /// This server's version, the last update check and the in-app messages last fetched (no request).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TelemetryCommand {
+    /// Print exactly the JSON the telemetry job would send; sends nothing.
+    Preview,
 }
 
 #[derive(Debug, Subcommand)]

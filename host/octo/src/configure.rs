@@ -332,8 +332,8 @@ fn parse_all(args: &ConfigureArgs) -> anyhow::Result<Vec<(&'static Flag, Value)>
     Ok(parsed)
 }
 
-/// The settings as `(key, shown value)`, for diffs and `show-configuration`. Secrets (none yet; proxy
-/// passwords later) are masked here and never printed.
+/// The settings as `(key, shown value)`, for diffs and `show-configuration`. Proxy passwords are
+/// masked here and never printed.
 pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
     vec![
@@ -384,6 +384,30 @@ pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
         (
             keys::COMMS_LISTEN_PORT,
             settings.comms_listen_port.to_string(),
+        ),
+        (keys::WEB_PROXY, crate::proxy::describe(&settings.web_proxy)),
+        (
+            keys::PROXIES,
+            if settings.proxies.is_empty() {
+                "(none)".to_string()
+            } else {
+                settings
+                    .proxies
+                    .iter()
+                    .map(|(name, p)| {
+                        format!(
+                            "{name}={}",
+                            crate::proxy::describe_fields(
+                                &p.host,
+                                p.port,
+                                p.username.as_deref(),
+                                p.password.is_some()
+                            )
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         ),
     ]
 }
@@ -503,6 +527,10 @@ pub fn show(home: &Home, args: ShowConfigurationArgs) -> anyhow::Result<ExitCode
         ],
     );
     section("Server", &[keys::INSTALLATION_ID, keys::COMMS_LISTEN_PORT]);
+    section(
+        "Proxies (`octo proxy`, `octo proxies`)",
+        &[keys::WEB_PROXY, keys::PROXIES],
+    );
     println!("\nWhat these let out: `octo outbound`.");
     Ok(ExitCode::SUCCESS)
 }
@@ -539,10 +567,12 @@ mod tests {
             // Every flag maps onto the settings (apply panics on a missing arm).
             run(&[(f.alias, value)]).unwrap();
         }
-        // Every settings key but the installation id has a flag.
+        // Every settings key but the installation id and the proxy tables (`octo proxy`, `octo
+        // proxies`) has a flag.
         for key in keys::ALL {
             assert!(
-                *key == keys::INSTALLATION_ID || FLAGS.iter().any(|f| f.name == *key),
+                [keys::INSTALLATION_ID, keys::WEB_PROXY, keys::PROXIES].contains(key)
+                    || FLAGS.iter().any(|f| f.name == *key),
                 "{key} has no flag"
             );
         }

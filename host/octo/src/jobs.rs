@@ -59,7 +59,7 @@ pub struct Job {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// Every job. Vendor jobs (update check, telemetry, ...) are added here.
+/// Every job: the feed and library jobs, and one per vendor plugin.
 pub static JOBS: &[Job] = &[
     Job {
         name: "step-template-updates",
@@ -82,6 +82,53 @@ pub static JOBS: &[Job] = &[
             enabled: |s| s.community_step_templates,
         },
         run: |ctx| crate::library::sync(ctx.home, ctx.settings),
+    },
+    Job {
+        name: "update-check",
+        description: "asks the update endpoint whether a newer Octo exists (version + installation id)",
+        interval: Duration::from_secs(8 * 3600),
+        at_start: true,
+        gate: Gate {
+            setting: keys::UPGRADE_CHECK,
+            enabled: |s| s.upgrade_check,
+        },
+        run: |ctx| {
+            crate::vendor::check_updates(ctx.home, ctx.settings)
+                .map(|s| crate::vendor::describe_update(&s))
+        },
+    },
+    Job {
+        name: "telemetry",
+        description: "sends anonymous usage counts (`octo telemetry preview` shows them)",
+        interval: Duration::from_secs(24 * 3600),
+        at_start: false,
+        gate: Gate {
+            setting: keys::SEND_TELEMETRY,
+            enabled: |s| s.send_telemetry,
+        },
+        run: |ctx| crate::vendor::send_telemetry(ctx.home, ctx.settings),
+    },
+    Job {
+        name: "experiences",
+        description: "fetches in-app messages for `octo status`",
+        interval: Duration::from_secs(24 * 3600),
+        at_start: true,
+        gate: Gate {
+            setting: keys::EXPERIENCES_ENABLED,
+            enabled: |s| s.experiences_enabled,
+        },
+        run: |ctx| crate::vendor::fetch_experiences(ctx.home, ctx.settings),
+    },
+    Job {
+        name: "dynamic-extensions",
+        description: "fetches the signed dynamic extensions document (verified with the pinned feed key)",
+        interval: Duration::from_secs(24 * 3600),
+        at_start: true,
+        gate: Gate {
+            setting: keys::DYNAMIC_EXTENSIONS_ENABLED,
+            enabled: |s| s.dynamic_extensions_enabled,
+        },
+        run: |ctx| crate::vendor::fetch_dynamic_extensions(ctx.home, ctx.settings),
     },
 ];
 

@@ -77,7 +77,7 @@ fn steps_dir(home: &Home) -> PathBuf {
 
 /// The sync job: fetch the library and replace the cache. Returns a one-line summary.
 pub fn sync(home: &Home, settings: &Settings) -> anyhow::Result<String> {
-    let feed = LibraryFeed::open(settings)?;
+    let feed = LibraryFeed::open(home, settings)?;
     let source = feed.templates_url();
     let body = block_on(feed.fetch_templates())??;
     let parsed: Value = serde_json::from_slice(&body)
@@ -130,7 +130,7 @@ fn cache(home: &Home) -> anyhow::Result<Cache> {
     let settings = load_settings(home)?;
     if !Destination::CommunityLibrary.enabled(&settings) {
         Destination::CommunityLibrary
-            .check(&settings)
+            .check(home, &settings)
             .context("the community library has never been synced")?;
     }
     eprintln!("the community library has not been synced yet; syncing now");

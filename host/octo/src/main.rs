@@ -9,11 +9,13 @@ mod library;
 mod outbound;
 mod pack;
 mod plugins;
+mod proxy;
 mod remote;
 mod run_step;
 mod server;
 mod step_source;
 mod targets;
+mod vendor;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -57,7 +59,26 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Run(args) => server::commands::run(&home, args),
         cli::Command::NewCertificate => server::commands::new_certificate(&home),
         cli::Command::ShowThumbprint { json } => server::commands::show_thumbprint(&home, json),
+        cli::Command::Proxy(args) => proxy::configure(&home, args),
+        cli::Command::Proxies { command } => proxy::proxies(&home, command),
         cli::Command::Targets { command } => server::commands::targets(&home, command),
+        cli::Command::CheckUpdates { json } => {
+            let settings = plugins::load_settings(&home)?;
+            let status = vendor::check_updates(&home, &settings)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("{}", vendor::describe_update(&status));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Telemetry {
+            command: cli::TelemetryCommand::Preview,
+        } => {
+            println!("{}", vendor::telemetry_preview(&home)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Status { json } => vendor::status(&home, json).map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -2,15 +2,18 @@
 //! community library feed.
 //!
 //! Each destination is a [`Destination`]; a client for it is only handed out after [`Destination::check`]
-//! has passed, so no code path reaches the network around the settings switch. When the outbound table
-//! (`octo outbound`) lands, `check` is the one function that asks it and records the attempt.
+//! has passed, so no code path reaches the network around the outbound table: `check` asks
+//! [`octo_outbound::verdict`] for the destination's row and records the attempt in the audit file.
 //!
 //! Tuning knobs for tests and slow links (environment; not settings, since they are not policy):
 //! `OCTO_FEED_ATTEMPTS` (default 3), `OCTO_FEED_TIMEOUT` (idle timeout, default 30s),
 //! `OCTO_FEED_CONNECT_TIMEOUT` (default 10s), `OCTO_FEED_BACKOFF` (first backoff ceiling, default 250ms).
 
+use crate::home::Home;
+use crate::outbound::audit::AuditLog;
 use anyhow::{Context, bail};
 use octo_feed::{ClientConfig, Entry, FeedClient, FeedPublicKey, FetchedIndex};
+use octo_outbound::audit::AuditRecord;
 use octo_settings::{Settings, keys};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,10 +51,33 @@ impl Destination {
         }
     }
 
-    /// Refuses (with what to do instead) when the switch is off. The single gate for this module's
-    /// requests.
-    pub fn check(self, settings: &Settings) -> anyhow::Result<()> {
-        if self.enabled(settings) {
+    /// Its row in the outbound table.
+    pub fn row(self) -> octo_outbound::DestinationId {
+        match self {
+            Destination::StepsFeed => octo_outbound::DestinationId::StepsFeed,
+            Destination::CommunityLibrary => octo_outbound::DestinationId::LibraryFeed,
+        }
+    }
+
+    /// Refuses (with what to do instead) when the outbound table's verdict for its row says no. The
+    /// single gate for this module's requests; every attempt, allowed or not, is recorded in the audit
+    /// file (`octo outbound` shows it).
+    pub fn check(self, home: &Home, settings: &Settings) -> anyhow::Result<()> {
+        let row = self.row();
+        let decision = octo_outbound::verdict(row.row(), settings);
+        let url = octo_outbound::endpoint_url(row.row(), settings).unwrap_or_default();
+        let origin = octo_manifest::Destination::from_url(url)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|_| url.to_string());
+        AuditLog::in_home(home).record(&AuditRecord::new(
+            row,
+            &format!("octo:{}", row.as_str()),
+            &origin,
+            decision.allowed,
+            &decision.reason,
+            std::time::SystemTime::now(),
+        ));
+        if decision.allowed {
             return Ok(());
         }
         let offline = match self {
@@ -103,6 +129,9 @@ fn client(settings: &Settings) -> anyhow::Result<FeedClient> {
             .trust_pem_file(pem)
             .with_context(|| format!("the feed certificate ({})", keys::FEED_CERTIFICATE))?;
     }
+    if let Some(connector) = crate::proxy::feed_connector(settings)? {
+        config.connector = connector;
+    }
     Ok(FeedClient::new(config)?)
 }
 
@@ -126,8 +155,8 @@ pub struct StepsFeed {
 
 impl StepsFeed {
     /// Checks the `stepTemplateUpdates` gate, the feed URL and the pinned key; makes no request.
-    pub fn open(settings: &Settings) -> anyhow::Result<Self> {
-        Destination::StepsFeed.check(settings)?;
+    pub fn open(home: &Home, settings: &Settings) -> anyhow::Result<Self> {
+        Destination::StepsFeed.check(home, settings)?;
         let url = settings.feed_url.trim().trim_end_matches('/').to_string();
         if url.is_empty() {
             bail!(
@@ -212,8 +241,8 @@ pub struct LibraryFeed {
 
 impl LibraryFeed {
     /// Checks the `communityStepTemplates` gate and the URL; makes no request.
-    pub fn open(settings: &Settings) -> anyhow::Result<Self> {
-        Destination::CommunityLibrary.check(settings)?;
+    pub fn open(home: &Home, settings: &Settings) -> anyhow::Result<Self> {
+        Destination::CommunityLibrary.check(home, settings)?;
         let url = settings
             .library_feed_url
             .trim()

@@ -100,6 +100,8 @@ pub fn run(home: &Home, args: RunStepArgs) -> anyhow::Result<ExitCode> {
         args.allow_outbound.clone(),
     )?);
 
+    let settings = octo_settings::Settings::load(&octo_settings::Settings::path_in(home.root()))?;
+    let web_proxy = crate::proxy::web_proxy(&settings)?;
     let json = args.json;
     let started = Instant::now();
     let log = move |line: LogLine| print_log_line(json, started, &line);
@@ -110,6 +112,7 @@ pub fn run(home: &Home, args: RunStepArgs) -> anyhow::Result<ExitCode> {
         policy: policy.clone(),
         audit: Some(crate::outbound::audit::AuditLog::in_home(home).sink_for(policy)),
         log: Arc::new(log),
+        web_proxy: web_proxy.map(Arc::new),
         ..StepRequest::new(work.path())
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

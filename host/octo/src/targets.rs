@@ -37,6 +37,9 @@ pub struct Target {
     /// Roles, for `run-step --role`.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The named proxy (`octo proxies add`) a listening target is dialled through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl Target {
@@ -51,7 +54,10 @@ impl Target {
     /// `listening https://…` or `polling`.
     pub fn describe_reach(&self) -> String {
         match &self.reach {
-            Reach::Listening { url } => format!("listening {url}"),
+            Reach::Listening { url } => match &self.proxy {
+                Some(proxy) => format!("listening {url} via {proxy}"),
+                None => format!("listening {url}"),
+            },
             Reach::Polling => "polling".to_owned(),
         }
     }
@@ -70,6 +76,10 @@ impl Targets {
         check_name(&target.name)?;
         if let Some(result) = target.listening_address() {
             result?;
+        } else if target.proxy.is_some() {
+            bail!(
+                "only a listening target is dialled through a proxy (a polling tentacle uses its own polling proxy)"
+            );
         }
         for role in &target.roles {
             check_name(role).context("invalid role")?;
@@ -92,6 +102,22 @@ impl Targets {
             .position(|t| t.name == name)
             .with_context(|| format!("there is no target named {name:?}"))?;
         Ok(self.targets.remove(index))
+    }
+
+    /// Sets (or with `None` clears) the named proxy of a listening target.
+    pub fn set_proxy(&mut self, name: &str, proxy: Option<String>) -> anyhow::Result<()> {
+        let target = self
+            .targets
+            .iter_mut()
+            .find(|t| t.name == name)
+            .with_context(|| format!("there is no target named {name:?}"))?;
+        if proxy.is_some() && matches!(target.reach, Reach::Polling) {
+            bail!(
+                "{name} is a polling target; only a listening target is dialled through a proxy (a polling tentacle uses `tentacle polling-proxy`)"
+            );
+        }
+        target.proxy = proxy;
+        Ok(())
     }
 
     /// The target named `name`.
@@ -217,6 +243,7 @@ mod tests {
             },
             thumbprint: tp(1),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            proxy: None,
         }
     }
 
@@ -229,6 +256,7 @@ mod tests {
             reach: Reach::Polling,
             thumbprint: tp(2),
             roles: vec!["db".into()],
+            proxy: None,
         })
         .unwrap();
         assert!(t.add(listening("web1", &[])).is_err());

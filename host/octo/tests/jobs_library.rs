@@ -296,7 +296,13 @@ fn the_server_syncs_the_library_at_start() {
     let (_, key) = octo_feed::signature::generate_keypair().unwrap();
     home.configure(&mock, &key.to_base64(), false, true);
     let mut server = home
-        .command(&["run", "--comms-listen-port", "0", "--listen-address", "127.0.0.1"])
+        .command(&[
+            "run",
+            "--comms-listen-port",
+            "0",
+            "--listen-address",
+            "127.0.0.1",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -43,7 +43,21 @@
 //! resolve on the internet. An install that was never configured with real endpoints therefore cannot send
 //! anything to anyone, whatever its switches say; pointing an endpoint somewhere is always an explicit act.
 //!
-//! Later sections (the web request proxy, named proxies) will be TOML tables in the same file.
+//! The proxies are TOML tables in the same file (passwords masked by [`Settings::redacted`]):
+//!
+//! ```toml
+//! [webProxy]                         # `octo proxy`: feeds, plugins' HTTP, scripts' HTTP(S)_PROXY
+//! enabled = true
+//! useSystemProxy = false             # true: HTTPS_PROXY / HTTP_PROXY / NO_PROXY instead of host/port
+//! host = "proxy.corp"
+//! port = 3128
+//! username = "deploy"                # optional, Basic
+//! password = "..."                   # optional
+//!
+//! [proxies.dmz]                      # `octo proxies add dmz ...`: `octo targets add-listening --proxy dmz`
+//! host = "10.1.2.3"
+//! port = 8080
+//! ```
 #![deny(missing_docs)]
 
 pub mod file;
@@ -88,6 +102,10 @@ pub mod keys {
     pub const INSTALLATION_ID: &str = "installationId";
     /// [`Settings::comms_listen_port`](crate::Settings::comms_listen_port)
     pub const COMMS_LISTEN_PORT: &str = "commsListenPort";
+    /// [`Settings::web_proxy`](crate::Settings::web_proxy) (a table)
+    pub const WEB_PROXY: &str = "webProxy";
+    /// [`Settings::proxies`](crate::Settings::proxies) (a table of tables)
+    pub const PROXIES: &str = "proxies";
 
     /// Every top-level key, in file order.
     pub const ALL: &[&str] = &[
@@ -107,6 +125,8 @@ pub mod keys {
         DYNAMIC_EXTENSIONS_URL,
         INSTALLATION_ID,
         COMMS_LISTEN_PORT,
+        WEB_PROXY,
+        PROXIES,
     ];
 
     /// The vendor switches: each gates one vendor destination. All off = air-gapped.
@@ -178,6 +198,86 @@ pub struct Settings {
     pub installation_id: Option<String>,
     /// `commsListenPort`: the port polling tentacles connect to (0 = any free port, for tests).
     pub comms_listen_port: u16,
+    /// `[webProxy]`: the web request proxy (feeds, plugins' HTTP, scripts' HTTP_PROXY), set by `octo proxy`.
+    #[serde(skip_serializing_if = "WebProxySettings::is_unset")]
+    pub web_proxy: WebProxySettings,
+    /// `[proxies.NAME]`: named proxies a listening target can be dialled through, set by `octo proxies`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub proxies: std::collections::BTreeMap<String, NamedProxy>,
+}
+
+/// What a proxy password is shown as.
+pub const MASKED: &str = "********";
+
+/// `[webProxy]` in `octo.toml` (the `octo proxy` flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebProxySettings {
+    /// `proxyEnable`: use a proxy for web requests.
+    pub enabled: bool,
+    /// `useSystemProxy`: take it from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (as curl does) instead of
+    /// `host`/`port`.
+    pub use_system_proxy: bool,
+    /// `proxyHost`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `proxyPort`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `proxyUsername`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `proxyPassword` (masked by [`Settings::redacted`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl WebProxySettings {
+    /// Nothing configured (the table is then left out of the file).
+    pub fn is_unset(&self) -> bool {
+        *self == WebProxySettings::default()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(host) = &self.host {
+            check_proxy_host(host)?;
+        }
+        if self.port == Some(0) {
+            return Err("port: expected 1 to 65535".into());
+        }
+        if self.enabled && !self.use_system_proxy && (self.host.is_none() || self.port.is_none()) {
+            return Err("enabled without a host and port (or useSystemProxy)".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[proxies.NAME]` in `octo.toml` (`octo proxies add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamedProxy {
+    /// The proxy's host.
+    pub host: String,
+    /// The proxy's port.
+    pub port: u16,
+    /// Basic user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Basic password (masked by [`Settings::redacted`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// A proxy host: not empty, no scheme other than none, never SOCKS.
+pub fn check_proxy_host(host: &str) -> Result<(), String> {
+    let lower = host.trim().to_ascii_lowercase();
+    if lower.starts_with("socks") {
+        return Err("only HTTP proxies are supported (SOCKS is not)".into());
+    }
+    if lower.is_empty() || lower.contains(['/', '@', ' ']) {
+        return Err(format!("expected a host name or IP address, got {host:?}"));
+    }
+    Ok(())
 }
 
 impl Default for Settings {
@@ -201,6 +301,8 @@ impl Default for Settings {
             dynamic_extensions_url: DEFAULT_DYNAMIC_EXTENSIONS_URL.into(),
             installation_id: None,
             comms_listen_port: DEFAULT_COMMS_LISTEN_PORT,
+            web_proxy: WebProxySettings::default(),
+            proxies: Default::default(),
         }
     }
 }
@@ -371,6 +473,19 @@ impl Settings {
                 "expected the path of a PEM file (UTF-8)",
             ));
         }
+        self.web_proxy
+            .validate()
+            .map_err(|m| SettingsError::invalid(keys::WEB_PROXY, m))?;
+        for (name, proxy) in &self.proxies {
+            check_proxy_host(&proxy.host)
+                .map_err(|m| SettingsError::invalid(keys::PROXIES, format!("{name}: {m}")))?;
+            if proxy.port == 0 || name.is_empty() {
+                return Err(SettingsError::invalid(
+                    keys::PROXIES,
+                    format!("{name:?}: expected a name and a port from 1 to 65535"),
+                ));
+            }
+        }
         if let Some(id) = &self.installation_id {
             let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic());
             if !ok {
@@ -418,9 +533,18 @@ impl Settings {
     }
 
     /// A copy that is safe to print (`show-configuration`, logs): every secret replaced by `********`.
-    /// There are no secrets yet; proxy passwords will be masked here, so printing code never changes.
+    /// The secrets are the proxy passwords.
     pub fn redacted(&self) -> Settings {
-        self.clone()
+        let mut copy = self.clone();
+        if let Some(p) = &mut copy.web_proxy.password {
+            *p = MASKED.into();
+        }
+        for proxy in copy.proxies.values_mut() {
+            if let Some(p) = &mut proxy.password {
+                *p = MASKED.into();
+            }
+        }
+        copy
     }
 
     /// `--airGapped=true` turns every vendor switch off; `false` turns them all on.

@@ -73,6 +73,24 @@ fn round_trip_with_every_field() {
         dynamic_extensions_url: "https://d.test/y".into(),
         installation_id: Some("6f1c1f0e-0000-4000-8000-000000000000".into()),
         comms_listen_port: 0,
+        web_proxy: WebProxySettings {
+            enabled: true,
+            use_system_proxy: false,
+            host: Some("proxy.corp".into()),
+            port: Some(3128),
+            username: Some("u".into()),
+            password: Some("pw".into()),
+        },
+        proxies: [(
+            "dmz".to_string(),
+            NamedProxy {
+                host: "10.0.0.1".into(),
+                port: 8080,
+                username: None,
+                password: None,
+            },
+        )]
+        .into(),
     };
     s.save(&path).unwrap();
     assert_eq!(Settings::load(&path).unwrap(), s);
@@ -284,6 +302,22 @@ fn key_list_matches_the_serialised_keys() {
         feed_public_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
         feed_trusted_certificate: Some("/x.pem".into()),
         installation_id: Some("id".into()),
+        web_proxy: WebProxySettings {
+            enabled: true,
+            host: Some("proxy".into()),
+            port: Some(3128),
+            ..Default::default()
+        },
+        proxies: [(
+            "dmz".to_string(),
+            NamedProxy {
+                host: "p".into(),
+                port: 1,
+                username: None,
+                password: None,
+            },
+        )]
+        .into(),
         ..Settings::default()
     };
     let table: toml::Table = toml::from_str(&s.to_toml().unwrap()).unwrap();
@@ -293,4 +327,43 @@ fn key_list_matches_the_serialised_keys() {
     let mut written_sorted = written.clone();
     written_sorted.sort();
     assert_eq!(written_sorted, expected);
+}
+
+#[test]
+fn proxies_are_checked_and_passwords_redacted() {
+    let mut s = Settings {
+        web_proxy: WebProxySettings {
+            enabled: true,
+            host: Some("proxy".into()),
+            port: Some(3128),
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    s.proxies.insert(
+        "dmz".into(),
+        NamedProxy {
+            host: "p".into(),
+            port: 1,
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+        },
+    );
+    s.validate().unwrap();
+    let shown = s.redacted().to_toml().unwrap();
+    assert!(
+        !shown.contains("hunter2") && shown.contains(MASKED),
+        "{shown}"
+    );
+    let mut bad = s.clone();
+    bad.web_proxy.host = Some("socks5://p".into());
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("SOCKS is not"), "{e}");
+    let mut bad = s.clone();
+    bad.web_proxy.port = None;
+    assert!(bad.validate().is_err());
+    let text = "[webProxy]\nenabled = true\nhost = \"p\"\nport = 3128\nbogus = 1\n";
+    assert!(Settings::parse(text, Path::new("octo.toml")).is_err());
 }

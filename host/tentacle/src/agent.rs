@@ -74,7 +74,8 @@ pub async fn start(home: &Home) -> anyhow::Result<RunningAgent> {
         );
     }
     let trust = TrustStore::from_thumbprints(settings.all_trusted());
-    let (service, _steps) = service(home)?;
+    let (service, steps) = service(home)?;
+    steps.set_web_proxy(settings.web_proxy.web_proxy()?);
     let shutdown = CancellationToken::new();
     let options = H2Options::default();
 
@@ -96,10 +97,14 @@ pub async fn start(home: &Home) -> anyhow::Result<RunningAgent> {
     }
     for server in &settings.servers {
         let (host, port) = settings::parse_server_address(&server.address)?;
+        let proxy = settings.polling_proxy.proxy_for(&host)?;
+        if let Some(proxy) = &proxy {
+            tracing::info!(server = %server.address, proxy = %proxy.authority(), "polling through a proxy");
+        }
         let tls = TlsClient::new(&identity, trust.clone())?;
         for _ in 0..settings.polling_connection_count.max(1) {
             tokio::spawn(endpoint::run_polling(
-                DialTarget::new(host.clone(), port),
+                DialTarget::new(host.clone(), port).with_proxy(proxy.clone()),
                 tls.clone(),
                 Some(server.thumbprint),
                 service.clone(),

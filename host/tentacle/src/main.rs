@@ -38,8 +38,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the settings.
+    /// Print the settings (proxy passwords masked).
     ShowConfiguration,
+    /// The proxy for connections to polled servers: --proxyEnable=true|false, --proxyHost, --proxyPort,
+    /// --proxyUsername, --proxyPassword, --useSystemProxy=true. HTTP only; TLS stays end to end.
+    PollingProxy(tentacle::proxy::ProxyFlags),
+    /// The web request proxy for plugins' HTTP and scripts (HTTP_PROXY/HTTPS_PROXY): same flags.
+    Proxy(tentacle::proxy::ProxyFlags),
+    /// Every connection this tentacle opens by itself: the polling connections, when configured.
+    Outbound {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -153,10 +164,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::ShowConfiguration => {
-            print!("{}", settings::load(&home.settings())?.to_toml());
+            print!("{}", settings::load(&home.settings())?.redacted().to_toml());
+        }
+        Command::PollingProxy(flags) => set_proxy(&home, &flags, true)?,
+        Command::Proxy(flags) => set_proxy(&home, &flags, false)?,
+        Command::Outbound { json } => {
+            let s = settings::load(&home.settings())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&tentacle::outbound::rows(&s))?
+                );
+            } else {
+                print!("{}", tentacle::outbound::text(&s));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn set_proxy(
+    home: &Home,
+    flags: &tentacle::proxy::ProxyFlags,
+    polling: bool,
+) -> anyhow::Result<()> {
+    let path = home.settings();
+    let mut s = settings::load(&path)?;
+    let (which, proxy) = if polling {
+        ("polling proxy", &mut s.polling_proxy)
+    } else {
+        ("web request proxy", &mut s.web_proxy)
+    };
+    proxy.apply(flags).map_err(anyhow::Error::msg)?;
+    let shown = proxy.describe();
+    settings::save(&path, &s)?;
+    println!("{which}: {shown} (the agent uses it from its next start)");
+    Ok(())
 }
 
 fn configure(home: &Home, args: ConfigureArgs) -> anyhow::Result<()> {

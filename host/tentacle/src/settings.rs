@@ -8,6 +8,8 @@ use octo_comms::endpoint::DEFAULT_LISTENING_PORT;
 use octo_comms::identity::Thumbprint;
 use serde::{Deserialize, Serialize};
 
+use crate::proxy::ProxySettings;
+
 /// File name of the settings inside the home.
 pub const FILE_NAME: &str = "tentacle.toml";
 
@@ -33,6 +35,12 @@ pub struct Settings {
     /// Connections opened to each polled server.
     #[serde(default = "one")]
     pub polling_connection_count: u32,
+    /// `[pollingProxy]`: the proxy for connections to polled servers (`tentacle polling-proxy`).
+    #[serde(default, skip_serializing_if = "ProxySettings::is_unset")]
+    pub polling_proxy: ProxySettings,
+    /// `[webProxy]`: the web request proxy for plugins and scripts (`tentacle proxy`).
+    #[serde(default, skip_serializing_if = "ProxySettings::is_unset")]
+    pub web_proxy: ProxySettings,
 }
 
 /// A server the tentacle dials (polling mode).
@@ -67,6 +75,8 @@ impl Default for Settings {
             trusted: Vec::new(),
             servers: Vec::new(),
             polling_connection_count: 1,
+            polling_proxy: ProxySettings::default(),
+            web_proxy: ProxySettings::default(),
         }
     }
 }
@@ -80,6 +90,14 @@ impl Settings {
     /// The TOML text.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("settings are always representable as TOML")
+    }
+
+    /// A copy safe to print: proxy passwords masked.
+    pub fn redacted(&self) -> Self {
+        let mut copy = self.clone();
+        copy.polling_proxy = self.polling_proxy.redacted();
+        copy.web_proxy = self.web_proxy.redacted();
+        copy
     }
 
     /// Every thumbprint this tentacle trusts: listening-mode servers and polled servers.

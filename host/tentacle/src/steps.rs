@@ -150,9 +150,16 @@ pub struct Steps {
     start_lock: tokio::sync::Mutex<()>,
     runtime: Arc<Runtime>,
     plugins: PluginCache,
+    web_proxy: Mutex<Option<Arc<octo_runtime::WebProxy>>>,
 }
 
 impl Steps {
+    /// Steps started from now on send their web requests (and scripts get `HTTP_PROXY`/`HTTPS_PROXY`)
+    /// through `proxy`, or directly with `None`.
+    pub fn set_web_proxy(&self, proxy: Option<Arc<octo_runtime::WebProxy>>) {
+        *self.web_proxy.lock().unwrap_or_else(|e| e.into_inner()) = proxy;
+    }
+
     /// Opens the work directory and reads back every run in it.
     pub fn open(
         work: PathBuf,
@@ -185,6 +192,7 @@ impl Steps {
             start_lock: tokio::sync::Mutex::new(()),
             runtime,
             plugins,
+            web_proxy: Mutex::new(None),
         })
     }
 
@@ -279,6 +287,11 @@ impl Steps {
             policy: Arc::new(AllowList::new(grants)),
             log: Arc::new(log),
             cancel: run.cancel.clone(),
+            web_proxy: self
+                .web_proxy
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             ..octo_runtime::StepRequest::new(dir.join(STEP_DIR))
         };
         let runtime = self.runtime.clone();

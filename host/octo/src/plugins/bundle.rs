@@ -69,7 +69,7 @@ pub fn export(home: &Home, args: ExportArgs) -> anyhow::Result<ExitCode> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(context)?;
-    let feed = StepsFeed::open(&settings).with_context(context)?;
+    let feed = StepsFeed::open(home, &settings).with_context(context)?;
     let staging = tempfile::Builder::new()
         .prefix(".octo-bundle-")
         .tempdir_in(parent)

@@ -162,7 +162,7 @@ pub fn install_spec(home: &Home, spec: &PluginSpec) -> anyhow::Result<Installed>
         Some(req) => format!("cannot install {}@{req}", spec.id),
         None => format!("cannot install {}", spec.id),
     };
-    let feed = StepsFeed::open(&settings).with_context(context)?;
+    let feed = StepsFeed::open(home, &settings).with_context(context)?;
     let store = open_store(home)?;
     block_on(async {
         let fetched = feed.fetch_index().await?;

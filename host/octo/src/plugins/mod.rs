@@ -227,7 +227,7 @@ pub fn describe_manifest(manifest: &Manifest) -> String {
 
 fn search(home: &Home, args: SearchArgs) -> anyhow::Result<ExitCode> {
     let settings = load_settings(home)?;
-    let feed = crate::remote::StepsFeed::open(&settings)?;
+    let feed = crate::remote::StepsFeed::open(home, &settings)?;
     let fetched = crate::remote::block_on(feed.fetch_index())??;
     let installed = existing_store(home)?
         .map(|s| s.list())

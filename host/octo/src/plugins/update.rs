@@ -52,7 +52,7 @@ pub fn command(home: &Home, args: UpdateArgs) -> anyhow::Result<ExitCode> {
         println!("no plugins are installed; nothing to update");
         return Ok(ExitCode::SUCCESS);
     }
-    let feed = StepsFeed::open(&settings).context("cannot update plugins")?;
+    let feed = StepsFeed::open(home, &settings).context("cannot update plugins")?;
     let failures = block_on(async {
         let fetched = feed.fetch_index().await.context("cannot update plugins")?;
         let mut failures = 0;
@@ -99,7 +99,7 @@ pub fn command(home: &Home, args: UpdateArgs) -> anyhow::Result<ExitCode> {
 /// version in the feed (same major; for 0.x the same minor). One not installed from the feed yet gets the
 /// newest version compatible with (and not older than) the embedded one. Returns a one-line summary.
 pub fn update_builtins(home: &Home, settings: &Settings) -> anyhow::Result<String> {
-    let feed = StepsFeed::open(settings)?;
+    let feed = StepsFeed::open(home, settings)?;
     let store = open_store(home)?;
     block_on(async {
         let fetched = feed.fetch_index().await?;

@@ -50,6 +50,20 @@ pub enum TargetsCommand {
         /// A role (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Dial it through this named proxy (`octo proxies add`); TLS stays end to end.
+        #[arg(long, value_name = "PROXY")]
+        proxy: Option<String>,
+    },
+    /// Change the named proxy a listening target is dialled through.
+    SetProxy {
+        /// The target's name.
+        name: String,
+        /// The named proxy (`octo proxies list`).
+        #[arg(required_unless_present = "none", conflicts_with = "none")]
+        proxy: Option<String>,
+        /// Dial it directly.
+        #[arg(long)]
+        none: bool,
     },
     /// Add a polling tentacle (it dials the server).
     AddPolling {
@@ -136,6 +150,11 @@ fn notify_daemon(home: &Home) {
     }
 }
 
+fn check_proxy_exists(home: &Home, name: &str) -> anyhow::Result<()> {
+    let settings = octo_settings::Settings::load(&octo_settings::Settings::path_in(home.root()))?;
+    crate::proxy::lookup_named(&settings, name).map(|_| ())
+}
+
 /// `octo targets …`.
 pub fn targets(home: &Home, command: TargetsCommand) -> anyhow::Result<ExitCode> {
     home.private_dir("")?;
@@ -146,17 +165,41 @@ pub fn targets(home: &Home, command: TargetsCommand) -> anyhow::Result<ExitCode>
             url,
             thumbprint,
             roles,
+            proxy,
         } => {
+            if let Some(proxy) = &proxy {
+                check_proxy_exists(home, proxy)?;
+            }
             let mut all = targets::load(&path)?;
             all.add(Target {
                 name: name.clone(),
                 reach: Reach::Listening { url },
                 thumbprint,
                 roles,
+                proxy: proxy.clone(),
             })?;
             targets::save(&path, &all)?;
             notify_daemon(home);
-            println!("Added listening target {name}");
+            match proxy {
+                Some(proxy) => {
+                    println!("Added listening target {name} (through the proxy {proxy})")
+                }
+                None => println!("Added listening target {name}"),
+            }
+        }
+        TargetsCommand::SetProxy { name, proxy, none } => {
+            let proxy = if none { None } else { proxy };
+            if let Some(proxy) = &proxy {
+                check_proxy_exists(home, proxy)?;
+            }
+            let mut all = targets::load(&path)?;
+            all.set_proxy(&name, proxy.clone())?;
+            targets::save(&path, &all)?;
+            notify_daemon(home);
+            match proxy {
+                Some(proxy) => println!("{name} is now dialled through the proxy {proxy}"),
+                None => println!("{name} is now dialled directly"),
+            }
         }
         TargetsCommand::AddPolling {
             name,
@@ -169,6 +212,7 @@ pub fn targets(home: &Home, command: TargetsCommand) -> anyhow::Result<ExitCode>
                 reach: Reach::Polling,
                 thumbprint,
                 roles,
+                proxy: None,
             })?;
             targets::save(&path, &all)?;
             notify_daemon(home);

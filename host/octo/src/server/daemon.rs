@@ -36,10 +36,9 @@ pub async fn run(home: &Path, listen_address: &str, port: u16) -> anyhow::Result
     let targets = targets::load(&targets::path_in(home))?;
     let trust = TrustStore::from_thumbprints(targets.thumbprints());
     let options = H2Options::default();
-    let pool = Arc::new(Pool::new(
-        TlsClient::new(&identity, trust.clone())?,
-        options.clone(),
-    ));
+    let pool = Arc::new(
+        Pool::new(TlsClient::new(&identity, trust.clone())?, options.clone()).with_home(home),
+    );
     let shutdown = CancellationToken::new();
 
     let address = format!("{listen_address}:{port}");

@@ -17,9 +17,11 @@ use crate::targets::{Reach, Target};
 pub struct Pool {
     tls: TlsClient,
     options: H2Options,
-    listening: Mutex<HashMap<String, RpcClient>>,
+    /// By target name, with the named proxy it was dialled through (a change of proxy redials).
+    listening: Mutex<HashMap<String, (Option<String>, RpcClient)>>,
     polling: Mutex<HashMap<Thumbprint, Vec<RpcClient>>>,
     arrived: Notify,
+    home: Option<std::path::PathBuf>,
 }
 
 impl Pool {
@@ -31,7 +33,30 @@ impl Pool {
             listening: Mutex::new(HashMap::new()),
             polling: Mutex::new(HashMap::new()),
             arrived: Notify::new(),
+            home: None,
         }
+    }
+
+    /// Named proxies (`octo proxies`) are read from the settings under `home` when dialling.
+    pub fn with_home(mut self, home: &std::path::Path) -> Self {
+        self.home = Some(home.to_path_buf());
+        self
+    }
+
+    /// The named proxy of a listening target, read now so a change applies to the next dial.
+    fn proxy_of(&self, target: &Target) -> Result<Option<octo_comms::proxy::ProxyConfig>, String> {
+        let Some(name) = &target.proxy else {
+            return Ok(None);
+        };
+        let home = self
+            .home
+            .as_deref()
+            .ok_or_else(|| format!("{}: named proxies are not available here", target.name))?;
+        let settings = octo_settings::Settings::load(&octo_settings::Settings::path_in(home))
+            .map_err(|e| e.to_string())?;
+        crate::proxy::lookup_named(&settings, name)
+            .map(Some)
+            .map_err(|e| format!("{e:#}"))
     }
 
     /// A polling tentacle connected.
@@ -71,15 +96,18 @@ impl Pool {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .get(&target.name)
-                    .filter(|c| !c.is_closed())
+                    .filter(|(proxy, c)| *proxy == target.proxy && !c.is_closed())
                 {
-                    return Ok(client.clone());
+                    return Ok(client.1.clone());
                 }
                 let (host, port) = target
                     .listening_address()
                     .expect("a listening target")
                     .map_err(|e| e.to_string())?;
-                let dial = DialTarget::new(host, port).with_connect_timeout(wait);
+                let proxy = self.proxy_of(target)?;
+                let dial = DialTarget::new(host, port)
+                    .with_proxy(proxy)
+                    .with_connect_timeout(wait);
                 let connected = endpoint::connect_listening(
                     &dial,
                     &self.tls,
@@ -91,7 +119,10 @@ impl Pool {
                 self.listening
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(target.name.clone(), connected.client.clone());
+                    .insert(
+                        target.name.clone(),
+                        (target.proxy.clone(), connected.client.clone()),
+                    );
                 Ok(connected.client)
             }
             Reach::Polling => {

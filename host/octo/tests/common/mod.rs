@@ -305,10 +305,11 @@ impl Home {
         self.dir.path()
     }
 
-    /// Writes `octo.toml`: the mock's feed and library, the feed key, and both switches.
+    /// Writes `octo.toml`: the mock's feed and library, the feed key, and both switches. The vendor
+    /// plugins' switches (update check, telemetry, experiences, dynamic extensions) are off.
     pub fn configure(&self, mock: &Mock, public_key: &str, updates: bool, community: bool) {
         self.write_settings(&format!(
-            "feed = \"{}\"\nfeedPublicKey = \"{public_key}\"\nlibraryFeed = \"{}\"\nstepTemplateUpdates = {updates}\ncommunityStepTemplates = {community}\n",
+            "feed = \"{}\"\nfeedPublicKey = \"{public_key}\"\nlibraryFeed = \"{}\"\nstepTemplateUpdates = {updates}\ncommunityStepTemplates = {community}\nupgradeCheck = false\nsendTelemetry = false\nexperiencesEnabled = false\ndynamicExtensionsEnabled = false\n",
             mock.feed_url, mock.url
         ));
     }

@@ -70,9 +70,22 @@ async fn main() -> anyhow::Result<()> {
         Some("upload") => upload(arg(&args, "--mib", 256)).await,
         Some("polling") => polling(arg(&args, "--count", 1000) as usize).await,
         Some("polling-server") => polling_server().await,
+        Some("proxied") => {
+            let proxy = args
+                .iter()
+                .position(|a| a == "--proxy")
+                .and_then(|i| args.get(i + 1))
+                .ok_or_else(|| anyhow::anyhow!("proxied needs --proxy http://HOST:PORT"))?;
+            proxied(
+                octo_comms::proxy::ProxyConfig::parse(proxy)?,
+                arg(&args, "--calls", 5_000) as usize,
+                arg(&args, "--mib", 128),
+            )
+            .await
+        }
         _ => {
             eprintln!(
-                "usage: tentacle-load rtt [--calls N] | upload [--mib M] | polling [--count N]"
+                "usage: tentacle-load rtt [--calls N] | upload [--mib M] | polling [--count N] | proxied --proxy URL [--calls N] [--mib M]"
             );
             std::process::exit(2)
         }
@@ -81,6 +94,13 @@ async fn main() -> anyhow::Result<()> {
 
 /// A listening tentacle (the real service) in a temporary home and a warm client to it.
 async fn listening_pair() -> anyhow::Result<(octo_comms::rpc::RpcClient, tempfile::TempDir)> {
+    listening_pair_via(None).await
+}
+
+/// [`listening_pair`], dialled through `proxy` (a CONNECT tunnel) when given.
+async fn listening_pair_via(
+    proxy: Option<octo_comms::proxy::ProxyConfig>,
+) -> anyhow::Result<(octo_comms::rpc::RpcClient, tempfile::TempDir)> {
     let home = tempfile::tempdir()?;
     let tentacle_home = tentacle::home::Home::at(home.path());
     let (service, _steps) = tentacle::agent::service(&tentacle_home)?;
@@ -97,13 +117,72 @@ async fn listening_pair() -> anyhow::Result<(octo_comms::rpc::RpcClient, tempfil
     ));
     let tls = TlsClient::new(&octo, TrustStore::from_thumbprints([tentacle.thumbprint()]))?;
     let connected = endpoint::connect_listening(
-        &DialTarget::new("127.0.0.1", port),
+        &DialTarget::new("127.0.0.1", port).with_proxy(proxy),
         &tls,
         Some(tentacle.thumbprint()),
         &H2Options::default(),
     )
     .await?;
     Ok((connected.client, home))
+}
+
+/// Step-protocol round trip and upload throughput to a listening tentacle, directly and through an
+/// HTTP proxy (CONNECT tunnel), in the same run.
+async fn proxied(
+    proxy: octo_comms::proxy::ProxyConfig,
+    calls: usize,
+    mib: u64,
+) -> anyhow::Result<()> {
+    let size = mib * 1024 * 1024;
+    let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+    let digest = Sha256Digest::of(&data);
+    let mut results = Vec::new();
+    for via in [None, Some(proxy.clone())] {
+        let (client, _home) = listening_pair_via(via).await?;
+        for _ in 0..200 {
+            let _: Capabilities = client.call_json(paths::CAPABILITIES, &Empty {}).await?;
+        }
+        let mut samples = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let started = Instant::now();
+            let _: Capabilities = client.call_json(paths::CAPABILITIES, &Empty {}).await?;
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        let median = samples[samples.len() / 2];
+        let p99 = samples[(samples.len() * 99 / 100).min(samples.len() - 1)];
+        let path = RelativePath::parse("bench/upload.bin")?;
+        let started = Instant::now();
+        let stored: Stored = client
+            .upload(
+                &paths::file_upload(&path, &digest),
+                std::io::Cursor::new(data.clone()),
+            )
+            .await?;
+        let took = started.elapsed();
+        assert_eq!(stored.size, size);
+        results.push((median, p99, size as f64 / 1048576.0 / took.as_secs_f64()));
+    }
+    let (d, p) = (results[0], results[1]);
+    println!(
+        "direct:  rtt median {:.1} µs, p99 {:.1} µs; upload {mib} MiB {:.0} MiB/s",
+        d.0.as_secs_f64() * 1e6,
+        d.1.as_secs_f64() * 1e6,
+        d.2
+    );
+    println!(
+        "via {}: rtt median {:.1} µs, p99 {:.1} µs; upload {mib} MiB {:.0} MiB/s",
+        proxy.authority(),
+        p.0.as_secs_f64() * 1e6,
+        p.1.as_secs_f64() * 1e6,
+        p.2
+    );
+    println!(
+        "ratios (proxy / direct): rtt median {:.2}x, upload throughput {:.2}x",
+        p.0.as_secs_f64() / d.0.as_secs_f64(),
+        p.2 / d.2
+    );
+    Ok(())
 }
 
 async fn rtt(calls: usize) -> anyhow::Result<()> {
