@@ -96,7 +96,8 @@ heading "What may leave this machine, and why (octo outbound)"
 octo outbound
 
 heading "Air-gapped: every vendor destination off, then every scheduled job run"
-curl -s -X DELETE "$URL/_mock/requests" >/dev/null
 octo configure --airGapped=true
+# Counted from here: the server's own scheduler re-reads the settings before every job too.
+curl -s -X DELETE "$URL/_mock/requests" >/dev/null
 octo jobs run --all || true
 echo "requests registry-mock received since: $(curl -s "$URL/_mock/requests" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
