@@ -92,6 +92,12 @@ octo targets health
 heading "Deploying: the community template, unchanged, on every 'web' tentacle"
 octo run-step service-check-running-bash --param services=tentacle --role web
 
+heading "Vendor plugins (WASM components, each allowed only its own endpoint while its switch is on)"
+octo check-updates
+echo "telemetry would send exactly: $(octo telemetry preview)"
+octo jobs run experiences
+octo status
+
 heading "What may leave this machine, and why (octo outbound)"
 octo outbound
 
