@@ -61,14 +61,15 @@ octo jobs run community-step-templates
 octo library install service-check-running-bash
 
 heading "Starting the server and two tentacles: one listening, one polling"
-octo run --listen-address 127.0.0.1 --comms-listen-port 0 >"$WORK/server.out" 2>"$WORK/server.err" &
+# Background processes are started from the binaries themselves, so $! is their pid (not a subshell's).
+"$BIN/octo" run --listen-address 127.0.0.1 --comms-listen-port 0 >"$WORK/server.out" 2>"$WORK/server.err" &
 PIDS+=($!)
 wait_for "$WORK/server.out" '^ready$'
 SERVER_THUMBPRINT="$(sed -n 's/^thumbprint //p' "$WORK/server.out")"
 POLLING_ADDRESS="$(sed -n 's/^polling-listener //p' "$WORK/server.out")"
 
 tentacle --home "$WORK/t-listening" configure --port 0 --listen-address 127.0.0.1 --trust "$SERVER_THUMBPRINT"
-tentacle --home "$WORK/t-listening" agent >"$WORK/t1.out" 2>"$WORK/t1.err" &
+"$BIN/tentacle" --home "$WORK/t-listening" agent >"$WORK/t1.out" 2>"$WORK/t1.err" &
 PIDS+=($!)
 wait_for "$WORK/t1.out" '^ready$'
 LISTENING_ADDRESS="$(sed -n 's/^listening //p' "$WORK/t1.out")"
@@ -76,7 +77,7 @@ LISTENING_ADDRESS="$(sed -n 's/^listening //p' "$WORK/t1.out")"
 tentacle --home "$WORK/t-polling" configure --noListen
 tentacle --home "$WORK/t-polling" poll-server --server-comms-address "https://$POLLING_ADDRESS" \
     --server-thumbprint "$SERVER_THUMBPRINT"
-tentacle --home "$WORK/t-polling" agent >"$WORK/t2.out" 2>"$WORK/t2.err" &
+"$BIN/tentacle" --home "$WORK/t-polling" agent >"$WORK/t2.out" 2>"$WORK/t2.err" &
 PIDS+=($!)
 wait_for "$WORK/t2.out" '^ready$'
 
