@@ -4,9 +4,7 @@ use crate::cli::RunStepArgs;
 use crate::home::Home;
 use crate::step_source::StepSource;
 use anyhow::Context;
-use octo_runtime::{
-    LogLine, Runtime, RuntimeConfig, StepFailure, StepOutcome, StepRequest, Variable,
-};
+use octo_runtime::{LogLine, Runtime, RuntimeConfig, StepOutcome, StepRequest, Variable};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
@@ -190,7 +188,7 @@ fn outcome_json(
 ) -> serde_json::Value {
     let (status, message) = match &outcome.result {
         Ok(()) => ("succeeded", None),
-        Err(f) => (failure_kind(f), Some(f.to_string())),
+        Err(f) => (f.kind(), Some(f.to_string())),
     };
     serde_json::json!({
         "plugin": { "id": manifest.id, "version": manifest.version.to_string() },
@@ -207,16 +205,4 @@ fn outcome_json(
         })).collect::<Vec<_>>(),
         "workDir": kept.map(|p| p.display().to_string()),
     })
-}
-
-fn failure_kind(f: &StepFailure) -> &'static str {
-    match f {
-        StepFailure::Failed(_) => "failed",
-        StepFailure::InvalidArguments(_) => "invalid-arguments",
-        StepFailure::Trapped(_) => "trapped",
-        StepFailure::DeadlineExceeded(_) => "deadline-exceeded",
-        StepFailure::MemoryLimitExceeded(_) => "memory-limit-exceeded",
-        StepFailure::Cancelled => "cancelled",
-        StepFailure::Host(_) => "host-error",
-    }
 }

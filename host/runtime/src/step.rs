@@ -261,6 +261,21 @@ pub enum StepFailure {
     Host(String),
 }
 
+impl StepFailure {
+    /// A stable kebab-case name for the failure, as JSON outcomes and tentacle states report it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepFailure::Failed(_) => "failed",
+            StepFailure::InvalidArguments(_) => "invalid-arguments",
+            StepFailure::Trapped(_) => "trapped",
+            StepFailure::DeadlineExceeded(_) => "deadline-exceeded",
+            StepFailure::MemoryLimitExceeded(_) => "memory-limit-exceeded",
+            StepFailure::Cancelled => "cancelled",
+            StepFailure::Host(_) => "host-error",
+        }
+    }
+}
+
 impl fmt::Display for StepFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

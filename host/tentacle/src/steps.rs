@@ -473,7 +473,7 @@ fn summarize(outcome: StepOutcome, cancel_requested: bool) -> (StepState, StepRe
         Err(f) => (
             StepState::Failed,
             Some(Failure {
-                kind: failure_kind(f).into(),
+                kind: f.kind().into(),
                 message: f.to_string(),
             }),
         ),
@@ -500,16 +500,4 @@ fn summarize(outcome: StepOutcome, cancel_requested: bool) -> (StepState, StepRe
             .collect(),
     };
     (state, result)
-}
-
-fn failure_kind(f: &StepFailure) -> &'static str {
-    match f {
-        StepFailure::Failed(_) => "failed",
-        StepFailure::InvalidArguments(_) => "invalid-arguments",
-        StepFailure::Trapped(_) => "trapped",
-        StepFailure::DeadlineExceeded(_) => "deadline-exceeded",
-        StepFailure::MemoryLimitExceeded(_) => "memory-limit-exceeded",
-        StepFailure::Cancelled => "cancelled",
-        StepFailure::Host(_) => "host-error",
-    }
 }
