@@ -13,6 +13,9 @@
 
 mod bindings;
 mod cache;
+mod confine;
+mod connect_watch;
+mod egress;
 mod engine;
 mod http_client;
 mod limits;
@@ -23,12 +26,13 @@ mod state;
 mod step;
 pub mod vendor;
 
+pub use confine::{SIMULATE_UNAVAILABLE_ENV, ScriptNetwork};
 pub use engine::{LoadError, Runtime, RuntimeConfig};
 pub use http_client::WebProxy;
 pub use mask::Masker;
 pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,
-    Verdict,
+    RequestSource, Verdict,
 };
 pub use step::{
     Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, ParameterInfo,

@@ -219,9 +219,11 @@ pub struct StepRequest {
     pub cancel: CancelHandle,
     /// Extra environment for commands the step runs.
     pub process_env: Vec<(String, String)>,
-    /// The web request proxy for the plugin's HTTP; also handed to commands it runs as
-    /// `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`.
+    /// The web request proxy for the plugin's HTTP and for its commands' (which reach it through the
+    /// step's egress proxy).
     pub web_proxy: Option<Arc<crate::WebProxy>>,
+    /// How far the commands the step runs reach the network.
+    pub script_network: crate::ScriptNetwork,
 }
 
 impl StepRequest {
@@ -238,6 +240,7 @@ impl StepRequest {
             cancel: CancelHandle::new(),
             process_env: Vec::new(),
             web_proxy: None,
+            script_network: crate::ScriptNetwork::default(),
         }
     }
 }
@@ -550,12 +553,9 @@ pub(crate) fn new_store(
         sinks.extend(request.audit.clone());
         let denied_log = log.clone();
         let warn_log = log.clone();
-        let mut process_env = request.process_env.clone();
-        if let Some(proxy) = &request.web_proxy {
-            if let Some(password) = proxy.password() {
-                log.add_secret(password); // scripts see it in HTTP(S)_PROXY; logs never do
-            }
-            process_env.extend(proxy.script_env());
+        let process_env = request.process_env.clone();
+        if let Some(password) = request.web_proxy.as_ref().and_then(|p| p.password()) {
+            log.add_secret(password);
         }
         let gate = OutboundGate {
             plugin_id: manifest.id.clone(),
@@ -582,6 +582,7 @@ pub(crate) fn new_store(
             process_granted: manifest.has_capability(Capability::Process),
             work_dir: request.work_dir.clone(),
             process_env,
+            script_network: request.script_network,
             deadline: started + deadline,
             cancel: request.cancel.clone(),
             outputs: Vec::new(),

@@ -136,6 +136,7 @@ mod tests {
         OutboundRequest {
             plugin_id: plugin.into(),
             destination: Destination::from_url(url).unwrap(),
+            source: octo_runtime::RequestSource::Plugin,
         }
     }
 
