@@ -558,7 +558,9 @@ impl Store {
             for item in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
                 let item = item.map_err(io_err("list", &dir))?;
                 let name = item.file_name().to_string_lossy().into_owned();
-                if !name.starts_with(TEMP_PREFIX) && !(always && name.starts_with(&lock_temp)) {
+                let ours =
+                    name.starts_with(TEMP_PREFIX) || (always && name.starts_with(&lock_temp));
+                if !ours {
                     continue;
                 }
                 let stale = always
