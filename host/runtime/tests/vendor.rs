@@ -3,8 +3,8 @@
 
 use octo_manifest::{DestinationPattern, PluginKind};
 use octo_runtime::{
-    AllowList, DenyAll, LoadError, Metric, Runtime, RuntimeConfig, StepFailure, StepRequest,
-    TelemetryReport, VendorRequest,
+    AllowList, DenyAll, LoadError, Metric, Runtime, RuntimeConfig, StepFailure, TelemetryReport,
+    VendorRequest,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,12 +70,11 @@ async fn server(head: &'static str, body: &'static str) -> (String, Arc<Mutex<Ve
 }
 
 fn allow(origin: &str) -> VendorRequest {
-    let dir = std::env::temp_dir();
-    StepRequest {
+    VendorRequest {
         policy: Arc::new(AllowList::new(vec![
             DestinationPattern::parse(origin).unwrap(),
         ])),
-        ..StepRequest::new(dir)
+        ..VendorRequest::new()
     }
 }
 
@@ -121,9 +120,9 @@ async fn a_denied_vendor_request_opens_no_socket_and_is_recorded() {
         )
         .unwrap();
     let (origin, seen) = server("", "[]").await;
-    let request = StepRequest {
+    let request = VendorRequest {
         policy: Arc::new(DenyAll),
-        ..StepRequest::new(std::env::temp_dir())
+        ..VendorRequest::new()
     };
     let outcome = plugin
         .fetch_messages(&rt, request, &format!("{origin}/api/experiences"), "0.1.0")
