@@ -15,6 +15,7 @@ mod bindings;
 mod cache;
 mod engine;
 mod http_client;
+mod intercept;
 mod limits;
 pub mod mask;
 pub mod outbound;
@@ -28,6 +29,7 @@ mod vocabulary;
 
 pub use engine::{LoadError, Runtime, RuntimeConfig};
 pub use http_client::WebProxy;
+pub use intercept::{MAX_RECORDED_BODY, RecordedRequest, RecordingSender};
 pub use mask::Masker;
 pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,

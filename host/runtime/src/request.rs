@@ -3,6 +3,7 @@
 //! plugin's call, which has none of those: vendor plugins get no filesystem and start no commands.
 
 use crate::http_client::WebProxy;
+use crate::intercept::RecordingSender;
 use crate::outbound::{AuditSink, DenyAll, OutboundPolicy};
 use crate::vocabulary::{CancelHandle, LogLine, LogSink, Variable};
 use std::collections::BTreeMap;
@@ -70,6 +71,9 @@ pub struct VendorRequest {
     pub cancel: CancelHandle,
     /// The web request proxy for the plugin's HTTP.
     pub web_proxy: Option<Arc<WebProxy>>,
+    /// A preview: requests the policy allows are kept here and answered locally instead of sent (no
+    /// socket, no name lookup); their attempts are marked as previews.
+    pub recorder: Option<Arc<RecordingSender>>,
 }
 
 impl VendorRequest {
@@ -82,6 +86,7 @@ impl VendorRequest {
             log: Arc::new(|_: LogLine| {}),
             cancel: CancelHandle::new(),
             web_proxy: None,
+            recorder: None,
         }
     }
 }

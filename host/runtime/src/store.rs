@@ -6,6 +6,7 @@
 use crate::Runtime;
 use crate::engine::{EPOCH_TICK, one_line};
 use crate::http_client::{HttpSender, WebProxy};
+use crate::intercept::{RecordingSender, Sender};
 use crate::limits::Limits;
 use crate::mask::Masker;
 use crate::outbound::{AuditSink, MemoryAudit, OutboundAttempt, OutboundGate, OutboundPolicy};
@@ -39,6 +40,8 @@ struct Common<'a> {
     log: &'a Arc<dyn LogSink>,
     cancel: &'a CancelHandle,
     web_proxy: &'a Option<Arc<WebProxy>>,
+    /// Set for a preview: allowed requests are recorded instead of sent.
+    recorder: Option<&'a Arc<RecordingSender>>,
 }
 
 /// What only a step's store has (empty for a vendor plugin).
@@ -78,6 +81,7 @@ pub(crate) fn for_step(
         log: &request.log,
         cancel: &request.cancel,
         web_proxy: &request.web_proxy,
+        recorder: None,
     };
     let mut process_env = request.process_env.clone();
     if let Some(proxy) = &request.web_proxy {
@@ -95,7 +99,7 @@ pub(crate) fn for_step(
 
 /// The store for one vendor call: no filesystem, no commands, no variables; the outbound gate declares
 /// `declared` (the manifest's entries with `{{endpoint}}` resolved); the request's deadline or
-/// [`VENDOR_DEADLINE`].
+/// [`VENDOR_DEADLINE`]; allowed requests go to the request's recorder when it has one.
 pub(crate) fn for_vendor(
     runtime: &Runtime,
     manifest: &Manifest,
@@ -109,6 +113,7 @@ pub(crate) fn for_vendor(
         log: &request.log,
         cancel: &request.cancel,
         web_proxy: &request.web_proxy,
+        recorder: request.recorder.as_ref(),
     };
     let parts = StepParts {
         variables: Vec::new(),
@@ -167,7 +172,13 @@ fn build(
                 &format!("Outbound request to {} denied: {}", a.destination, a.reason),
             );
         }),
-        sender: HttpSender::new(runtime.client_tls.clone(), common.web_proxy.clone()),
+        sender: match common.recorder {
+            Some(recorder) => Sender::Record(recorder.clone()),
+            None => Sender::Network(HttpSender::new(
+                runtime.client_tls.clone(),
+                common.web_proxy.clone(),
+            )),
+        },
         warn: Arc::new(move |line: String| warn_log.write(LogLevel::Warn, &line)),
     };
     let started = Instant::now();
