@@ -54,7 +54,6 @@ impl StepRequest {
     }
 }
 
-
 /// Everything a vendor plugin's call needs besides the plugin and the world's own arguments (the
 /// endpoint, the report...): the outbound policy, the audit, the log, cancellation and the web request
 /// proxy. No work directory, no arguments, no process environment.

@@ -269,7 +269,6 @@ impl StepOutcome {
     }
 }
 
-
 fn humanize(d: Duration) -> String {
     let secs = d.as_secs();
     if secs >= 60 && secs.is_multiple_of(60) {
