@@ -8,6 +8,7 @@
 //! confined mode the proxy's listening socket lives inside the command's network namespace and is
 //! the only way out of it.
 
+use crate::intercept::Sender;
 use crate::outbound::{OutboundAttempt, OutboundGate};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -175,7 +176,11 @@ async fn connect(egress: &Arc<Egress>, request: Request<Incoming>) -> Response<W
     if !attempt.allowed {
         return denied(&attempt);
     }
-    let mut upstream = match egress.gate.sender.tunnel(host, port, CONNECT_TIMEOUT).await {
+    let tunnel = match &egress.gate.sender {
+        Sender::Network(sender) => sender.tunnel(host, port, CONNECT_TIMEOUT).await,
+        Sender::Record(_) => Err("a preview opens no connections".to_string()),
+    };
+    let mut upstream = match tunnel {
         Ok(stream) => stream,
         Err(e) => {
             (egress.gate.warn)(format!("egress proxy: {e}"));

@@ -101,6 +101,9 @@ pub struct OutboundAttempt {
     pub reason: String,
     /// The plugin itself or one of its commands.
     pub source: RequestSource,
+    /// Completed by a [`RecordingSender`](crate::RecordingSender) (a preview): allowed requests of a
+    /// preview never left the machine and must not be counted as sent.
+    pub preview: bool,
 }
 
 /// Where attempts are recorded.
@@ -143,8 +146,8 @@ pub(crate) struct OutboundGate {
     pub(crate) audit: Vec<Arc<dyn AuditSink>>,
     /// Denials are also told to the step's log.
     pub(crate) on_denied: Arc<dyn Fn(&OutboundAttempt) + Send + Sync>,
-    /// Sends allowed requests (directly or through the web request proxy).
-    pub(crate) sender: crate::http_client::HttpSender,
+    /// Sends allowed requests (directly or through the web request proxy), or records them (preview).
+    pub(crate) sender: crate::intercept::Sender,
     /// Explains transport failures (proxy refusals, TLS) in the step's log.
     pub(crate) warn: Arc<dyn Fn(String) + Send + Sync>,
 }
@@ -202,6 +205,7 @@ impl OutboundGate {
             allowed: reason.is_none(),
             reason: reason.unwrap_or_default(),
             source,
+            preview: self.sender.is_preview(),
         };
         for sink in &self.audit {
             sink.record(&attempt);
@@ -266,10 +270,10 @@ mod tests {
             policy,
             audit: vec![audit.clone()],
             on_denied: Arc::new(|_| {}),
-            sender: crate::http_client::HttpSender::new(
+            sender: crate::intercept::Sender::Network(crate::http_client::HttpSender::new(
                 crate::http_client::client_tls(&[]).unwrap(),
                 None,
-            ),
+            )),
             warn: Arc::new(|_| {}),
         };
         (gate, audit)

@@ -9,7 +9,7 @@ use crate::bindings::octo::plugin::process::{self, Command};
 use crate::confine::{self, ChildPlan, ScriptNetwork};
 use crate::egress::{self, Egress};
 use crate::state::{StepContext, StepState};
-use crate::step::{Artifact, LogLevel};
+use crate::vocabulary::{Artifact, LogLevel};
 use octo_service_messages::{OutputLevel, ServiceMessage, parse_line};
 use rustix::fd::OwnedFd;
 use std::net::{Ipv4Addr, SocketAddrV4};

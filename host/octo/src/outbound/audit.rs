@@ -168,6 +168,7 @@ mod tests {
             allowed: false,
             reason: "not granted".into(),
             source: octo_runtime::RequestSource::Plugin,
+            preview: false,
         }
     }
 
