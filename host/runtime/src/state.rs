@@ -4,7 +4,9 @@ use crate::bindings::octo::plugin::{log, types, variables};
 use crate::limits::Limits;
 use crate::mask::Masker;
 use crate::outbound::OutboundGate;
-use crate::step::{Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, Variable};
+use crate::vocabulary::{
+    Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, Variable,
+};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -23,8 +23,8 @@ use octo_builtin_plugins::BuiltinPlugin;
 use octo_manifest::PluginKind;
 use octo_outbound::{DestinationId, Grants, PluginRole};
 use octo_runtime::{
-    LogLevel, LogLine, Message, Metric, Runtime, RuntimeConfig, StepRequest, TelemetryReport,
-    VendorPlugin, VendorRequest,
+    LogLevel, LogLine, Message, Metric, Runtime, RuntimeConfig, TelemetryReport, VendorPlugin,
+    VendorRequest,
 };
 use octo_settings::Settings;
 use std::fmt;
@@ -125,7 +125,7 @@ fn request(
     let web_proxy = crate::proxy::web_proxy(settings)?;
     let id = vendor.builtin.id;
     let sink = sink.clone();
-    Ok(StepRequest {
+    Ok(VendorRequest {
         policy: policy.clone(),
         audit: Some(AuditLog::in_home(home).sink_for(policy)),
         log: Arc::new(move |line: LogLine| {
@@ -134,7 +134,7 @@ fn request(
             }
         }),
         web_proxy: web_proxy.map(Arc::new),
-        ..StepRequest::new(std::env::temp_dir())
+        ..VendorRequest::new()
     })
 }
 
