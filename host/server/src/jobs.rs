@@ -496,11 +496,22 @@ mod tests {
     fn gates_follow_the_settings() {
         let s = Settings {
             step_template_updates: false,
+            feed_url: Some("https://steps.test/feed".into()),
+            library_feed_url: Some("https://library.test".into()),
             ..Settings::default()
         };
         let job = find("step-template-updates").unwrap();
         assert!(!job.enabled(&s));
         assert!(find("community-step-templates").unwrap().enabled(&s));
+        // Unset endpoints and the air gap turn jobs off whatever their switches say.
+        assert!(
+            !find("community-step-templates")
+                .unwrap()
+                .enabled(&Settings::default())
+        );
+        let mut gapped = s.clone();
+        gapped.set_air_gapped(true);
+        assert!(!find("community-step-templates").unwrap().enabled(&gapped));
     }
 
     #[test]
