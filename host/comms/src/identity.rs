@@ -1,7 +1,6 @@
 //! This side's certificate identity: a self-signed certificate (rcgen) with a subject name, stored
 //! as `cert.pem` + `key.pem` (mode 0600) in a directory of its own, known by its [`Thumbprint`].
 
-mod files;
 mod thumbprint;
 mod x509;
 
@@ -121,7 +120,7 @@ impl Identity {
     /// mode 0600 and atomically. The key is written first, so a crash leaves either the old
     /// identity, or a new key that [`Identity::load`] reports as not matching the certificate.
     pub fn save(&self, dir: &Path) -> Result<(), IdentityError> {
-        files::create_private_dir(dir).map_err(|source| IdentityError::Io {
+        octo_fsutil::create_private_dir(dir).map_err(|source| IdentityError::Io {
             path: dir.to_owned(),
             source,
         })?;
@@ -130,7 +129,7 @@ impl Identity {
             (CERT_FILE, self.certificate_pem()),
         ] {
             let path = dir.join(file);
-            files::write_private_atomically(&path, contents.as_bytes())
+            octo_fsutil::write_atomic(&path, contents.as_bytes())
                 .map_err(|source| IdentityError::Io { path, source })?;
         }
         Ok(())

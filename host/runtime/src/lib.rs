@@ -46,7 +46,4 @@ pub use vocabulary::{
 };
 
 /// Hex SHA-256 of some bytes: how plugins are named in the cache and the store.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
+pub use octo_fsutil::sha256_hex;
