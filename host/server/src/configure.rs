@@ -430,21 +430,22 @@ pub struct Configured {
 impl fmt::Display for Configured {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.changed.is_empty() {
-            return writeln!(
+            writeln!(
                 f,
                 "No changes; {} already had these values.",
                 self.path.display()
-            );
-        }
-        writeln!(f, "Saved {}:", self.path.display())?;
-        let width = self
-            .changed
-            .iter()
-            .map(|(k, _, _)| k.len())
-            .max()
-            .unwrap_or(0);
-        for (key, old, new) in &self.changed {
-            writeln!(f, "  {key:<width$}  {old} -> {new}")?;
+            )?;
+        } else {
+            writeln!(f, "Saved {}:", self.path.display())?;
+            let width = self
+                .changed
+                .iter()
+                .map(|(k, _, _)| k.len())
+                .max()
+                .unwrap_or(0);
+            for (key, old, new) in &self.changed {
+                writeln!(f, "  {key:<width$}  {old} -> {new}")?;
+            }
         }
         for note in &self.notes {
             writeln!(f, "Note: {note}")?;
