@@ -272,7 +272,9 @@ pub fn run_job(home: &Home, settings: &Settings, job: &Job, sink: &Sink) -> Resu
         Ok(summary) => (Outcome::Ok, summary),
         Err(Error::Denied(reason)) => (
             Outcome::Skipped,
-            if octo_outbound::switch(settings, job.setting()) == Some(false) {
+            if settings.air_gapped() {
+                "the server is air-gapped, so it did not run and made no request (`octo configure --airGapped=false` lifts the air gap)".to_string()
+            } else if octo_outbound::switch(settings, job.setting()) == Some(false) {
                 format!(
                     "{}=false, so it did not run and made no request (enable with `octo configure --{}=true`)",
                     job.setting(),
