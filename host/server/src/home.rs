@@ -66,6 +66,13 @@ impl Home {
         octo_settings::Settings::path_in(&self.root)
     }
 
+    /// The settings from `octo.toml` (all defaults if it is missing). A command loads them once and
+    /// hands them down.
+    pub fn load_settings(&self) -> Result<octo_settings::Settings> {
+        octo_settings::Settings::load(&self.settings())
+            .map_err(|e| Error::from(e).context("cannot read the settings"))
+    }
+
     /// `grants.toml`.
     pub fn grants(&self) -> PathBuf {
         self.root.join("grants.toml")

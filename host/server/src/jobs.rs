@@ -339,7 +339,7 @@ pub enum Selection {
 /// `octo jobs run NAME|--all|--due`: each run is told to the sink as it ends. An empty list means no
 /// job was due.
 pub fn run(home: &Home, which: &Selection, sink: &Sink) -> Result<Vec<JobRun>> {
-    let settings = Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let jobs: Vec<&Job> = match which {
         Selection::Named(name) => vec![find(name)?],
         Selection::All => JOBS.iter().collect(),
@@ -360,7 +360,7 @@ pub struct JobList(pub Vec<serde_json::Value>);
 
 /// The jobs with their gate, last and next run.
 pub fn list(home: &Home) -> Result<JobList> {
-    let settings = Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let state = read_state(home)?;
     Ok(JobList(
         JOBS.iter()
@@ -435,7 +435,7 @@ fn human(d: Duration) -> String {
 /// sleep before the next step (until the next job is due, at most a minute so that runs made by
 /// `octo jobs run` and changed settings are noticed). A server embeds this in its own loop.
 pub fn run_due(home: &Home, starting: bool, sink: &Sink) -> Result<Duration> {
-    let settings = Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let state = read_state(home)?;
     let now = unix(SystemTime::now());
     for job in JOBS {

@@ -86,7 +86,7 @@ fn cache(home: &Home, sink: &Sink) -> Result<Cache> {
     if let Some(cache) = read_cache(home)? {
         return Ok(cache);
     }
-    let settings = Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let allowed = crate::outbound::gate::check(
         &crate::outbound::audit::AuditLog::in_home(home),
         &settings,

@@ -168,7 +168,7 @@ pub struct UpdateStatus {
 
 /// `octo check-updates`: asks the gate, then runs the update-check plugin.
 pub fn check_updates_now(home: &Home, sink: &Sink) -> Result<UpdateStatus> {
-    let settings = Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let allowed = gate(home, &settings, UPDATE_CHECK.row)?;
     check_updates(home, &settings, &allowed, sink)
 }

@@ -84,8 +84,7 @@ impl fmt::Display for Exported {
 
 /// `octo plugins export --to DIR [ID[@REQ]...]`: each component as it is written is a note on `sink`.
 pub fn export(home: &Home, to: &Path, specs: &[PluginSpec], sink: &Sink) -> Result<Exported> {
-    let settings =
-        octo_settings::Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let target = to;
     let context = || format!("cannot export a bundle to {}", target.display());
     if target.exists() {
@@ -211,8 +210,7 @@ impl fmt::Display for Imported {
 /// `octo plugins import DIR`: checks everything against the pinned key, then installs all (or nothing).
 pub fn import(home: &Home, dir: &Path) -> Result<Imported> {
     let context = || format!("cannot import the bundle {}", dir.display());
-    let settings =
-        octo_settings::Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let key = pinned_key(&settings).with_context(context)?;
     let read = |name: &str| -> Result<Option<Vec<u8>>> {
         match std::fs::read(dir.join(name)) {

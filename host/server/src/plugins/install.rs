@@ -162,8 +162,7 @@ fn set_entry(
 
 /// `octo plugins install ID[@REQ]`: installs `spec` from the steps feed (through the gate).
 pub fn install_spec(home: &Home, spec: &PluginSpec, sink: &Sink) -> Result<Installed> {
-    let settings =
-        octo_settings::Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let context = || match &spec.requirement {
         Some(req) => format!("cannot install {}@{req}", spec.id),
         None => format!("cannot install {}", spec.id),

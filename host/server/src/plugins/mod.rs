@@ -119,7 +119,7 @@ pub struct SearchResult {
 
 /// Searches the steps feed (through the gate).
 pub fn search(home: &Home, text: Option<&str>, sink: &Sink) -> Result<SearchResult> {
-    let settings = home_settings(home)?;
+    let settings = home.load_settings()?;
     let feed = crate::feeds::StepsFeed::open(home, &settings, sink)?;
     let fetched = crate::feeds::block_on(feed.fetch_index())??;
     let installed = crate::store::existing(home)?
@@ -184,11 +184,6 @@ impl fmt::Display for SearchResult {
         }
         write_table(f, &table)
     }
-}
-
-/// The settings, from `<home>/octo.toml` (all defaults if it is missing).
-fn home_settings(home: &Home) -> Result<octo_settings::Settings> {
-    octo_settings::Settings::load(&home.settings()).context("cannot read the settings")
 }
 
 /// `octo plugins list`: installed plugins, and the built-in steps still used from the binary. One JSON

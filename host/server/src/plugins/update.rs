@@ -58,7 +58,7 @@ impl fmt::Display for Updated {
 /// `octo plugins update [ID]`: every installed plugin (or ID) to the newest version its recorded
 /// requirement allows. A plugin whose update fails keeps its version; the others still update.
 pub fn update(home: &Home, id: Option<&str>, sink: &Sink) -> Result<Updated> {
-    let settings = Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let store = crate::store::open(home)?;
     let installed = store.list()?;
     let targets: Vec<(String, octo_feed::LockEntry)> = match id {

@@ -13,7 +13,6 @@ use base64::Engine as _;
 use octo_manifest::{DestinationPattern, Manifest};
 use octo_protocol::StepState;
 use octo_runtime::{LogLine, Runtime, RuntimeConfig, StepOutcome, StepRequest, Variable};
-use octo_settings::Settings;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -107,7 +106,7 @@ impl fmt::Display for RemoteSummary {
 /// Runs the step: here, or (with targets or roles) through the daemon.
 pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Result<StepRun> {
     // Loaded once, handed down.
-    let settings = Settings::load(&home.settings()).context("cannot read the settings")?;
+    let settings = home.load_settings()?;
     let grants = crate::outbound::grants::load(home)?;
     let store = crate::store::existing(home)?;
 
