@@ -79,6 +79,7 @@ pub fn run(home: &Home, args: RunStepArgs) -> anyhow::Result<ExitCode> {
         max_instances: 4,
         cache_dir: Some(home.private_dir("cache/compiled")?),
         trusted_certificates: Vec::new(),
+        limits: Default::default(),
     })
     .map_err(|e| anyhow::anyhow!("cannot start the plugin runtime: {e}"))?;
     let plugin = runtime.load_step(&bytes).with_context(|| origin.clone())?;

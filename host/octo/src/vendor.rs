@@ -95,6 +95,7 @@ fn runtime(home: &Home) -> anyhow::Result<Runtime> {
         max_instances: 4,
         cache_dir: Some(home.private_dir("cache/compiled")?),
         trusted_certificates: Vec::new(),
+        limits: Default::default(),
     })
     .map_err(|e| anyhow::anyhow!("cannot start the plugin runtime: {e}"))
 }

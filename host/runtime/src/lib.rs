@@ -16,6 +16,7 @@ mod cache;
 mod engine;
 mod http_client;
 mod limits;
+mod lines;
 pub mod mask;
 pub mod outbound;
 mod process;
@@ -25,6 +26,7 @@ pub mod vendor;
 
 pub use engine::{LoadError, Runtime, RuntimeConfig};
 pub use http_client::WebProxy;
+pub use limits::Limits;
 pub use mask::Masker;
 pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,

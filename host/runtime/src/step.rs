@@ -3,7 +3,7 @@
 use crate::Runtime;
 use crate::bindings::{Step, StepPre, octo::plugin::types};
 use crate::engine::{EPOCH_TICK, one_line};
-use crate::limits::Limits;
+use crate::limits::StoreLimits;
 use crate::mask::Masker;
 use crate::outbound::{AuditSink, MemoryAudit, OutboundAttempt, OutboundGate, OutboundPolicy};
 use crate::state::{StepContext, StepLog, StepState};
@@ -419,7 +419,7 @@ impl StepPlugin {
         });
         StepOutcome {
             result,
-            outputs: std::mem::take(&mut state.ctx.outputs),
+            outputs: state.ctx.take_outputs(),
             artifacts: std::mem::take(&mut state.ctx.artifacts),
             outbound: audit.attempts(),
         }
@@ -527,7 +527,7 @@ pub(crate) fn new_store(
         for v in request.variables.iter().filter(|v| v.sensitive) {
             masker.add(&v.value);
         }
-        let log = StepLog::new(request.log.clone(), masker);
+        let log = StepLog::new(request.log.clone(), masker, &runtime.config.limits);
         let guest_stderr = MemoryOutputPipe::new(GUEST_STDIO_CAPACITY);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(MemoryOutputPipe::new(GUEST_STDIO_CAPACITY))
@@ -584,7 +584,8 @@ pub(crate) fn new_store(
             process_env,
             deadline: started + deadline,
             cancel: request.cancel.clone(),
-            outputs: Vec::new(),
+            limits: runtime.config.limits,
+            outputs: Default::default(),
             result_message: None,
             artifacts: Vec::new(),
             guest_stderr,
@@ -593,7 +594,7 @@ pub(crate) fn new_store(
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: Limits::new(runtime.config.memory_limit),
+            limits: StoreLimits::new(runtime.config.memory_limit),
             gate,
             ctx,
         };
