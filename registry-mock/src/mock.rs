@@ -309,7 +309,7 @@ impl Mock {
             query: request.query.clone(),
             headers,
             body_size: request.body.len(),
-            time: rfc3339_millis(SystemTime::now()),
+            time: octo_fsutil::rfc3339_millis(SystemTime::now()),
         });
     }
 
@@ -540,19 +540,6 @@ fn corrupt_signature(sig: &[u8]) -> Vec<u8> {
         }
         _ => b"AAAA\n".to_vec(),
     }
-}
-
-fn rfc3339_millis(time: SystemTime) -> String {
-    let since = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let seconds =
-        octo_feed::store::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs()));
-    format!(
-        "{}.{:03}Z",
-        seconds.trim_end_matches('Z'),
-        since.subsec_millis()
-    )
 }
 
 #[cfg(test)]

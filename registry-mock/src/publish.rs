@@ -118,21 +118,11 @@ fn collect_components(inputs: &[PathBuf]) -> Result<Vec<Component>> {
     Ok(components)
 }
 
-/// Writes `path` atomically (temp file in the same directory, fsync, rename).
+/// Writes a published file atomically ([`octo_fsutil::write_atomic_with_mode`]), readable by everyone:
+/// a feed is public.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("a file path has a parent")?;
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let mut file =
-        std::fs::File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    octo_fsutil::write_atomic_with_mode(path, bytes, 0o644)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Publishes components (and yanks) into the feed at `options.out`, merging with its existing index.

@@ -1,7 +1,6 @@
 //! This side's certificate identity: a self-signed certificate (rcgen) with a subject name, stored
 //! as `cert.pem` + `key.pem` (mode 0600) in a directory of its own, known by its [`Thumbprint`].
 
-mod files;
 mod lock;
 mod thumbprint;
 mod x509;
@@ -241,7 +240,7 @@ impl fmt::Debug for Identity {
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
-    files::write_private_atomically(path, contents).map_err(|source| IdentityError::Io {
+    octo_fsutil::write_atomic(path, contents).map_err(|source| IdentityError::Io {
         path: path.to_owned(),
         source,
     })

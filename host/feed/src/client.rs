@@ -16,7 +16,6 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use sha2::Digest;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -772,7 +771,7 @@ impl FeedClient {
             return Err(size_mismatch(announced));
         }
         let mut body = response.into_body();
-        let mut hasher = sha2::Sha256::new();
+        let mut hasher = octo_fsutil::Sha256Hasher::new();
         let mut received: u64 = 0;
         loop {
             let chunk = match self.next_chunk(url, &mut body).await {
@@ -804,7 +803,7 @@ impl FeedClient {
         }
         file.flush().await.map_err(io_failure("write"))?;
         file.sync_all().await.map_err(io_failure("fsync"))?;
-        let actual = hex::encode(hasher.finalize());
+        let actual = hasher.finish_hex();
         if actual != expected_sha256 {
             return Err(Failure::fatal(ClientError::DigestMismatch {
                 url: url.into(),

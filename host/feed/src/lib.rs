@@ -24,10 +24,7 @@ pub use signature::{FeedPublicKey, FeedSigningKey, SignatureError};
 pub use store::{LockEntry, NewEntry, Store, StoreError};
 
 /// Lowercase hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
+pub use octo_fsutil::sha256_hex;
 
 /// Whether `s` looks like a sha256 digest as the feed writes it: 64 lowercase hex digits.
 pub fn is_sha256_hex(s: &str) -> bool {

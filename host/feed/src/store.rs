@@ -27,7 +27,6 @@
 use octo_manifest::PluginKind;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -553,10 +552,15 @@ impl Store {
     /// count the root ones in the result.
     fn clean_temp_files(&self, count_all: bool) -> Result<usize, StoreError> {
         let mut removed = 0;
+        // Downloads and blobs in the making are `.tmp-*`; a new lock file is `.plugins.lock.tmp-*`.
+        let lock_temp = octo_fsutil::temp_prefix_for(&self.lock_path());
         for (dir, always) in [(self.root.clone(), true), (self.download_dir(), false)] {
             for item in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
                 let item = item.map_err(io_err("list", &dir))?;
-                if !item.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let name = item.file_name().to_string_lossy().into_owned();
+                let ours =
+                    name.starts_with(TEMP_PREFIX) || (always && name.starts_with(&lock_temp));
+                if !ours {
                     continue;
                 }
                 let stale = always
@@ -647,7 +651,9 @@ impl Store {
         })
         .expect("the lock file always serialises");
         bytes.push(b'\n');
-        write_atomic(&self.root, LOCK_FILE, &bytes)
+        // Not a secret: readable like the blobs (0644), written like every other file of Octo.
+        let path = self.lock_path();
+        octo_fsutil::write_atomic_with_mode(&path, &bytes, 0o644).map_err(io_err("write", &path))
     }
 
     fn create_temp(&self, dir: &Path) -> Result<(PathBuf, File), StoreError> {
@@ -670,23 +676,6 @@ fn create_temp_in(dir: &Path) -> Result<(PathBuf, File), StoreError> {
     }
 }
 
-/// Writes `dir/name` atomically: temp file in `dir`, fsync, rename over, fsync `dir`.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-    let (temp, mut file) = create_temp_in(dir)?;
-    let result = (|| {
-        file.write_all(bytes).map_err(io_err("write", &temp))?;
-        file.sync_all().map_err(io_err("fsync", &temp))?;
-        drop(file);
-        let target = dir.join(name);
-        fs::rename(&temp, &target).map_err(io_err("rename into place", &target))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     File::open(dir)
@@ -707,7 +696,7 @@ fn check_digest(sha256: &str) -> Result<(), StoreError> {
 
 fn hash_file(path: &Path) -> Result<String, StoreError> {
     let mut file = File::open(path).map_err(io_err("open", path))?;
-    let mut hasher = sha2::Sha256::new();
+    let mut hasher = octo_fsutil::Sha256Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = file.read(&mut buf).map_err(io_err("read", path))?;
@@ -716,7 +705,7 @@ fn hash_file(path: &Path) -> Result<String, StoreError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hasher.finish_hex())
 }
 
 fn random_u64() -> u64 {
@@ -728,30 +717,8 @@ fn random_u64() -> u64 {
     })
 }
 
-/// `time` as RFC 3339 UTC with seconds, e.g. `2025-01-31T12:00:00Z`.
-pub fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+/// `time` as RFC 3339 UTC with seconds, e.g. `2025-01-31T12:00:00Z` (how `installedAt` is written).
+pub use octo_fsutil::rfc3339;
 
 #[cfg(test)]
 mod tests {
@@ -1031,11 +998,17 @@ mod tests {
         f.write_all(br#"{"schema":1,"plugins":{"p":{"requi"#)
             .unwrap();
         drop(f);
+        let new_lock_temp = octo_fsutil::temp_path_beside(&store.lock_path());
+        fs::write(&new_lock_temp, br#"{"schema":1,"plu"#).unwrap();
 
         let reopened = test_store(dir.path());
         assert_eq!(reopened.list().unwrap(), before, "the old state, untouched");
         assert!(reopened.verify().unwrap().is_ok());
         assert!(!lock_temp.exists(), "temp lock files are removed at open");
+        assert!(
+            !new_lock_temp.exists(),
+            "temp lock files are removed at open"
+        );
         assert!(
             !partial.exists(),
             "stale downloads are removed at open (grace 0 here)"

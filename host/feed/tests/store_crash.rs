@@ -111,7 +111,7 @@ fn sigkill_at_any_point_leaves_a_consistent_store() {
             .unwrap()
             .chain(std::fs::read_dir(store.download_dir()).unwrap())
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".tmp-"))
+            .filter(|n| n.starts_with(".tmp-") || n.starts_with(".plugins.lock.tmp-"))
             .collect();
         assert!(leftovers.is_empty(), "round {round}: {leftovers:?}");
         // And it is writable again straight away: the dead writer's lock is gone.

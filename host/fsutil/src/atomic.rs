@@ -20,15 +20,22 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 /// and call. Starts with a dot so listings of the directory skip it.
 pub fn temp_path_beside(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    path.with_file_name(format!(
+        "{}{}-{}",
+        temp_prefix_for(path),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// How the names of [`temp_path_beside`]`(path)` start (`.NAME.tmp-`): what a cleaner looks for when a
+/// crash left a temporary file behind.
+pub fn temp_prefix_for(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
+    format!(".{name}.tmp-")
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600, creating the parent directory (0700) if missing.
@@ -87,6 +94,12 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        let temp = temp_path_beside(&path);
+        let temp_name = temp.file_name().unwrap().to_string_lossy();
+        assert!(
+            temp_name.starts_with(&temp_prefix_for(&path)),
+            "{temp_name}"
+        );
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dir_mode = fs::metadata(path.parent().unwrap())

@@ -7,6 +7,8 @@ mod atomic;
 mod digest;
 mod time;
 
-pub use atomic::{create_private_dir, temp_path_beside, write_atomic, write_atomic_with_mode};
+pub use atomic::{
+    create_private_dir, temp_path_beside, temp_prefix_for, write_atomic, write_atomic_with_mode,
+};
 pub use digest::{Sha256Hasher, sha256_hex};
 pub use time::{rfc3339, rfc3339_millis};

@@ -21,8 +21,8 @@ use octo_manifest::PluginKind;
 use octo_outbound::audit::AuditRecord;
 use octo_outbound::{DestinationId, Grants, PluginRole};
 use octo_runtime::{
-    LogLevel, LogLine, Message, Metric, Runtime, RuntimeConfig, StepRequest, TelemetryReport,
-    VendorPlugin, VendorRequest,
+    LogLevel, LogLine, Message, Metric, Runtime, RuntimeConfig, TelemetryReport, VendorPlugin,
+    VendorRequest,
 };
 use octo_settings::Settings;
 use std::sync::Arc;
@@ -136,7 +136,7 @@ fn request(home: &Home, settings: &Settings, vendor: &Vendor) -> anyhow::Result<
     ));
     let web_proxy = crate::proxy::web_proxy(settings)?;
     let id = vendor.builtin.id;
-    Ok(StepRequest {
+    Ok(VendorRequest {
         policy: policy.clone(),
         audit: Some(AuditLog::in_home(home).sink_for(policy)),
         log: Arc::new(move |line: LogLine| {
@@ -145,7 +145,7 @@ fn request(home: &Home, settings: &Settings, vendor: &Vendor) -> anyhow::Result<
             }
         }),
         web_proxy: web_proxy.map(Arc::new),
-        ..StepRequest::new(std::env::temp_dir())
+        ..VendorRequest::new()
     })
 }
 

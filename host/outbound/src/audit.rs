@@ -11,7 +11,7 @@
 
 use crate::DestinationId;
 use serde::{Deserialize, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// One attempt, allowed or denied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ impl AuditRecord {
         time: SystemTime,
     ) -> Self {
         AuditRecord {
-            time: rfc3339(time),
+            time: octo_fsutil::rfc3339_millis(time),
             kind: kind.as_str().to_string(),
             plugin: plugin.to_string(),
             destination: destination.to_string(),
@@ -66,50 +66,31 @@ impl AuditRecord {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (H. Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn times() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let stamp = |time| {
+            AuditRecord::new(
+                DestinationId::StepPlugins,
+                "p",
+                "https://a:443",
+                true,
+                "",
+                time,
+            )
+            .time
+        };
+        assert_eq!(stamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_millis(1_738_324_800_123)),
+            stamp(UNIX_EPOCH + Duration::from_millis(1_738_324_800_123)),
             "2025-01-31T12:00:00.123Z"
         );
         assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000Z"
         );
     }

@@ -41,7 +41,4 @@ pub const MAX_STATUS_WAIT_MS: u64 = 25_000;
 pub const MAX_STATUS_LINES: usize = 5_000;
 
 /// Hex SHA-256 of some bytes, lower case: how plugins and files are named and checked.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
+pub use octo_fsutil::sha256_hex;

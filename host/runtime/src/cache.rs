@@ -5,8 +5,7 @@
 //! final name. A stale or unreadable entry is deleted and recompiled.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -62,26 +61,9 @@ impl CompiledCache {
         }
         let component = Component::new(engine, bytes).map_err(CacheError::Compile)?;
         let serialized = component.serialize().map_err(CacheError::Compile)?;
-        write_atomically(&path, &serialized)
+        // 0600 in a 0700 directory, temp file + fsync + rename + fsync of the directory.
+        octo_fsutil::write_atomic(&path, &serialized)
             .map_err(|e| CacheError::Io(format!("cannot write {}: {e}", path.display())))?;
         Ok(component)
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache entries live in a directory");
-    create_private_dir(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }

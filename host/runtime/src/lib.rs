@@ -15,34 +15,37 @@ mod bindings;
 mod cache;
 mod engine;
 mod http_client;
+mod intercept;
 mod limits;
 mod lines;
 pub mod mask;
 pub mod outbound;
 mod process;
+mod request;
 mod state;
 mod step;
+mod store;
 pub mod vendor;
+mod vocabulary;
 
 pub use engine::{LoadError, Runtime, RuntimeConfig};
 pub use http_client::WebProxy;
+pub use intercept::{MAX_RECORDED_BODY, RecordedRequest, RecordingSender};
 pub use limits::Limits;
 pub use mask::Masker;
 pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,
     Verdict,
 };
-pub use step::{
-    Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, ParameterInfo,
-    StepDescription, StepFailure, StepOutcome, StepPlugin, StepRequest, Variable,
-};
+pub use request::{StepRequest, VendorRequest};
+pub use step::StepPlugin;
 pub use vendor::{
     Message, Metric, SignedDocument, TelemetryReport, UpdateInfo, VendorOutcome, VendorPlugin,
-    VendorRequest,
+};
+pub use vocabulary::{
+    Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, ParameterInfo,
+    StepDescription, StepFailure, StepOutcome, Variable,
 };
 
 /// Hex SHA-256 of some bytes: how plugins are named in the cache and the store.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
+pub use octo_fsutil::sha256_hex;

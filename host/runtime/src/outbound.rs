@@ -87,6 +87,9 @@ pub struct OutboundAttempt {
     pub allowed: bool,
     /// Why it was denied (empty when allowed).
     pub reason: String,
+    /// Completed by a [`RecordingSender`](crate::RecordingSender) (a preview): allowed requests of a
+    /// preview never left the machine and must not be counted as sent.
+    pub preview: bool,
 }
 
 /// Where attempts are recorded.
@@ -129,8 +132,8 @@ pub(crate) struct OutboundGate {
     pub(crate) audit: Vec<Arc<dyn AuditSink>>,
     /// Denials are also told to the step's log.
     pub(crate) on_denied: Arc<dyn Fn(&OutboundAttempt) + Send + Sync>,
-    /// Sends allowed requests (directly or through the web request proxy).
-    pub(crate) sender: crate::http_client::HttpSender,
+    /// Sends allowed requests (directly or through the web request proxy), or records them (preview).
+    pub(crate) sender: crate::intercept::Sender,
     /// Explains transport failures (proxy refusals, TLS) in the step's log.
     pub(crate) warn: Arc<dyn Fn(String) + Send + Sync>,
 }
@@ -157,6 +160,7 @@ impl OutboundGate {
             destination: destination.to_string(),
             allowed: reason.is_none(),
             reason: reason.unwrap_or_default(),
+            preview: self.sender.is_preview(),
         };
         for sink in &self.audit {
             sink.record(&attempt);
@@ -249,10 +253,10 @@ mod tests {
             policy,
             audit: vec![audit.clone()],
             on_denied: Arc::new(|_| {}),
-            sender: crate::http_client::HttpSender::new(
+            sender: crate::intercept::Sender::Network(crate::http_client::HttpSender::new(
                 crate::http_client::client_tls(&[]).unwrap(),
                 None,
-            ),
+            )),
             warn: Arc::new(|_| {}),
         };
         (gate, audit)

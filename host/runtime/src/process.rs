@@ -4,7 +4,7 @@
 use crate::bindings::octo::plugin::process::{self, Command};
 use crate::lines::{BoundedLines, Line};
 use crate::state::{StepContext, StepState};
-use crate::step::{Artifact, LogLevel};
+use crate::vocabulary::{Artifact, LogLevel};
 use octo_service_messages::{OutputLevel, ServiceMessage, parse_line};
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;

@@ -4,7 +4,9 @@ use crate::bindings::octo::plugin::{log, types, variables};
 use crate::limits::{Limits, StoreLimits};
 use crate::mask::Masker;
 use crate::outbound::OutboundGate;
-use crate::step::{Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, Variable};
+use crate::vocabulary::{
+    Artifact, CancelHandle, LogLevel, LogLine, LogSink, OutputVariable, Variable,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -10,18 +10,17 @@
 use crate::Runtime;
 use crate::engine::{LoadError, one_line};
 use crate::outbound::OutboundAttempt;
+use crate::request::VendorRequest;
 use crate::state::StepState;
-use crate::step::{StepFailure, StepRequest, classify_message, new_store, trap_text};
+use crate::store::{self, classify_message, trap_text};
+use crate::vocabulary::StepFailure;
 use octo_manifest::{DestinationPattern, Manifest, PluginKind};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmtime::Store;
 
 /// The manifest parameter a vendor plugin's `outbound` entry names: `"{{endpoint}}"`.
 pub const ENDPOINT_PARAMETER: &str = "endpoint";
-
-/// Default deadline of one vendor call (they are small requests).
-const VENDOR_DEADLINE: Duration = Duration::from_secs(60);
 
 macro_rules! vendor_world {
     ($module:ident, $world:literal) => {
@@ -170,10 +169,6 @@ impl Runtime {
         })))
     }
 }
-
-/// How a vendor call runs: the policy, the audit, the log and the proxy, as for a step. The work
-/// directory is ignored: vendor plugins get no filesystem.
-pub type VendorRequest = StepRequest;
 
 impl VendorPlugin {
     /// The component's manifest.
@@ -329,23 +324,10 @@ impl VendorPlugin {
         endpoint: &str,
         f: impl AsyncFnOnce(&mut Store<StepState>) -> wasmtime::Result<Result<T, String>>,
     ) -> VendorOutcome<T> {
-        let deadline = request.deadline.unwrap_or(VENDOR_DEADLINE);
-        let request = StepRequest {
-            deadline: Some(deadline),
-            ..request
-        };
+        let deadline = store::vendor_deadline(&request);
         let started = Instant::now();
         let declared = self.declared(endpoint);
-        let (mut store, audit) =
-            match new_store(runtime, &self.0.manifest, &request, declared, false) {
-                Ok(s) => s,
-                Err(failure) => {
-                    return VendorOutcome {
-                        result: Err(failure),
-                        outbound: Vec::new(),
-                    };
-                }
-            };
+        let (mut store, audit) = store::for_vendor(runtime, &self.0.manifest, &request, declared);
         let result = tokio::time::timeout(deadline, f(&mut store)).await;
         let result = match result {
             Ok(Ok(Ok(value))) => Ok(value),

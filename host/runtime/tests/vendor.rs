@@ -3,7 +3,7 @@
 
 use octo_manifest::{DestinationPattern, PluginKind};
 use octo_runtime::{
-    AllowList, DenyAll, LoadError, Metric, Runtime, RuntimeConfig, StepFailure, StepRequest,
+    AllowList, DenyAll, LoadError, Metric, RecordingSender, Runtime, RuntimeConfig, StepFailure,
     TelemetryReport, VendorRequest,
 };
 use std::sync::{Arc, Mutex};
@@ -71,12 +71,11 @@ async fn server(head: &'static str, body: &'static str) -> (String, Arc<Mutex<Ve
 }
 
 fn allow(origin: &str) -> VendorRequest {
-    let dir = std::env::temp_dir();
-    StepRequest {
+    VendorRequest {
         policy: Arc::new(AllowList::new(vec![
             DestinationPattern::parse(origin).unwrap(),
         ])),
-        ..StepRequest::new(dir)
+        ..VendorRequest::new()
     }
 }
 
@@ -122,9 +121,9 @@ async fn a_denied_vendor_request_opens_no_socket_and_is_recorded() {
         )
         .unwrap();
     let (origin, seen) = server("", "[]").await;
-    let request = StepRequest {
+    let request = VendorRequest {
         policy: Arc::new(DenyAll),
-        ..StepRequest::new(std::env::temp_dir())
+        ..VendorRequest::new()
     };
     let outcome = plugin
         .fetch_messages(&rt, request, &format!("{origin}/api/experiences"), "0.1.0")
@@ -207,6 +206,74 @@ async fn telemetry_posts_the_report_as_json() {
         "{}",
         seen[0]
     );
+}
+
+fn report() -> TelemetryReport {
+    TelemetryReport {
+        installation_id: "id-1".into(),
+        version: "0.1.0".into(),
+        metrics: vec![
+            Metric {
+                name: "targets".into(),
+                value: 2,
+            },
+            Metric {
+                name: "installedPlugins".into(),
+                value: 5,
+            },
+        ],
+    }
+}
+
+#[tokio::test]
+async fn a_preview_records_the_request_and_sends_nothing() {
+    let rt = runtime();
+    let plugin = rt
+        .load_vendor(octo_builtin_plugins::TELEMETRY.bytes, PluginKind::Telemetry)
+        .unwrap();
+    let (origin, seen) = server("", r#"{"accepted":true}"#).await;
+    let recorder = Arc::new(RecordingSender::new());
+    let request = VendorRequest {
+        recorder: Some(recorder.clone()),
+        ..allow(&origin)
+    };
+    let endpoint = format!("{origin}/api/telemetry");
+    let outcome = plugin.send(&rt, request, &endpoint, &report()).await;
+    outcome.result.unwrap();
+    assert!(seen.lock().unwrap().is_empty(), "a preview opened a socket");
+    let recorded = recorder.requests();
+    assert_eq!(recorded.len(), 1);
+    let r = &recorded[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.url, endpoint);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{"installationId":"id-1","metrics":{"installedPlugins":5,"targets":2},"version":"0.1.0"}"#
+    );
+    // The policy was asked, and the attempt says it was a preview.
+    assert_eq!(outcome.outbound.len(), 1);
+    assert!(outcome.outbound[0].allowed && outcome.outbound[0].preview);
+}
+
+#[tokio::test]
+async fn a_preview_still_asks_the_policy() {
+    let rt = runtime();
+    let plugin = rt
+        .load_vendor(octo_builtin_plugins::TELEMETRY.bytes, PluginKind::Telemetry)
+        .unwrap();
+    let recorder = Arc::new(RecordingSender::new());
+    let request = VendorRequest {
+        recorder: Some(recorder.clone()),
+        ..VendorRequest::new()
+    };
+    let outcome = plugin
+        .send(&rt, request, "http://127.0.0.1:1/api/telemetry", &report())
+        .await;
+    assert!(outcome.result.is_err());
+    assert!(recorder.requests().is_empty());
+    assert_eq!(outcome.outbound.len(), 1);
+    assert!(!outcome.outbound[0].allowed && outcome.outbound[0].preview);
 }
 
 #[tokio::test]

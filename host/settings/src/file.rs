@@ -4,9 +4,8 @@
 //! (administrator grants, for instance).
 
 use crate::SettingsError;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The lock file that guards `path`: `path` with `.lock` appended (`octo.toml.lock`).
@@ -16,41 +15,15 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes `bytes` to `path` atomically with mode 0600: a temporary file in the same directory, fsync,
-/// rename, fsync of the directory. The directory is created with mode 0700 if missing. On failure the
-/// old file is untouched and no temporary file is left behind.
+/// Writes `bytes` to `path` atomically with mode 0600 ([`octo_fsutil::write_atomic`]: a temporary file
+/// in the same directory, fsync, rename, fsync of the directory). The directory is created with mode
+/// 0700 if missing. On failure the old file is untouched and no temporary file is left behind.
 pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> Result<(), SettingsError> {
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| SettingsError::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
-    let dir = parent_of(path);
-    create_private_dir(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "settings".into());
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(io("create a temporary file in", dir))?;
-    temp.write_all(bytes).map_err(io("write", temp.path()))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(io("flush", temp.path()))?;
-    temp.persist(path)
-        .map_err(|e| io("replace", path)(e.error))?;
-    // The rename is durable once the directory is.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("flush", dir))?;
-    Ok(())
+    octo_fsutil::write_atomic(path, bytes).map_err(|source| SettingsError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Runs `f` holding an exclusive lock on [`lock_path`]`(path)` (created with mode 0600 if missing).
@@ -93,16 +66,9 @@ fn parent_of(path: &Path) -> &Path {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), SettingsError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| SettingsError::Io {
-            action: "create the directory",
-            path: dir.to_path_buf(),
-            source,
-        })
+    octo_fsutil::create_private_dir(dir).map_err(|source| SettingsError::Io {
+        action: "create the directory",
+        path: dir.to_path_buf(),
+        source,
+    })
 }

@@ -11,8 +11,6 @@ use bytes::Bytes;
 use hyper::body::Body;
 use tokio::io::AsyncReadExt;
 
-use crate::fsutil;
-
 /// Bytes gathered before one write to the file.
 const WRITE_BUFFER: usize = 4 * 1024 * 1024;
 
@@ -29,10 +27,10 @@ impl FileArea {
     }
 
     fn resolve(&self, path: &RelativePath) -> Result<PathBuf, ErrorBody> {
-        fsutil::create_private_dir(&self.root)
+        octo_fsutil::create_private_dir(&self.root)
             .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
         let full = path.join_to(&self.root);
-        if fsutil::goes_through_link(&self.root, &full) {
+        if goes_through_link(&self.root, &full) {
             return Err(ErrorBody::new(
                 ErrorCode::PathRefused,
                 format!("the file path {path} goes through a symbolic link"),
@@ -56,16 +54,16 @@ impl FileArea {
         let full = self.resolve(path)?;
         let internal = |e: std::io::Error| ErrorBody::new(ErrorCode::Internal, e.to_string());
         if let Some(parent) = full.parent() {
-            fsutil::create_private_dir(parent).map_err(internal)?;
+            octo_fsutil::create_private_dir(parent).map_err(internal)?;
             // The directories just created may have raced with a planted link.
-            if fsutil::goes_through_link(&self.root, parent) {
+            if goes_through_link(&self.root, parent) {
                 return Err(ErrorBody::new(
                     ErrorCode::PathRefused,
                     format!("the file path {path} goes through a symbolic link"),
                 ));
             }
         }
-        let temp = fsutil::temp_path_beside(&full);
+        let temp = octo_fsutil::temp_path_beside(&full);
         let file = {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()
@@ -209,4 +207,22 @@ where
     }
     let digest = written.map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
     Ok((total, digest))
+}
+
+/// Whether any existing component of `path` below `root` is a symbolic link (a link planted in
+/// the files directory must not lead a transfer outside it).
+fn goes_through_link(root: &Path, path: &Path) -> bool {
+    let Ok(rest) = path.strip_prefix(root) else {
+        return true;
+    };
+    let mut current = root.to_path_buf();
+    for component in rest.components() {
+        current.push(component);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }

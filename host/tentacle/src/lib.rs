@@ -11,7 +11,6 @@
 
 pub mod agent;
 pub mod files;
-pub mod fsutil;
 pub mod home;
 pub mod outbound;
 pub mod plugins;

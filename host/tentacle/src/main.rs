@@ -127,7 +127,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(cli.home.as_deref())?;
-    tentacle::fsutil::create_private_dir(home.root())
+    octo_fsutil::create_private_dir(home.root())
         .with_context(|| format!("cannot create {}", home.root().display()))?;
     match cli.command {
         Command::Configure(args) => configure(&home, args)?,

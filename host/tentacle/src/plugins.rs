@@ -8,8 +8,6 @@ use octo_protocol::Sha256Digest;
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::fsutil;
-
 /// Why a plugin could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
@@ -57,9 +55,9 @@ impl PluginCache {
         mut reader: R,
         limit: u64,
     ) -> Result<u64, PutError> {
-        fsutil::create_private_dir(&self.dir)?;
+        octo_fsutil::create_private_dir(&self.dir)?;
         let path = self.path(digest);
-        let temp = fsutil::temp_path_beside(&path);
+        let temp = octo_fsutil::temp_path_beside(&path);
         let result = async {
             let mut file =
                 tokio::io::BufWriter::with_capacity(4 << 20, tokio::fs::File::create(&temp).await?);

@@ -172,7 +172,7 @@ pub fn load(path: &Path) -> anyhow::Result<Settings> {
 
 /// Writes the settings to `path` atomically with mode 0600.
 pub fn save(path: &Path, settings: &Settings) -> anyhow::Result<()> {
-    crate::fsutil::write_private_atomically(path, settings.to_toml().as_bytes())
+    octo_fsutil::write_atomic(path, settings.to_toml().as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -26,7 +26,6 @@ use octo_runtime::{AllowList, CancelHandle, LogLine, Runtime, StepFailure, StepO
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::fsutil;
 use crate::plugins::PluginCache;
 
 const STATE_FILE: &str = "state.json";
@@ -131,7 +130,7 @@ fn now_ms() -> u64 {
 fn write_state(dir: &Path, state: StepState, result: Option<StepResult>) {
     let file = StateFile { state, result };
     let bytes = serde_json::to_vec_pretty(&file).expect("state encodes");
-    if let Err(error) = fsutil::write_private_atomically(&dir.join(STATE_FILE), &bytes) {
+    if let Err(error) = octo_fsutil::write_atomic(&dir.join(STATE_FILE), &bytes) {
         tracing::error!(%error, dir = %dir.display(), "cannot write a step's state");
     }
 }
@@ -166,7 +165,7 @@ impl Steps {
         runtime: Arc<Runtime>,
         plugins: PluginCache,
     ) -> anyhow::Result<Self> {
-        fsutil::create_private_dir(&work)?;
+        octo_fsutil::create_private_dir(&work)?;
         let mut runs = HashMap::new();
         for entry in fs::read_dir(&work)? {
             let entry = entry?;
@@ -316,8 +315,8 @@ impl Steps {
         if dir.exists() {
             fs::remove_dir_all(dir)?;
         }
-        fsutil::create_private_dir(&dir.join(STEP_DIR))?;
-        fsutil::write_private_atomically(&dir.join(REQUEST_FILE), request_sha256.as_bytes())?;
+        octo_fsutil::create_private_dir(&dir.join(STEP_DIR))?;
+        octo_fsutil::write_atomic(&dir.join(REQUEST_FILE), request_sha256.as_bytes())?;
         let log_file = fs::OpenOptions::new()
             .append(true)
             .create(true)

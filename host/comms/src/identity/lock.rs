@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-use super::{IdentityError, LOCK_FILE, files};
+use super::{IdentityError, LOCK_FILE};
 
 /// Holds the lock of one identity directory (nothing when the directory is read-only to this user:
 /// then this process cannot change the identity anyway).
@@ -14,7 +14,7 @@ pub(super) struct DirLock(Option<File>);
 impl DirLock {
     /// Creates `dir` (0700) if missing and blocks until this process holds its lock.
     pub(super) fn create_and_acquire(dir: &Path) -> Result<Self, IdentityError> {
-        files::create_private_dir(dir).map_err(|source| IdentityError::Io {
+        octo_fsutil::create_private_dir(dir).map_err(|source| IdentityError::Io {
             path: dir.to_owned(),
             source,
         })?;

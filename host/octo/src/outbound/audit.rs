@@ -166,6 +166,7 @@ mod tests {
             destination: "https://a.example:443".into(),
             allowed: false,
             reason: "not granted".into(),
+            preview: false,
         }
     }
 
