@@ -1,6 +1,9 @@
-//! The command line, as clap types. Parsing of values lives here; doing things lives elsewhere.
+//! The command line, as clap types. Parsing of values lives here; doing things lives in octo-server.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Args, Parser, Subcommand};
+use octo_comms::identity::Thumbprint;
+use octo_server::configure::{ConfigureOptions, FLAGS};
+use octo_server::plugins::{PluginSpec, parse_spec};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,22 +32,22 @@ pub enum Command {
     /// Community step templates from the library feed: list, show, install.
     Library {
         #[command(subcommand)]
-        command: crate::library::LibraryCommand,
+        command: LibraryCommand,
     },
     /// Background jobs (step template updates, library sync, ...): list, run now, watch.
     Jobs {
         #[command(subcommand)]
-        command: crate::jobs::JobsCommand,
+        command: JobsCommand,
     },
     /// Change settings: the vendor switches (--upgradeCheck=false, ..., --airGapped=true), the
     /// endpoints (--feed, --updateUrl, ...) and --commsListenPort. Kebab-case aliases are accepted.
-    Configure(crate::configure::ConfigureArgs),
+    Configure(ConfigureArgs),
     /// Print the settings (never a secret).
-    ShowConfiguration(crate::configure::ShowConfigurationArgs),
+    ShowConfiguration(ShowConfigurationArgs),
     /// Every outbound destination: why it exists, its gate, allowed or denied now and why, last attempts.
-    Outbound(crate::outbound::report::OutboundArgs),
+    Outbound(JsonArgs),
     /// Run the server daemon: the polling listener and the admin socket the CLI uses.
-    Run(crate::server::commands::RunArgs),
+    Run(RunArgs),
     /// Replace the server's certificate (tentacles must then trust the new thumbprint).
     NewCertificate,
     /// Print the server's certificate thumbprint (created on first use).
@@ -55,16 +58,16 @@ pub enum Command {
     },
     /// The web request proxy (feeds, plugins' HTTP, scripts' HTTP_PROXY): --proxyEnable=true|false,
     /// --proxyHost, --proxyPort, --proxyUsername, --proxyPassword, --useSystemProxy=true. HTTP only.
-    Proxy(crate::proxy::ProxyArgs),
+    Proxy(ProxyArgs),
     /// Named proxies that listening targets are dialled through: add, list, remove.
     Proxies {
         #[command(subcommand)]
-        command: crate::proxy::ProxiesCommand,
+        command: ProxiesCommand,
     },
     /// Deployment targets (tentacles): add, list, remove, health.
     Targets {
         #[command(subcommand)]
-        command: crate::server::commands::TargetsCommand,
+        command: TargetsCommand,
     },
     /// Check now whether a newer Octo exists (the update-check plugin; needs upgradeCheck=true). Sends
     /// the version and the installation id only.
@@ -86,6 +89,22 @@ pub enum Command {
     },
 }
 
+/// `octo show-configuration` options.
+#[derive(Debug, Args)]
+pub struct ShowConfigurationArgs {
+    /// Print the settings as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json` alone.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TelemetryCommand {
     /// Print exactly the JSON the telemetry job would send; sends nothing.
@@ -99,13 +118,393 @@ pub enum PluginsCommand {
     /// Print a component's manifest.
     Inspect(InspectArgs),
     #[command(flatten)]
-    Lifecycle(crate::plugins::LifecycleCommand),
+    Lifecycle(LifecycleCommand),
     /// Let a step plugin (outside the built-in set) reach a destination its manifest declares.
-    Grant(crate::outbound::grants::GrantArgs),
+    Grant(GrantArgs),
     /// Take back a grant.
-    Revoke(crate::outbound::grants::GrantArgs),
+    Revoke(GrantArgs),
     /// List the administrator's grants.
-    Grants(crate::outbound::grants::GrantsArgs),
+    Grants(GrantsArgs),
+}
+
+/// The plugin lifecycle subcommands (added to `octo plugins`).
+#[derive(Debug, Subcommand)]
+pub enum LifecycleCommand {
+    /// Search the steps feed (id and description contain TEXT; all plugins without it).
+    Search(SearchArgs),
+    /// List installed plugins, and the built-in ones still used from the binary.
+    List(JsonArgs),
+    /// Install a plugin from the steps feed (ID or ID@REQUIREMENT), or a local component (--file).
+    Install(InstallArgs),
+    /// Update installed plugins (or one) to the newest version their requirement allows.
+    Update(UpdateArgs),
+    /// Uninstall a plugin (a built-in step falls back to the embedded version).
+    Remove(IdArgs),
+    /// Go back to the version an install or update replaced (again: forward).
+    Rollback(IdArgs),
+    /// Re-hash every installed component (current and previous versions).
+    Verify,
+    /// Write an offline bundle (components + the signed feed index) for an air-gapped server.
+    Export(ExportArgs),
+    /// Install the plugins of an offline bundle, checked against the pinned feed key.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Text to look for in ids and descriptions (case-insensitive).
+    pub text: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// ID, ID@REQUIREMENT (semver, e.g. run-script@^0.1) or ID@VERSION (exactly that version).
+    #[arg(value_name = "ID[@REQ]", required_unless_present = "file", conflicts_with = "file", value_parser = parse_spec)]
+    pub spec: Option<PluginSpec>,
+    /// Install this local component (.wasm with an octo:manifest section) instead.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Only this plugin.
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The plugin id.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The bundle directory to create (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// What to put in (ID or ID@REQ); default: the newest version of every plugin in the feed.
+    #[arg(value_name = "ID[@REQ]", value_parser = parse_spec)]
+    pub specs: Vec<PluginSpec>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A bundle directory written by `octo plugins export`.
+    pub dir: PathBuf,
+}
+
+/// `octo plugins grant` / `revoke`.
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The plugin id (as in its manifest).
+    #[arg(value_name = "ID")]
+    pub plugin: String,
+    /// scheme://host[:port]; `*` and `*.domain` wildcards, `:*` for any port.
+    #[arg(value_name = "DESTINATION", value_parser = octo_server::outbound::grants::parse_pattern)]
+    pub destination: octo_manifest::DestinationPattern,
+}
+
+/// `octo plugins grants`.
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    /// Only this plugin's grants.
+    #[arg(value_name = "ID")]
+    pub plugin: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `octo library ...`
+#[derive(Debug, Subcommand)]
+pub enum LibraryCommand {
+    /// List the community step templates of the last sync (name, id, category contain TEXT).
+    List(LibraryListArgs),
+    /// Show one template: description and parameters.
+    Show(ShowTemplateArgs),
+    /// Install a template as a step: `octo run-step ID-or-name --param NAME=VALUE` then runs it.
+    Install(TemplateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LibraryListArgs {
+    /// Text to look for (case-insensitive).
+    pub text: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowTemplateArgs {
+    /// Template id, name, or the name as a slug (e.g. service-check-running-bash).
+    pub id: String,
+    /// Print the template's JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// Template id, name, or the name as a slug.
+    pub id: String,
+}
+
+/// `octo jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List the jobs: interval, gate, last and next run.
+    List(JsonArgs),
+    /// Run jobs now (still subject to their settings switch).
+    Run(JobsRunArgs),
+    /// Run the scheduler in the foreground: start-up jobs now, then each job when it is due.
+    Watch,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["name", "all", "due"])))]
+pub struct JobsRunArgs {
+    /// The job to run.
+    pub name: Option<String>,
+    /// Every job.
+    #[arg(long)]
+    pub all: bool,
+    /// Every job whose next run is due.
+    #[arg(long)]
+    pub due: bool,
+}
+
+/// `octo run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Port for polling tentacles (default: the `commsListenPort` setting, 10943).
+    #[arg(
+        long = "comms-listen-port",
+        alias = "commsListenPort",
+        value_name = "PORT"
+    )]
+    pub comms_listen_port: Option<u16>,
+    /// Address to listen on for polling tentacles.
+    #[arg(
+        long = "listen-address",
+        default_value = "0.0.0.0",
+        value_name = "ADDR"
+    )]
+    pub listen_address: String,
+}
+
+/// `octo targets …`.
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// Add a listening tentacle (the server dials it).
+    AddListening {
+        /// Unique name.
+        name: String,
+        /// Where it listens: https://HOST:PORT.
+        #[arg(long)]
+        url: String,
+        /// Its certificate thumbprint (`tentacle show-thumbprint`).
+        #[arg(long)]
+        thumbprint: Thumbprint,
+        /// A role (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Dial it through this named proxy (`octo proxies add`); TLS stays end to end.
+        #[arg(long, value_name = "PROXY")]
+        proxy: Option<String>,
+    },
+    /// Change the named proxy a listening target is dialled through.
+    SetProxy {
+        /// The target's name.
+        name: String,
+        /// The named proxy (`octo proxies list`).
+        #[arg(required_unless_present = "none", conflicts_with = "none")]
+        proxy: Option<String>,
+        /// Dial it directly.
+        #[arg(long)]
+        none: bool,
+    },
+    /// Add a polling tentacle (it dials the server).
+    AddPolling {
+        /// Unique name.
+        name: String,
+        /// Its certificate thumbprint.
+        #[arg(long)]
+        thumbprint: Thumbprint,
+        /// A role (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// List the targets.
+    List(JsonArgs),
+    /// Remove a target (its live connections close).
+    Remove {
+        /// The target's name.
+        name: String,
+    },
+    /// Check targets (all by default) through the running server.
+    Health {
+        /// Target names.
+        names: Vec<String>,
+    },
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("expected true or false, got {s:?}")),
+    }
+}
+
+/// The flags shared by `octo proxy` (and, with the same names, `tentacle proxy`/`polling-proxy`).
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  octo proxy --proxyEnable=true --proxyHost proxy.corp --proxyPort 3128\n  \
+    octo proxy --useSystemProxy=true      (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, upper or lower case)\n  \
+    octo proxy --proxyEnable=false"
+)]
+pub struct ProxyArgs {
+    /// Use a proxy for web requests (feeds, plugins' HTTP, scripts' HTTP_PROXY/HTTPS_PROXY).
+    #[arg(long = "proxyEnable", visible_alias = "proxy-enable", value_name = "true|false", value_parser = parse_bool)]
+    pub enable: Option<bool>,
+    /// Use the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) instead of --proxyHost.
+    #[arg(long = "useSystemProxy", visible_alias = "use-system-proxy", value_name = "true|false", value_parser = parse_bool)]
+    pub use_system: Option<bool>,
+    /// The proxy type: http (SOCKS is not supported).
+    #[arg(long = "proxyType", visible_alias = "proxy-type", value_name = "http")]
+    pub kind: Option<String>,
+    /// The proxy's host name or IP address (http://host:port is accepted too).
+    #[arg(long = "proxyHost", visible_alias = "proxy-host", value_name = "HOST")]
+    pub host: Option<String>,
+    /// The proxy's port.
+    #[arg(long = "proxyPort", visible_alias = "proxy-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Basic authentication user name (empty: none).
+    #[arg(
+        long = "proxyUsername",
+        visible_alias = "proxy-username",
+        value_name = "USER"
+    )]
+    pub username: Option<String>,
+    /// Basic authentication password (stored in octo.toml, mode 0600; never printed).
+    #[arg(
+        long = "proxyPassword",
+        visible_alias = "proxy-password",
+        value_name = "PASSWORD"
+    )]
+    pub password: Option<String>,
+}
+
+impl From<ProxyArgs> for octo_server::proxy::ProxyOptions {
+    fn from(a: ProxyArgs) -> Self {
+        octo_server::proxy::ProxyOptions {
+            enable: a.enable,
+            use_system: a.use_system,
+            kind: a.kind,
+            host: a.host,
+            port: a.port,
+            username: a.username,
+            password: a.password,
+        }
+    }
+}
+
+/// `octo proxies`.
+#[derive(Debug, Subcommand)]
+pub enum ProxiesCommand {
+    /// Add (or replace) a named proxy a listening target can be reached through.
+    Add {
+        /// Its name.
+        name: String,
+        /// The proxy's host name or IP address.
+        #[arg(long)]
+        host: String,
+        /// The proxy's port.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// Basic authentication user name.
+        #[arg(long)]
+        username: Option<String>,
+        /// Basic authentication password (stored in octo.toml, mode 0600; never printed).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List the named proxies (passwords masked).
+    List(JsonArgs),
+    /// Remove a named proxy.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// The flags given to `octo configure`: one per row of octo-server's flag table.
+#[derive(Debug, Default)]
+pub struct ConfigureArgs {
+    /// `(flag name, raw value)` in the order of the table.
+    pub values: Vec<(&'static str, String)>,
+}
+
+impl ConfigureArgs {
+    /// The options octo-server checks and applies.
+    pub fn options(&self) -> octo_server::Result<ConfigureOptions> {
+        let mut options = ConfigureOptions::default();
+        for (name, value) in &self.values {
+            options.set(name, value.clone())?;
+        }
+        Ok(options)
+    }
+}
+
+impl clap::FromArgMatches for ConfigureArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let values = FLAGS
+            .iter()
+            .filter_map(|f| {
+                matches
+                    .get_one::<String>(f.name)
+                    .map(|v| (f.name, v.clone()))
+            })
+            .collect();
+        Ok(ConfigureArgs { values })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ConfigureArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.after_help(
+            "Values are checked before anything is written; the file is replaced atomically.\n\
+             Examples:\n  octo configure --upgradeCheck=false --sendTelemetry=false\n  \
+             octo configure --air-gapped=true\n  octo configure --feed=https://feed.internal/feed",
+        );
+        FLAGS.iter().fold(cmd, |cmd, f| {
+            let mut arg = Arg::new(f.name)
+                .long(f.name)
+                .value_name(f.value_name())
+                .help(f.help())
+                .num_args(1)
+                .allow_hyphen_values(false)
+                .action(ArgAction::Set);
+            if f.alias != f.name {
+                arg = arg.visible_alias(f.alias);
+            }
+            cmd.arg(arg)
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -132,7 +531,7 @@ pub struct RunStepArgs {
     pub allow_outbound: Vec<octo_manifest::DestinationPattern>,
 
     /// Stop the step after this long (e.g. 90s, 10m, 1h). Default 10m.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    #[arg(long, value_name = "DURATION", value_parser = octo_server::duration::parse, default_value = "10m")]
     pub deadline: Duration,
 
     /// Memory limit for the plugin, in MiB.
@@ -154,6 +553,24 @@ pub struct RunStepArgs {
     /// Run on every target with this role through the running server (repeatable).
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
+}
+
+impl RunStepArgs {
+    /// The options octo-server runs the step with.
+    pub fn options(&self) -> octo_server::runs::run_step::RunStepOptions {
+        octo_server::runs::run_step::RunStepOptions {
+            plugin: self.plugin.clone(),
+            params: self.params.clone(),
+            variables: self.variables.clone(),
+            sensitive_variables: self.sensitive_variables.clone(),
+            allow_outbound: self.allow_outbound.clone(),
+            deadline: self.deadline,
+            memory_limit_mib: self.memory_limit_mib,
+            keep_work_dir: self.keep_work_dir,
+            targets: self.targets.clone(),
+            roles: self.roles.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -187,40 +604,9 @@ fn parse_destination(s: &str) -> Result<octo_manifest::DestinationPattern, Strin
     octo_manifest::DestinationPattern::parse(s).map_err(|e| e.to_string())
 }
 
-/// `90`, `90s`, `10m`, `1h`, `500ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration like 90s, 10m or 1h, got {s:?}"))?;
-    let d = match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s, m or h")),
-    };
-    if d.is_zero() {
-        return Err("the duration must be more than zero".into());
-    }
-    Ok(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").is_err());
-    }
 
     #[test]
     fn pairs() {

@@ -1,23 +1,18 @@
-//! `octo`: the Octo server's command line.
+//! `octo`: the Octo server's command line. It parses arguments, calls one function of octo-server per
+//! command, and prints what comes back (the logic lives in octo-server).
 
-mod atomic_file;
 mod cli;
-mod configure;
-mod home;
-mod jobs;
-mod library;
-mod outbound;
-mod pack;
-mod plugins;
-mod proxy;
-mod remote;
-mod run_step;
-mod server;
-mod step_source;
-mod targets;
-mod vendor;
+mod output;
 
 use clap::Parser;
+use cli::{
+    Command, JobsCommand, LibraryCommand, LifecycleCommand, PluginsCommand, ProxiesCommand,
+    TargetsCommand, TelemetryCommand,
+};
+use octo_server::jobs::{Outcome, Selection};
+use octo_server::targets::{Reach, Target};
+use octo_server::{Home, configure, jobs, library, outbound, plugins, proxy, runs, server, vendor};
+use output::{json, terminal_sink};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -39,49 +34,382 @@ fn main() -> ExitCode {
     }
 }
 
+/// Success or failure as an exit code.
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
-    let home = home::Home::resolve(cli.home.as_deref())?;
+    let home = Home::resolve(cli.home.as_deref())?;
+    let sink = terminal_sink();
     match cli.command {
-        cli::Command::RunStep(args) => run_step::run(&home, args),
-        cli::Command::Plugins { command } => match command {
-            cli::PluginsCommand::Pack(args) => pack::pack(args).map(|()| ExitCode::SUCCESS),
-            cli::PluginsCommand::Inspect(args) => pack::inspect(args).map(|()| ExitCode::SUCCESS),
-            cli::PluginsCommand::Lifecycle(command) => plugins::run(&home, command),
-            cli::PluginsCommand::Grant(args) => outbound::grants::grant(&home, args),
-            cli::PluginsCommand::Revoke(args) => outbound::grants::revoke(&home, args),
-            cli::PluginsCommand::Grants(args) => outbound::grants::list(&home, args),
+        Command::RunStep(args) => output::run_step(&home, &args),
+        Command::Plugins { command } => match command {
+            PluginsCommand::Pack(args) => {
+                let manifest = runs::pack::pack(&args.component, &args.manifest, &args.output)?;
+                println!(
+                    "packed {} {} ({} plugin, API {}) into {}",
+                    manifest.id,
+                    manifest.version,
+                    manifest.kind,
+                    manifest.api_version,
+                    args.output.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginsCommand::Inspect(args) => {
+                json(&runs::pack::inspect(&args.component)?)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginsCommand::Lifecycle(command) => lifecycle(&home, command, &sink),
+            PluginsCommand::Grant(args) => {
+                print!(
+                    "{}",
+                    outbound::grants::grant(&home, &args.plugin, &args.destination)?
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginsCommand::Revoke(args) => {
+                outbound::grants::revoke(&home, &args.plugin, &args.destination)?;
+                println!("Revoked {} from plugin {}.", args.destination, args.plugin);
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginsCommand::Grants(args) => {
+                let list = outbound::grants::list(&home, args.plugin.as_deref())?;
+                if args.json {
+                    json(&list.to_json())?;
+                } else {
+                    print!("{list}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         },
-        cli::Command::Library { command } => library::run(&home, command),
-        cli::Command::Jobs { command } => jobs::run(&home, command),
-        cli::Command::Configure(args) => configure::configure(&home, args),
-        cli::Command::ShowConfiguration(args) => configure::show(&home, args),
-        cli::Command::Outbound(args) => outbound::report::run(&home, args),
-        cli::Command::Run(args) => server::commands::run(&home, args),
-        cli::Command::NewCertificate => server::commands::new_certificate(&home),
-        cli::Command::ShowThumbprint { json } => server::commands::show_thumbprint(&home, json),
-        cli::Command::Proxy(args) => proxy::configure(&home, args),
-        cli::Command::Proxies { command } => proxy::proxies(&home, command),
-        cli::Command::Targets { command } => server::commands::targets(&home, command),
-        cli::Command::CheckUpdates { json } => {
-            let settings = plugins::load_settings(&home)?;
-            let status = vendor::check_updates(&home, &settings)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                println!("{}", vendor::describe_update(&status));
+        Command::Library { command } => {
+            match command {
+                LibraryCommand::List(args) => {
+                    let list = library::list(&home, args.text.as_deref(), &sink)?;
+                    if args.json {
+                        json(&list.rows)?;
+                    } else {
+                        print!("{list}");
+                    }
+                }
+                LibraryCommand::Show(args) => {
+                    let template = library::show(&home, &args.id, &sink)?;
+                    if args.json {
+                        json(&template.0)?;
+                    } else {
+                        print!("{template}");
+                    }
+                }
+                LibraryCommand::Install(args) => {
+                    print!("{}", library::install(&home, &args.id, &sink)?)
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
-        cli::Command::Telemetry {
-            command: cli::TelemetryCommand::Preview,
+        Command::Jobs { command } => match command {
+            JobsCommand::List(args) => {
+                let list = jobs::list(&home)?;
+                if args.json {
+                    json(&list.0)?;
+                } else {
+                    print!("{list}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            JobsCommand::Run(args) => {
+                let which = match (args.name, args.all) {
+                    (Some(name), _) => Selection::Named(name),
+                    (None, true) => Selection::All,
+                    (None, false) => Selection::Due,
+                };
+                let runs = jobs::run(&home, &which, &sink)?;
+                if runs.is_empty() {
+                    println!("no job is due");
+                }
+                Ok(exit(runs.iter().all(|r| r.outcome != Outcome::Failed)))
+            }
+            JobsCommand::Watch => match jobs::watch(&home, &sink)? {},
+        },
+        Command::Configure(args) => {
+            print!("{}", configure::configure(&home, &args.options()?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ShowConfiguration(args) => {
+            let shown = configure::show(&home)?;
+            if args.json {
+                json(&shown.to_json()?)?;
+            } else {
+                print!("{shown}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbound(args) => {
+            let report = outbound::report::report(&home)?;
+            if args.json {
+                json(&report.to_json())?;
+            } else {
+                print!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let options = server::RunOptions {
+                comms_listen_port: args.comms_listen_port,
+                listen_address: args.listen_address,
+            };
+            server::run(&home, &options, output::ready, &sink)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::NewCertificate => {
+            println!("{}", server::new_certificate(&home)?);
+            eprintln!("A new certificate was created; tentacles must trust the new thumbprint.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ShowThumbprint { json: as_json } => {
+            let thumbprint = server::thumbprint(&home)?;
+            if as_json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "thumbprint": thumbprint.to_string() })
+                );
+            } else {
+                println!("{thumbprint}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proxy(args) => {
+            print!("{}", proxy::configure(&home, &args.into())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proxies { command } => {
+            match command {
+                ProxiesCommand::Add {
+                    name,
+                    host,
+                    port,
+                    username,
+                    password,
+                } => {
+                    let shown = proxy::add_named(
+                        &home,
+                        proxy::NewProxy {
+                            name: name.clone(),
+                            host,
+                            port,
+                            username,
+                            password,
+                        },
+                    )?;
+                    println!("proxy {name}: {shown}");
+                }
+                ProxiesCommand::List(args) => {
+                    let proxies = proxy::list_named(&home)?;
+                    if args.json {
+                        json(&proxies)?;
+                    } else if proxies.is_empty() {
+                        println!(
+                            "no named proxies (add one with `octo proxies add NAME --host H --port P`)"
+                        );
+                    } else {
+                        for (name, p) in &proxies {
+                            println!("{name}\t{}", proxy::describe_named(p));
+                        }
+                    }
+                }
+                ProxiesCommand::Remove { name } => {
+                    proxy::remove_named(&home, &name)?;
+                    println!("removed proxy {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Targets { command } => targets(&home, command, &sink),
+        Command::CheckUpdates { json: as_json } => {
+            let status = vendor::check_updates_now(&home, &sink)?;
+            if as_json {
+                json(&status)?;
+            } else {
+                print!("{status}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Telemetry {
+            command: TelemetryCommand::Preview,
         } => {
             println!("{}", vendor::telemetry_preview(&home)?);
             Ok(ExitCode::SUCCESS)
         }
-        cli::Command::Status { json } => vendor::status(&home, json).map(|()| ExitCode::SUCCESS),
+        Command::Status { json: as_json } => {
+            let status = vendor::status(&home)?;
+            if as_json {
+                json(&status.to_json())?;
+            } else {
+                print!("{status}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
+fn lifecycle(
+    home: &Home,
+    command: LifecycleCommand,
+    sink: &octo_server::Sink,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        LifecycleCommand::Search(args) => {
+            let found = plugins::search(home, args.text.as_deref(), sink)?;
+            if args.json {
+                json(&found.rows)?;
+            } else {
+                print!("{found}");
+            }
+        }
+        LifecycleCommand::List(args) => {
+            let list = plugins::list(home)?;
+            if args.json {
+                json(&list.0)?;
+            } else {
+                print!("{list}");
+            }
+        }
+        LifecycleCommand::Install(args) => {
+            let installed = match (&args.file, &args.spec) {
+                (Some(file), _) => plugins::install::install_file(home, file)?,
+                (None, Some(spec)) => plugins::install::install_spec(home, spec, sink)?,
+                (None, None) => anyhow::bail!("give a plugin ID[@REQ] or --file PATH"),
+            };
+            print!("{installed}");
+        }
+        LifecycleCommand::Update(args) => {
+            let updated = plugins::update::update(home, args.id.as_deref(), sink)?;
+            print!("{updated}");
+            for failure in &updated.failures {
+                eprintln!("error: {failure}");
+            }
+            return Ok(exit(updated.is_ok()));
+        }
+        LifecycleCommand::Remove(args) => print!("{}", plugins::remove(home, &args.id)?),
+        LifecycleCommand::Rollback(args) => print!("{}", plugins::rollback(home, &args.id)?),
+        LifecycleCommand::Verify => {
+            let verified = plugins::verify(home)?;
+            if verified.is_ok() {
+                print!("{verified}");
+            } else {
+                eprint!("{verified}");
+            }
+            return Ok(exit(verified.is_ok()));
+        }
+        LifecycleCommand::Export(args) => {
+            print!(
+                "{}",
+                plugins::bundle::export(home, &args.to, &args.specs, sink)?
+            )
+        }
+        LifecycleCommand::Import(args) => print!("{}", plugins::bundle::import(home, &args.dir)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn targets(
+    home: &Home,
+    command: TargetsCommand,
+    sink: &octo_server::Sink,
+) -> anyhow::Result<ExitCode> {
+    use octo_server::targets as t;
+    match command {
+        TargetsCommand::AddListening {
+            name,
+            url,
+            thumbprint,
+            roles,
+            proxy,
+        } => {
+            t::add(
+                home,
+                Target {
+                    name: name.clone(),
+                    reach: Reach::Listening { url },
+                    thumbprint,
+                    roles,
+                    proxy: proxy.clone(),
+                },
+                sink,
+            )?;
+            match proxy {
+                Some(proxy) => {
+                    println!("Added listening target {name} (through the proxy {proxy})")
+                }
+                None => println!("Added listening target {name}"),
+            }
+        }
+        TargetsCommand::SetProxy { name, proxy, none } => {
+            let proxy = if none { None } else { proxy };
+            t::set_proxy(home, &name, proxy.clone(), sink)?;
+            match proxy {
+                Some(proxy) => println!("{name} is now dialled through the proxy {proxy}"),
+                None => println!("{name} is now dialled directly"),
+            }
+        }
+        TargetsCommand::AddPolling {
+            name,
+            thumbprint,
+            roles,
+        } => {
+            t::add(
+                home,
+                Target {
+                    name: name.clone(),
+                    reach: Reach::Polling,
+                    thumbprint,
+                    roles,
+                    proxy: None,
+                },
+                sink,
+            )?;
+            println!("Added polling target {name}");
+        }
+        TargetsCommand::List(args) => {
+            let all = t::list(home)?;
+            if args.json {
+                json(&all)?;
+            } else if all.targets.is_empty() {
+                println!("No targets; add one with `octo targets add-listening` or `add-polling`.");
+            } else {
+                for t in &all.targets {
+                    println!(
+                        "{:<20} {:<40} {} roles: {}",
+                        t.name,
+                        t.describe_reach(),
+                        t.thumbprint,
+                        if t.roles.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            t.roles.join(",")
+                        }
+                    );
+                }
+            }
+        }
+        TargetsCommand::Remove { name } => {
+            t::remove(home, &name, sink)?;
+            println!("Removed target {name}");
+        }
+        TargetsCommand::Health { names } => {
+            let ok = t::health(home, names, output::health_event)?;
+            return Ok(exit(ok));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The error and its causes on one line.
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {

@@ -1,0 +1,728 @@
+//! `octo configure` and `octo show-configuration`.
+//!
+//! One table, [`FLAGS`], drives both the command line (a camelCase flag with Octopus's name plus a
+//! kebab-case alias for each setting) and the parsing of values. Values are taken as text and checked
+//! here, so that a bad value produces one line naming the flag and what it accepts
+//! (`--upgradeCheck: expected true or false, got "maybe"`) and nothing is written.
+//!
+//! Order of application: `--airGapped` first, then the individual switches, so
+//! `--airGapped=true --upgradeCheck=true` means "everything off except the update check".
+
+use crate::error::{Context, Error, Result};
+use crate::home::Home;
+use octo_settings::{Settings, SettingsError, keys};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The value a flag takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `true` or `false`.
+    Switch,
+    /// An http(s) URL.
+    Url,
+    /// A base64 ed25519 public key; empty clears it.
+    PublicKey,
+    /// A PEM file; empty clears it.
+    Certificate,
+    /// 0..=65535.
+    Port,
+}
+
+/// One `octo configure` flag.
+#[derive(Debug)]
+pub struct Flag {
+    /// The camelCase name: Octopus's flag name, and the settings key (except `airGapped`, which is not
+    /// stored but sets all the vendor switches).
+    pub name: &'static str,
+    /// The kebab-case alias.
+    pub alias: &'static str,
+    kind: Kind,
+    help: &'static str,
+}
+
+/// The pseudo-setting that flips every vendor switch.
+pub const AIR_GAPPED: &str = "airGapped";
+
+const fn flag(name: &'static str, alias: &'static str, kind: Kind, help: &'static str) -> Flag {
+    Flag {
+        name,
+        alias,
+        kind,
+        help,
+    }
+}
+
+/// Every flag, in the order `--help` lists them.
+pub static FLAGS: &[Flag] = &[
+    flag(
+        AIR_GAPPED,
+        "air-gapped",
+        Kind::Switch,
+        "true: turn every vendor destination off at once (update check, telemetry, in-app messages, \
+         dynamic extensions, step template updates, community templates), and deny plugins' requests; \
+         false: turn them all back on. Applied before the individual switches.",
+    ),
+    flag(
+        keys::UPGRADE_CHECK,
+        "upgrade-check",
+        Kind::Switch,
+        "Check for a newer Octo every 8 hours (sends the version and the installation id).",
+    ),
+    flag(
+        keys::SEND_TELEMETRY,
+        "send-telemetry",
+        Kind::Switch,
+        "Send anonymous usage counts daily.",
+    ),
+    flag(
+        keys::DYNAMIC_EXTENSIONS_ENABLED,
+        "dynamic-extensions-enabled",
+        Kind::Switch,
+        "Fetch dynamic extensions (feature toggles).",
+    ),
+    flag(
+        keys::EXPERIENCES_ENABLED,
+        "experiences-enabled",
+        Kind::Switch,
+        "Fetch in-app messages.",
+    ),
+    flag(
+        keys::STEP_TEMPLATE_UPDATES,
+        "step-template-updates",
+        Kind::Switch,
+        "Update the built-in step templates from the steps feed.",
+    ),
+    flag(
+        keys::COMMUNITY_STEP_TEMPLATES,
+        "community-step-templates",
+        Kind::Switch,
+        "Sync community step templates from the library feed.",
+    ),
+    flag(
+        keys::FEED,
+        "feed",
+        Kind::Url,
+        "The steps feed's base URL ({feed}/index.json, blobs under it).",
+    ),
+    flag(
+        keys::FEED_PUBLIC_KEY,
+        "feed-public-key",
+        Kind::PublicKey,
+        "Base64 ed25519 public key the feed index must be signed with (empty: unset).",
+    ),
+    flag(
+        keys::FEED_CERTIFICATE,
+        "feed-certificate",
+        Kind::Certificate,
+        "A PEM certificate to trust for the feed, e.g. a private registry's self-signed one (empty: unset).",
+    ),
+    flag(
+        keys::LIBRARY_FEED,
+        "library-feed",
+        Kind::Url,
+        "The community step template library's base URL.",
+    ),
+    flag(
+        keys::UPDATE_URL,
+        "update-url",
+        Kind::Url,
+        "The update check endpoint.",
+    ),
+    flag(
+        keys::TELEMETRY_URL,
+        "telemetry-url",
+        Kind::Url,
+        "The telemetry endpoint.",
+    ),
+    flag(
+        keys::EXPERIENCES_URL,
+        "experiences-url",
+        Kind::Url,
+        "The in-app messages endpoint.",
+    ),
+    flag(
+        keys::DYNAMIC_EXTENSIONS_URL,
+        "dynamic-extensions-url",
+        Kind::Url,
+        "The dynamic extensions endpoint.",
+    ),
+    flag(
+        keys::COMMS_LISTEN_PORT,
+        "comms-listen-port",
+        Kind::Port,
+        "The port polling tentacles connect to.",
+    ),
+];
+
+impl Flag {
+    /// What `--help` says about it.
+    pub fn help(&self) -> &'static str {
+        self.help
+    }
+
+    /// The placeholder `--help` shows for its value.
+    pub fn value_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Switch => "true|false",
+            Kind::Url => "URL",
+            Kind::PublicKey => "BASE64",
+            Kind::Certificate => "PEM_FILE",
+            Kind::Port => "PORT",
+        }
+    }
+}
+
+/// The flags given to `octo configure`, with their raw values (checked by [`configure`]).
+#[derive(Debug, Default)]
+pub struct ConfigureOptions {
+    values: Vec<(&'static Flag, String)>,
+}
+
+impl ConfigureOptions {
+    /// Adds `--NAME=VALUE`; `name` is a flag's name or alias.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) -> Result<&mut Self> {
+        let flag = FLAGS
+            .iter()
+            .find(|f| f.name == name || f.alias == name)
+            .ok_or_else(|| {
+                err!(
+                    Invalid,
+                    "unknown setting --{name}; see `octo configure --help`"
+                )
+            })?;
+        self.values.push((flag, value.into()));
+        Ok(self)
+    }
+
+    /// From `(flag name or alias, value)` pairs.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self> {
+        let mut options = ConfigureOptions::default();
+        for (name, value) in pairs {
+            options.set(name, *value)?;
+        }
+        Ok(options)
+    }
+
+    /// Whether no flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// A checked value, ready to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Bool(bool),
+    Text(String),
+    Optional(Option<String>),
+    Path(Option<PathBuf>),
+    Port(u16),
+}
+
+/// Checks one raw value; the error is the line the user sees.
+fn parse_value(flag: &Flag, raw: &str) -> Result<Value, String> {
+    let name = flag.name;
+    let trimmed = raw.trim();
+    match flag.kind {
+        Kind::Switch => match trimmed.to_ascii_lowercase().as_str() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(format!("--{name}: expected true or false, got {raw:?}")),
+        },
+        Kind::Url => octo_settings::check_url(trimmed)
+            .map(|()| Value::Text(trimmed.to_string()))
+            .map_err(|e| format!("--{name}: {e}")),
+        Kind::PublicKey if trimmed.is_empty() => Ok(Value::Optional(None)),
+        Kind::PublicKey => octo_settings::check_public_key(trimmed)
+            .map(|()| Value::Optional(Some(trimmed.to_string())))
+            .map_err(|e| format!("--{name}: {e}")),
+        Kind::Certificate if trimmed.is_empty() => Ok(Value::Path(None)),
+        Kind::Certificate => {
+            let path = std::path::absolute(trimmed)
+                .map_err(|e| format!("--{name}: cannot use {raw:?}: {e}"))?;
+            let text = std::fs::read(&path).map_err(|e| {
+                format!(
+                    "--{name}: expected a readable PEM certificate file, cannot read {}: {e}",
+                    path.display()
+                )
+            })?;
+            if !String::from_utf8_lossy(&text).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!(
+                    "--{name}: expected a PEM certificate file, {} has no \"-----BEGIN CERTIFICATE-----\"",
+                    path.display()
+                ));
+            }
+            if path.to_str().is_none() {
+                return Err(format!("--{name}: the path must be UTF-8"));
+            }
+            Ok(Value::Path(Some(path)))
+        }
+        Kind::Port => trimmed
+            .parse::<u16>()
+            .map(Value::Port)
+            .map_err(|_| format!("--{name}: expected a port number from 0 to 65535, got {raw:?}")),
+    }
+}
+
+fn apply(settings: &mut Settings, flag: &Flag, value: Value) {
+    match (flag.name, value) {
+        (AIR_GAPPED, Value::Bool(b)) => settings.set_air_gapped(b),
+        (keys::UPGRADE_CHECK, Value::Bool(b)) => settings.upgrade_check = b,
+        (keys::SEND_TELEMETRY, Value::Bool(b)) => settings.send_telemetry = b,
+        (keys::DYNAMIC_EXTENSIONS_ENABLED, Value::Bool(b)) => {
+            settings.dynamic_extensions_enabled = b
+        }
+        (keys::EXPERIENCES_ENABLED, Value::Bool(b)) => settings.experiences_enabled = b,
+        (keys::STEP_TEMPLATE_UPDATES, Value::Bool(b)) => settings.step_template_updates = b,
+        (keys::COMMUNITY_STEP_TEMPLATES, Value::Bool(b)) => settings.community_step_templates = b,
+        (keys::FEED, Value::Text(t)) => settings.feed_url = t,
+        (keys::FEED_PUBLIC_KEY, Value::Optional(k)) => settings.feed_public_key = k,
+        (keys::FEED_CERTIFICATE, Value::Path(p)) => settings.feed_trusted_certificate = p,
+        (keys::LIBRARY_FEED, Value::Text(t)) => settings.library_feed_url = t,
+        (keys::UPDATE_URL, Value::Text(t)) => settings.update_url = t,
+        (keys::TELEMETRY_URL, Value::Text(t)) => settings.telemetry_url = t,
+        (keys::EXPERIENCES_URL, Value::Text(t)) => settings.experiences_url = t,
+        (keys::DYNAMIC_EXTENSIONS_URL, Value::Text(t)) => settings.dynamic_extensions_url = t,
+        (keys::COMMS_LISTEN_PORT, Value::Port(p)) => settings.comms_listen_port = p,
+        (name, value) => unreachable!("flag {name} cannot take {value:?}"),
+    }
+}
+
+/// Checks every value, then applies them in table order (`--airGapped` first). Nothing is applied
+/// unless every value is good.
+fn parse_all(args: &ConfigureOptions) -> Result<Vec<(&'static Flag, Value)>> {
+    let mut parsed = Vec::with_capacity(args.values.len());
+    for (flag, raw) in &args.values {
+        parsed.push((*flag, parse_value(flag, raw).map_err(Error::Invalid)?));
+    }
+    parsed.sort_by_key(|(f, _)| FLAGS.iter().position(|g| std::ptr::eq(*f, g)));
+    Ok(parsed)
+}
+
+/// The settings as `(key, shown value)`, for diffs and `show-configuration`. Proxy passwords are
+/// masked here and never printed.
+pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
+    vec![
+        (AIR_GAPPED, settings.air_gapped().to_string()),
+        (keys::UPGRADE_CHECK, settings.upgrade_check.to_string()),
+        (keys::SEND_TELEMETRY, settings.send_telemetry.to_string()),
+        (
+            keys::DYNAMIC_EXTENSIONS_ENABLED,
+            settings.dynamic_extensions_enabled.to_string(),
+        ),
+        (
+            keys::EXPERIENCES_ENABLED,
+            settings.experiences_enabled.to_string(),
+        ),
+        (
+            keys::STEP_TEMPLATE_UPDATES,
+            settings.step_template_updates.to_string(),
+        ),
+        (
+            keys::COMMUNITY_STEP_TEMPLATES,
+            settings.community_step_templates.to_string(),
+        ),
+        (keys::FEED, settings.feed_url.clone()),
+        (keys::FEED_PUBLIC_KEY, opt(&settings.feed_public_key)),
+        (
+            keys::FEED_CERTIFICATE,
+            settings
+                .feed_trusted_certificate
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(not set)".into()),
+        ),
+        (keys::LIBRARY_FEED, settings.library_feed_url.clone()),
+        (keys::UPDATE_URL, settings.update_url.clone()),
+        (keys::TELEMETRY_URL, settings.telemetry_url.clone()),
+        (keys::EXPERIENCES_URL, settings.experiences_url.clone()),
+        (
+            keys::DYNAMIC_EXTENSIONS_URL,
+            settings.dynamic_extensions_url.clone(),
+        ),
+        (
+            keys::INSTALLATION_ID,
+            settings
+                .installation_id
+                .clone()
+                .unwrap_or_else(|| "(created on first start)".into()),
+        ),
+        (
+            keys::COMMS_LISTEN_PORT,
+            settings.comms_listen_port.to_string(),
+        ),
+        (keys::WEB_PROXY, crate::proxy::describe(&settings.web_proxy)),
+        (
+            keys::PROXIES,
+            if settings.proxies.is_empty() {
+                "(none)".to_string()
+            } else {
+                settings
+                    .proxies
+                    .iter()
+                    .map(|(name, p)| {
+                        format!(
+                            "{name}={}",
+                            crate::proxy::describe_fields(
+                                &p.host,
+                                p.port,
+                                p.username.as_deref(),
+                                p.password.is_some()
+                            )
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+    ]
+}
+
+/// `(key, before, after)` for every shown value that differs.
+fn changes(before: &Settings, after: &Settings) -> Vec<(&'static str, String, String)> {
+    entries(before)
+        .into_iter()
+        .zip(entries(after))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((key, a), (_, b))| (key, a, b))
+        .collect()
+}
+
+/// What `octo configure` changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Configured {
+    /// The settings file.
+    pub path: PathBuf,
+    /// `(key, before, after)` for every shown value that changed.
+    pub changed: Vec<(&'static str, String, String)>,
+    /// The settings as saved.
+    pub settings: Settings,
+}
+
+impl fmt::Display for Configured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.changed.is_empty() {
+            return writeln!(
+                f,
+                "No changes; {} already had these values.",
+                self.path.display()
+            );
+        }
+        writeln!(f, "Saved {}:", self.path.display())?;
+        let width = self
+            .changed
+            .iter()
+            .map(|(k, _, _)| k.len())
+            .max()
+            .unwrap_or(0);
+        for (key, old, new) in &self.changed {
+            writeln!(f, "  {key:<width$}  {old} -> {new}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `octo configure`: checks every value, then applies them all under the settings lock (or none).
+pub fn configure(home: &Home, options: &ConfigureOptions) -> Result<Configured> {
+    if options.values.is_empty() {
+        bail!(
+            Invalid,
+            "nothing to configure: give at least one flag, e.g. --upgradeCheck=false (see `octo configure --help`; current values: `octo show-configuration`)"
+        );
+    }
+    let parsed = parse_all(options)?;
+    let path = home.settings();
+    let mut before = None;
+    let after = Settings::update(&path, |settings| {
+        before = Some(settings.clone());
+        for (flag, value) in parsed {
+            apply(settings, flag, value);
+        }
+        Ok(())
+    })
+    .map_err(|e| flag_error(e, &path))?;
+    let before = before.expect("update ran the closure");
+    Ok(Configured {
+        changed: changes(&before, &after),
+        path,
+        settings: after,
+    })
+}
+
+/// A settings error for the user: values name the flag (`--feed: ...`); a broken file names the file.
+fn flag_error(e: SettingsError, path: &Path) -> Error {
+    match e {
+        SettingsError::Invalid {
+            path: None,
+            key,
+            message,
+        } => Error::Invalid(format!("--{key}: {message}")),
+        other => Error::from(other).context(format!(
+            "cannot update {}; nothing was changed",
+            path.display()
+        )),
+    }
+}
+
+/// `octo show-configuration`: the settings, redacted (no secret ever leaves this report).
+#[derive(Debug, Clone)]
+pub struct Configuration {
+    /// The settings file.
+    pub path: PathBuf,
+    /// Whether it exists (else: all defaults).
+    pub exists: bool,
+    /// The redacted settings.
+    pub settings: Settings,
+}
+
+/// Reads the settings for `octo show-configuration`.
+pub fn show(home: &Home) -> Result<Configuration> {
+    let path = home.settings();
+    let exists = path.exists();
+    // Only ever keep the redacted copy: no secret reaches the terminal.
+    let settings = Settings::load(&path)
+        .context("cannot read the settings")?
+        .redacted();
+    Ok(Configuration {
+        path,
+        exists,
+        settings,
+    })
+}
+
+impl Configuration {
+    /// The `--json` document: the file's keys (every key, unset ones as null), plus where it is.
+    pub fn to_json(&self) -> Result<serde_json::Value> {
+        let mut object = serde_json::Map::new();
+        object.insert(
+            "settingsFile".into(),
+            self.path.display().to_string().into(),
+        );
+        object.insert("fileExists".into(), self.exists.into());
+        object.insert(AIR_GAPPED.into(), self.settings.air_gapped().into());
+        // The same document as the file (secrets are masked here).
+        let value = serde_json::to_value(&self.settings).context("cannot show the settings")?;
+        if let serde_json::Value::Object(map) = value {
+            object.extend(map);
+        }
+        for key in keys::ALL {
+            object.entry(*key).or_insert(serde_json::Value::Null);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
+impl fmt::Display for Configuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Settings file: {}{}",
+            self.path.display(),
+            if self.exists {
+                ""
+            } else {
+                " (not created yet: all defaults)"
+            }
+        )?;
+        let entries = entries(&self.settings);
+        let width = entries.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut section = |title: &str, keys: &[&str]| -> fmt::Result {
+            writeln!(f, "\n{title}")?;
+            for (key, value) in entries.iter().filter(|(k, _)| keys.contains(k)) {
+                writeln!(f, "  {key:<width$}  {value}")?;
+            }
+            Ok(())
+        };
+        let mut switches = vec![AIR_GAPPED];
+        switches.extend_from_slice(keys::VENDOR_SWITCHES);
+        section("Vendor destinations (switches)", &switches)?;
+        section(
+            "Endpoints",
+            &[
+                keys::FEED,
+                keys::FEED_PUBLIC_KEY,
+                keys::FEED_CERTIFICATE,
+                keys::LIBRARY_FEED,
+                keys::UPDATE_URL,
+                keys::TELEMETRY_URL,
+                keys::EXPERIENCES_URL,
+                keys::DYNAMIC_EXTENSIONS_URL,
+            ],
+        )?;
+        section("Server", &[keys::INSTALLATION_ID, keys::COMMS_LISTEN_PORT])?;
+        section(
+            "Proxies (`octo proxy`, `octo proxies`)",
+            &[keys::WEB_PROXY, keys::PROXIES],
+        )?;
+        writeln!(f, "\nWhat these let out: `octo outbound`.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let parsed =
+            parse_all(&ConfigureOptions::from_pairs(pairs).unwrap()).map_err(|e| e.to_string())?;
+        let mut s = Settings::default();
+        for (flag, value) in parsed {
+            apply(&mut s, flag, value);
+        }
+        s.validate().map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
+    #[test]
+    fn every_flag_has_a_kebab_alias_and_is_applied() {
+        for f in FLAGS {
+            assert!(
+                f.alias.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{}",
+                f.alias
+            );
+            let value = match f.kind {
+                Kind::Switch => "false",
+                Kind::Url => "http://127.0.0.1:9/x",
+                Kind::PublicKey => "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                Kind::Certificate => "",
+                Kind::Port => "1234",
+            };
+            // Every flag maps onto the settings (apply panics on a missing arm).
+            run(&[(f.alias, value)]).unwrap();
+        }
+        // Every settings key but the installation id and the proxy tables (`octo proxy`, `octo
+        // proxies`) has a flag.
+        for key in keys::ALL {
+            assert!(
+                [keys::INSTALLATION_ID, keys::WEB_PROXY, keys::PROXIES].contains(key)
+                    || FLAGS.iter().any(|f| f.name == *key),
+                "{key} has no flag"
+            );
+        }
+    }
+
+    #[test]
+    fn switches() {
+        let s = run(&[("upgradeCheck", "false"), ("send-telemetry", "FALSE")]).unwrap();
+        assert!(!s.upgrade_check && !s.send_telemetry && s.experiences_enabled);
+        let s = run(&[("sendTelemetry", "True")]).unwrap();
+        assert!(s.send_telemetry);
+    }
+
+    #[test]
+    fn bad_switch_values_name_the_flag_and_the_accepted_values() {
+        for f in FLAGS.iter().filter(|f| f.kind == Kind::Switch) {
+            for bad in ["maybe", "", "yes", "1", "tru"] {
+                let e = run(&[(f.alias, bad)]).unwrap_err();
+                assert_eq!(
+                    e,
+                    format!("--{}: expected true or false, got {bad:?}", f.name)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn air_gapped_applies_first() {
+        let s = run(&[("airGapped", "true")]).unwrap();
+        assert!(s.air_gapped());
+        let s = run(&[("upgradeCheck", "true"), ("air-gapped", "true")]).unwrap();
+        assert!(s.upgrade_check && !s.send_telemetry && !s.air_gapped());
+        let mut gapped = Settings::default();
+        gapped.set_air_gapped(true);
+        let mut s = gapped.clone();
+        for (flag, value) in
+            parse_all(&ConfigureOptions::from_pairs(&[("airGapped", "false")]).unwrap()).unwrap()
+        {
+            apply(&mut s, flag, value);
+        }
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        let s = run(&[
+            ("feed", " http://127.0.0.1:8080/feed "),
+            ("libraryFeed", "http://127.0.0.1:8080"),
+            ("update-url", "https://u.test/api/update"),
+        ])
+        .unwrap();
+        assert_eq!(s.feed_url, "http://127.0.0.1:8080/feed");
+        for (flag, bad) in [
+            ("feed", "ftp://x/"),
+            ("libraryFeed", "library.example"),
+            ("updateUrl", ""),
+            ("telemetryUrl", "https://user:secret@t.test/"),
+            ("experiencesUrl", "http://"),
+            ("dynamicExtensionsUrl", "file:///etc/passwd"),
+        ] {
+            let e = run(&[(flag, bad)]).unwrap_err();
+            assert!(e.starts_with(&format!("--{flag}: ")), "{e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn key_certificate_and_port() {
+        let e = run(&[("feedPublicKey", "nope")]).unwrap_err();
+        assert!(
+            e.starts_with("--feedPublicKey: expected a base64 ed25519"),
+            "{e}"
+        );
+        assert_eq!(
+            run(&[("feed-public-key", "")]).unwrap().feed_public_key,
+            None
+        );
+        let e = run(&[("feedCertificate", "/does/not/exist.pem")]).unwrap_err();
+        assert!(
+            e.starts_with("--feedCertificate: expected a readable PEM"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("x.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let e = run(&[("feedCertificate", not_pem.to_str().unwrap())]).unwrap_err();
+        assert!(e.contains("BEGIN CERTIFICATE"), "{e}");
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let s = run(&[("feed-certificate", pem.to_str().unwrap())]).unwrap();
+        assert_eq!(s.feed_trusted_certificate.as_deref(), Some(pem.as_path()));
+        assert_eq!(
+            run(&[("commsListenPort", "0")]).unwrap().comms_listen_port,
+            0
+        );
+        for bad in ["-1", "65536", "port", ""] {
+            assert_eq!(
+                run(&[("comms-listen-port", bad)]).unwrap_err(),
+                format!("--commsListenPort: expected a port number from 0 to 65535, got {bad:?}")
+            );
+        }
+    }
+
+    #[test]
+    fn one_bad_value_stops_all() {
+        assert!(run(&[("upgradeCheck", "false"), ("sendTelemetry", "nah")]).is_err());
+    }
+
+    #[test]
+    fn changes_list_only_what_differs() {
+        let before = Settings::default();
+        let mut after = before.clone();
+        after.upgrade_check = false;
+        assert_eq!(
+            changes(&before, &after),
+            vec![(keys::UPGRADE_CHECK, "true".into(), "false".into())]
+        );
+        after.set_air_gapped(true);
+        let changed = changes(&before, &after);
+        assert_eq!(changed[0], (AIR_GAPPED, "false".into(), "true".into()));
+        assert_eq!(changed.len(), 7);
+    }
+}

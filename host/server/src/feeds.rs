@@ -1,0 +1,213 @@
+//! Every outbound request of the plugin lifecycle, in one place: the steps feed (index and blobs) and the
+//! community library feed.
+//!
+//! A client for a destination is only built from the [`Allowed`] that the one outbound gate
+//! ([`crate::outbound::gate::check`]) hands out for its row, so no code path reaches the network around
+//! the outbound table; the gate records every attempt in the audit file.
+//!
+//! Tuning knobs for tests and slow links (environment; not settings, since they are not policy):
+//! `OCTO_FEED_ATTEMPTS` (default 3), `OCTO_FEED_TIMEOUT` (idle timeout, default 30s),
+//! `OCTO_FEED_CONNECT_TIMEOUT` (default 10s), `OCTO_FEED_BACKOFF` (first backoff ceiling, default 250ms).
+
+use crate::error::{Context, Result};
+use crate::home::Home;
+use crate::outbound::audit::AuditLog;
+use crate::outbound::gate::{self, Allowed};
+use crate::sink::{Event, Sink};
+use octo_feed::{ClientConfig, Entry, FeedClient, FeedPublicKey, FetchedIndex};
+use octo_outbound::DestinationId;
+use octo_settings::{Settings, keys};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn env_duration(name: &str, default: Duration) -> Result<Duration> {
+    match std::env::var(name) {
+        Ok(text) => crate::duration::parse(&text)
+            .map_err(|e| err!(Invalid, "{name}: {e}"))
+            .map(|d| d.max(Duration::from_millis(1))),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The HTTP client configuration for vendor feeds: the trusted certificate from the settings, and the
+/// tuning knobs from the environment.
+fn client(settings: &Settings) -> Result<FeedClient> {
+    let defaults = ClientConfig::default();
+    let attempts = match std::env::var("OCTO_FEED_ATTEMPTS") {
+        Ok(text) => text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=20).contains(n))
+            .ok_or_else(|| err!(Invalid, "OCTO_FEED_ATTEMPTS={text:?}: expected 1 to 20"))?,
+        Err(_) => defaults.attempts,
+    };
+    let mut config = ClientConfig {
+        attempts,
+        idle_timeout: env_duration("OCTO_FEED_TIMEOUT", defaults.idle_timeout)?,
+        connect_timeout: env_duration("OCTO_FEED_CONNECT_TIMEOUT", defaults.connect_timeout)?,
+        backoff_base: env_duration("OCTO_FEED_BACKOFF", defaults.backoff_base)?,
+        ..defaults
+    };
+    if let Some(pem) = &settings.feed_trusted_certificate {
+        config = config
+            .trust_pem_file(pem)
+            .with_context(|| format!("the feed certificate ({})", keys::FEED_CERTIFICATE))?;
+    }
+    if let Some(connector) = crate::proxy::feed_connector(settings)? {
+        config.connector = connector;
+    }
+    Ok(FeedClient::new(config)?)
+}
+
+/// The pinned feed key from the settings (needed online and for offline bundles).
+pub fn pinned_key(settings: &Settings) -> Result<FeedPublicKey> {
+    let Some(text) = settings.feed_public_key.as_deref() else {
+        bail!(
+            Invalid,
+            "no feed public key is pinned, so the feed's signature cannot be checked; pin the key the feed publisher gave you with `octo configure --{}=KEY`",
+            keys::FEED_PUBLIC_KEY
+        );
+    };
+    FeedPublicKey::from_base64(text).with_context(|| format!("setting {}", keys::FEED_PUBLIC_KEY))
+}
+
+/// The steps feed, after the gate and the configuration were checked.
+pub struct StepsFeed {
+    client: FeedClient,
+    url: String,
+    key: FeedPublicKey,
+    sink: Sink,
+}
+
+fn expect_row(allowed: &Allowed, row: DestinationId) {
+    assert_eq!(allowed.row(), row, "a pass for another destination");
+}
+
+impl StepsFeed {
+    /// Asks the gate (`stepTemplateUpdates`), then [`StepsFeed::with`]; makes no request.
+    pub fn open(home: &Home, settings: &Settings, sink: &Sink) -> Result<Self> {
+        let allowed = gate::check(&AuditLog::in_home(home), settings, DestinationId::StepsFeed)?;
+        Self::with(&allowed, settings, sink)
+    }
+
+    /// Checks the feed URL and the pinned key, once the gate allowed the steps feed; makes no request.
+    /// Download progress goes to `sink`.
+    pub fn with(allowed: &Allowed, settings: &Settings, sink: &Sink) -> Result<Self> {
+        expect_row(allowed, DestinationId::StepsFeed);
+        let url = settings.feed_url.trim().trim_end_matches('/').to_string();
+        if url.is_empty() {
+            bail!(
+                Invalid,
+                "no steps feed is configured; set one with `octo configure --{}=URL`",
+                keys::FEED
+            );
+        }
+        let key = pinned_key(settings)?;
+        Ok(StepsFeed {
+            client: client(settings)?,
+            url,
+            key,
+            sink: sink.clone(),
+        })
+    }
+
+    /// The feed's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `GET {feed}/index.json` and `index.json.sig`, verified against the pinned key.
+    pub async fn fetch_index(&self) -> Result<FetchedIndex> {
+        self.client
+            .fetch_index(&self.url, &self.key)
+            .await
+            .with_context(|| format!("cannot read the steps feed {}", self.url))
+    }
+
+    /// `GET` one blob into a verified temporary file in `dir`, reporting progress to the sink.
+    pub async fn download(
+        &self,
+        fetched: &FetchedIndex,
+        entry: &Entry,
+        dir: &Path,
+    ) -> Result<PathBuf> {
+        let url = fetched.blob_url(entry);
+        let label = format!("{} {}", entry.manifest.id, entry.version);
+        let progress = |done: u64, total: u64| {
+            self.sink.emit(Event::Download {
+                label: &label,
+                done,
+                total,
+            })
+        };
+        let result = self
+            .client
+            .download_verified_with_progress(&url, &entry.sha256, entry.size, dir, &progress)
+            .await;
+        self.sink.emit(Event::DownloadEnded { label: &label });
+        Ok(result?)
+    }
+}
+
+/// The community library feed, after the gate was checked.
+pub struct LibraryFeed {
+    client: FeedClient,
+    url: String,
+}
+
+impl LibraryFeed {
+    /// Asks the gate (`communityStepTemplates`), then [`LibraryFeed::with`]; makes no request.
+    pub fn open(home: &Home, settings: &Settings) -> Result<Self> {
+        let allowed = gate::check(
+            &AuditLog::in_home(home),
+            settings,
+            DestinationId::LibraryFeed,
+        )?;
+        Self::with(&allowed, settings)
+    }
+
+    /// Checks the URL, once the gate allowed the library feed; makes no request.
+    pub fn with(allowed: &Allowed, settings: &Settings) -> Result<Self> {
+        expect_row(allowed, DestinationId::LibraryFeed);
+        let url = settings
+            .library_feed_url
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        if url.is_empty() {
+            bail!(
+                Invalid,
+                "no library feed is configured; set one with `octo configure --{}=URL`",
+                keys::LIBRARY_FEED
+            );
+        }
+        Ok(LibraryFeed {
+            client: client(settings)?,
+            url,
+        })
+    }
+
+    /// The URL of the template list.
+    pub fn templates_url(&self) -> String {
+        format!("{}/api/step-templates", self.url)
+    }
+
+    /// `GET {libraryFeed}/api/step-templates`: the raw JSON body.
+    pub async fn fetch_templates(&self) -> Result<Vec<u8>> {
+        let url = self.templates_url();
+        self.client
+            .get_bytes(&url)
+            .await
+            .with_context(|| format!("cannot read the community library {url}"))
+    }
+}
+
+/// A small runtime for one command's requests.
+pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(future))
+}

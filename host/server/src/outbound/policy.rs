@@ -1,0 +1,171 @@
+//! The [`OutboundPolicy`] the server gives the sandbox: the settings, the outbound table and the
+//! administrator's grants, loaded once by the command and handed in (checks are then pure and cheap).
+//!
+//! The runtime has already checked the plugin's manifest; this adds the gate (a vendor plugin's own
+//! switch and endpoint; nothing for anyone while air-gapped) and, for steps outside the built-in set,
+//! the administrator's grant. See [`octo_outbound::decide_plugin`].
+
+use crate::error::Result;
+use octo_feed::Store;
+use octo_manifest::DestinationPattern;
+use octo_outbound::{Grants, PluginRole};
+use octo_runtime::{OutboundPolicy, OutboundRequest, Verdict};
+use octo_settings::Settings;
+
+/// Settings + table + grants, for one plugin run.
+#[derive(Debug, Clone)]
+pub struct SettingsPolicy {
+    settings: Settings,
+    grants: Grants,
+    one_run: Vec<DestinationPattern>,
+    role: PluginRole,
+}
+
+impl SettingsPolicy {
+    /// From values.
+    pub fn new(
+        settings: Settings,
+        grants: Grants,
+        one_run: Vec<DestinationPattern>,
+        role: PluginRole,
+    ) -> Self {
+        SettingsPolicy {
+            settings,
+            grants,
+            one_run,
+            role,
+        }
+    }
+}
+
+/// The allow-list a step run on tentacles carries: computed here, from the settings and grants, and
+/// enforced there by the tentacle's sandbox. Air-gapped means an empty list.
+pub fn remote_grants(
+    settings: &Settings,
+    grants: &Grants,
+    store: Option<&Store>,
+    bytes: &[u8],
+    one_run: &[DestinationPattern],
+) -> Result<Vec<DestinationPattern>> {
+    let manifest = octo_manifest::read_manifest(bytes)?;
+    let role = step_role(store, &manifest.id, bytes);
+    Ok(octo_outbound::remote_grants(
+        settings,
+        grants,
+        one_run,
+        role,
+        &manifest.id,
+    ))
+}
+
+impl SettingsPolicy {
+    /// The outbound table row this run's requests belong to.
+    pub fn row(&self) -> octo_outbound::DestinationId {
+        self.role.row()
+    }
+
+    /// The decision with its reason (the runtime's [`Verdict::Allow`] carries none; the audit wants it).
+    pub fn explain(&self, request: &OutboundRequest) -> octo_outbound::Decision {
+        octo_outbound::decide_plugin(
+            &self.settings,
+            &self.grants,
+            &self.one_run,
+            self.role,
+            &request.plugin_id,
+            &request.destination,
+        )
+    }
+}
+
+impl OutboundPolicy for SettingsPolicy {
+    fn check(&self, request: &OutboundRequest) -> Verdict {
+        let decision = self.explain(request);
+        if decision.allowed {
+            Verdict::Allow
+        } else {
+            Verdict::Deny(decision.reason)
+        }
+    }
+}
+
+/// The role of a step component: built-in when its bytes are exactly an embedded built-in step's, or
+/// exactly what the plugin store installed under its id (everything in the store came through a signed
+/// feed index or bundle); any other component is a custom step and needs grants.
+pub fn step_role(store: Option<&Store>, plugin_id: &str, bytes: &[u8]) -> PluginRole {
+    let sha = octo_fsutil::sha256_hex(bytes);
+    let embedded = octo_builtin_plugins::STEPS
+        .iter()
+        .any(|p| p.id == plugin_id && octo_fsutil::sha256_hex(p.bytes) == sha);
+    if embedded {
+        return PluginRole::BuiltInStep;
+    }
+    let installed = store
+        .and_then(|store| store.get(plugin_id).ok().flatten())
+        // Only what came through the signed feed (or a signed bundle) counts: `install --file` puts
+        // unsigned local components in the store too, and those need an administrator's grant.
+        .is_some_and(|lock| lock.sha256 == sha && crate::store::from_signed_source(&lock));
+    if installed {
+        PluginRole::BuiltInStep
+    } else {
+        PluginRole::Step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use octo_manifest::Destination;
+
+    fn request(plugin: &str, url: &str) -> OutboundRequest {
+        OutboundRequest {
+            plugin_id: plugin.into(),
+            destination: Destination::from_url(url).unwrap(),
+            source: octo_runtime::RequestSource::Plugin,
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_decision() {
+        let mut grants = Grants::default();
+        grants
+            .grant(
+                "custom",
+                DestinationPattern::parse("https://ok.example").unwrap(),
+            )
+            .unwrap();
+        let p = SettingsPolicy::new(
+            Settings::default(),
+            grants.clone(),
+            vec![],
+            PluginRole::Step,
+        );
+        assert_eq!(
+            p.check(&request("custom", "https://ok.example/x")),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            p.check(&request("custom", "https://no.example/x")),
+            Verdict::Deny(r) if r.contains("octo plugins grant custom https://no.example:443")
+        ));
+        let mut gapped = Settings::default();
+        gapped.set_air_gapped(true);
+        let p = SettingsPolicy::new(gapped, grants, vec![], PluginRole::Step);
+        assert!(matches!(
+            p.check(&request("custom", "https://ok.example/x")),
+            Verdict::Deny(r) if r.starts_with("air-gapped")
+        ));
+    }
+
+    #[test]
+    fn embedded_built_ins_are_built_in_and_look_alikes_are_not() {
+        let hc = octo_builtin_plugins::HTTP_HEALTH_CHECK;
+        assert_eq!(step_role(None, hc.id, hc.bytes), PluginRole::BuiltInStep);
+        // Same id, other bytes: a custom step.
+        assert_eq!(
+            step_role(None, hc.id, b"not the built-in"),
+            PluginRole::Step
+        );
+        // Built-in bytes under another id: also not trusted by id.
+        assert_eq!(step_role(None, "other", hc.bytes), PluginRole::Step);
+    }
+}

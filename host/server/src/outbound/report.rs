@@ -1,0 +1,198 @@
+//! `octo outbound [--json]`: the "Outbound requests" page as a live report — every destination in the
+//! table, why it exists, what makes it, its gate, whether it is allowed now and why, and its last
+//! attempts from the audit file.
+
+use super::audit::AuditLog;
+use crate::error::{Context, Result};
+use crate::home::Home;
+use octo_outbound::audit::AuditRecord;
+use octo_outbound::{DestinationId, Endpoint, Grants, OutboundDestination};
+use octo_settings::Settings;
+use serde_json::json;
+use std::fmt;
+use std::path::PathBuf;
+
+/// How many attempts are shown per destination.
+pub const LAST_ATTEMPTS: usize = 5;
+
+/// What `octo outbound` shows: the settings, grants and audit records it is made of.
+#[derive(Debug, Clone)]
+pub struct OutboundReport {
+    /// The settings file.
+    pub settings_path: PathBuf,
+    /// The settings.
+    pub settings: Settings,
+    /// The administrator's grants.
+    pub grants: Grants,
+    /// The audit file.
+    pub audit_path: PathBuf,
+    /// Every attempt still in the audit file, oldest first.
+    pub records: Vec<AuditRecord>,
+}
+
+/// `octo outbound`: reads what the report is made of.
+pub fn report(home: &Home) -> Result<OutboundReport> {
+    let settings_path = home.settings();
+    let settings = Settings::load(&settings_path).context("cannot read the settings")?;
+    let grants = super::grants::load(home)?;
+    let audit = AuditLog::in_home(home);
+    Ok(OutboundReport {
+        settings_path,
+        settings,
+        grants,
+        audit_path: audit.path().to_path_buf(),
+        records: audit.read_all(),
+    })
+}
+
+fn endpoint_text(row: &OutboundDestination, settings: &Settings) -> String {
+    match row.endpoint {
+        Endpoint::Setting(key) => format!(
+            "{} ({key})",
+            octo_outbound::endpoint_url(row, settings).unwrap_or_default()
+        ),
+        Endpoint::PerTarget => "each listening target's address".into(),
+        Endpoint::PerFeed => "each configured package feed".into(),
+        Endpoint::PerStep => "what each step's manifest declares".into(),
+    }
+}
+
+/// The last attempts of a row, newest first.
+fn last_attempts(records: &[AuditRecord], id: DestinationId) -> Vec<&AuditRecord> {
+    records
+        .iter()
+        .rev()
+        .filter(|r| r.row() == Some(id))
+        .take(LAST_ATTEMPTS)
+        .collect()
+}
+
+impl OutboundReport {
+    /// The `--json` document.
+    pub fn to_json(&self) -> serde_json::Value {
+        let settings = &self.settings;
+        let grants = &self.grants;
+        let records = &self.records;
+        let verdicts = octo_outbound::verdicts(settings);
+        let destinations: Vec<_> = verdicts
+            .iter()
+            .map(|(row, decision)| {
+                let mut v = serde_json::to_value(row).expect("rows serialise");
+                let o = v.as_object_mut().expect("an object");
+                o.insert("componentLabel".into(), row.component.label().into());
+                o.insert("gateDescription".into(), row.gate.describe().into());
+                o.insert(
+                    "url".into(),
+                    octo_outbound::endpoint_url(row, settings).into(),
+                );
+                o.insert(
+                    "endpointDescription".into(),
+                    endpoint_text(row, settings).into(),
+                );
+                o.insert("allowed".into(), decision.allowed.into());
+                o.insert("reason".into(), decision.reason.clone().into());
+                if row.id == DestinationId::StepPlugins {
+                    let list: Vec<_> = grants
+                        .iter()
+                        .map(|(id, p)| json!({ "plugin": id, "destination": p.to_string() }))
+                        .collect();
+                    o.insert("grants".into(), list.into());
+                }
+                o.insert(
+                    "lastAttempts".into(),
+                    serde_json::to_value(last_attempts(records, row.id))
+                        .expect("records serialise"),
+                );
+                v
+            })
+            .collect();
+        json!({
+            "settingsFile": self.settings_path.display().to_string(),
+            "airGapped": settings.air_gapped(),
+            "auditFile": self.audit_path.display().to_string(),
+            "destinations": destinations,
+            "inbound": [{
+                "name": "Polling tentacles",
+                "port": settings.comms_listen_port,
+                "setting": octo_settings::keys::COMMS_LISTEN_PORT,
+            }],
+        })
+    }
+}
+
+impl fmt::Display for OutboundReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &self.settings;
+        let grants = &self.grants;
+        let records = &self.records;
+        writeln!(
+            f,
+            "Outbound requests of this server (settings: {}; air-gapped: {})",
+            self.settings_path.display(),
+            if settings.air_gapped() { "yes" } else { "no" }
+        )?;
+        for (row, decision) in &octo_outbound::verdicts(settings) {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "{} [{}]: {}",
+                row.name,
+                row.id.as_str(),
+                if decision.allowed {
+                    "ALLOWED"
+                } else {
+                    "DENIED"
+                }
+            )?;
+            let mut field = |label: &str, value: &str| writeln!(f, "  {label:<9} {value}");
+            field("why", row.purpose)?;
+            field("sends", &format!("{}; {}", row.sends, row.schedule))?;
+            field("made by", row.component.label())?;
+            field("gate", &row.gate.describe())?;
+            field("to", &endpoint_text(row, settings))?;
+            field("now", &decision.reason)?;
+            if row.id == DestinationId::StepPlugins {
+                let list: Vec<String> = grants
+                    .iter()
+                    .map(|(id, p)| format!("{id} -> {p}"))
+                    .collect();
+                field(
+                    "grants",
+                    &if list.is_empty() {
+                        "none".to_string()
+                    } else {
+                        list.join(", ")
+                    },
+                )?;
+            }
+            let attempts = last_attempts(records, row.id);
+            if attempts.is_empty() {
+                field("last", "no attempts recorded")?;
+            } else {
+                for (i, a) in attempts.iter().enumerate() {
+                    let line = format!(
+                        "{} {} {} {}{}",
+                        a.time,
+                        if a.allowed { "allowed" } else { "DENIED " },
+                        a.plugin,
+                        a.destination,
+                        if a.allowed {
+                            String::new()
+                        } else {
+                            format!(": {}", a.reason)
+                        }
+                    );
+                    field(if i == 0 { "last" } else { "" }, &line)?;
+                }
+            }
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Inbound: polling tentacles connect to port {} ({}).",
+            settings.comms_listen_port,
+            octo_settings::keys::COMMS_LISTEN_PORT
+        )?;
+        writeln!(f, "Attempts are recorded in {}.", self.audit_path.display())
+    }
+}

@@ -1,0 +1,367 @@
+//! `octo run-step`: run one step in-process, or on targets through the running daemon.
+//!
+//! The command loads what it needs from the home once — the settings, the grants, the plugin store —
+//! and hands it down to the step source, the outbound policy and the remote allow-list.
+
+use super::step_source::StepSource;
+use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
+use crate::error::{Context, Error, Result};
+use crate::home::Home;
+use crate::outbound::audit::AuditLog;
+use crate::outbound::policy::{self, SettingsPolicy};
+use base64::Engine as _;
+use octo_manifest::{DestinationPattern, Manifest};
+use octo_protocol::StepState;
+use octo_runtime::{LogLine, Runtime, RuntimeConfig, StepOutcome, StepRequest, Variable};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `octo run-step` was asked.
+#[derive(Debug, Clone)]
+pub struct RunStepOptions {
+    /// A .wasm component, a step template .json file, an installed plugin, a built-in step or an
+    /// installed community template.
+    pub plugin: String,
+    /// Step parameters.
+    pub params: Vec<(String, String)>,
+    /// Deployment variables.
+    pub variables: Vec<(String, String)>,
+    /// Sensitive deployment variables (masked in every log line).
+    pub sensitive_variables: Vec<(String, String)>,
+    /// Grants for this run only; never override the air gap.
+    pub allow_outbound: Vec<DestinationPattern>,
+    /// When the step is stopped.
+    pub deadline: Duration,
+    /// The plugin's memory limit, MiB.
+    pub memory_limit_mib: u32,
+    /// Keep the work directory afterwards.
+    pub keep_work_dir: bool,
+    /// Run on these targets through the daemon.
+    pub targets: Vec<String>,
+    /// Run on every target with these roles through the daemon.
+    pub roles: Vec<String>,
+}
+
+/// Where a run's streaming output goes.
+pub trait RunOutput {
+    /// A log line of an in-process run.
+    fn log(&self, line: &LogLine);
+    /// An event of a run on targets (log lines, notes, results).
+    fn remote(&self, event: AdminEvent);
+}
+
+/// How `octo run-step` ended.
+#[derive(Debug)]
+pub enum StepRun {
+    /// Run here.
+    Local(Box<LocalRun>),
+    /// Run on targets.
+    Remote(RemoteSummary),
+}
+
+impl StepRun {
+    /// Whether the step succeeded (everywhere).
+    pub fn succeeded(&self) -> bool {
+        match self {
+            StepRun::Local(run) => run.outcome.result.is_ok(),
+            StepRun::Remote(summary) => summary.ok && summary.failed == 0,
+        }
+    }
+}
+
+/// An in-process run.
+#[derive(Debug)]
+pub struct LocalRun {
+    /// The step's manifest.
+    pub manifest: Manifest,
+    /// What happened.
+    pub outcome: StepOutcome,
+    /// The kept work directory.
+    pub kept: Option<PathBuf>,
+}
+
+/// A run on targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteSummary {
+    /// Targets where it succeeded.
+    pub succeeded: usize,
+    /// Targets where it did not.
+    pub failed: usize,
+    /// The daemon reported no error of its own.
+    pub ok: bool,
+}
+
+impl fmt::Display for RemoteSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.succeeded + self.failed > 1 {
+            writeln!(f, "{} succeeded, {} did not", self.succeeded, self.failed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the step: here, or (with targets or roles) through the daemon.
+pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Result<StepRun> {
+    // Loaded once, handed down.
+    let settings = home.load_settings()?;
+    let grants = crate::outbound::grants::load(home)?;
+    let store = crate::store::existing(home)?;
+
+    let source = StepSource::resolve(home, store.as_ref(), &options.plugin)?;
+    let mut variables: Vec<Variable> = Vec::new();
+    let mut push_var = |name: String, value: String, sensitive: bool| {
+        variables.retain(|v| v.name != name);
+        variables.push(Variable {
+            name,
+            value,
+            sensitive,
+        });
+    };
+    for (name, value) in &options.variables {
+        push_var(name.clone(), value.clone(), false);
+    }
+    for (name, value) in &options.sensitive_variables {
+        push_var(name.clone(), value.clone(), true);
+    }
+    let params: BTreeMap<String, String> = options.params.iter().cloned().collect();
+
+    // A template runs through run-script: its parameters become variables, its body an argument.
+    let (bytes, origin, arguments) = match source {
+        StepSource::Component { bytes, origin } => (bytes, origin, params),
+        StepSource::Template(template) => {
+            let values = template
+                .resolve_values(&params)
+                .with_context(|| template.name.clone())?;
+            for p in &template.parameters {
+                if let Some(value) = values.get(&p.name) {
+                    push_var(p.name.clone(), value.clone(), p.sensitive);
+                }
+            }
+            let (run_script, via) = StepSource::run_script(store.as_ref())?;
+            let arguments = BTreeMap::from([
+                ("ScriptBody".to_string(), template.script_body.clone()),
+                ("Syntax".to_string(), template.syntax.clone()),
+            ]);
+            (
+                run_script,
+                format!("template {:?} via {via}", template.name),
+                arguments,
+            )
+        }
+    };
+
+    if !options.targets.is_empty() || !options.roles.is_empty() {
+        // The server decides; the tentacle's sandbox enforces exactly this list.
+        let grants = policy::remote_grants(
+            &settings,
+            &grants,
+            store.as_ref(),
+            &bytes,
+            &options.allow_outbound,
+        )?;
+        return run_remote(
+            home,
+            RemoteStep {
+                bytes,
+                origin,
+                arguments,
+                variables,
+                grants: grants.iter().map(|p| p.to_string()).collect(),
+                deadline: options.deadline,
+                targets: options.targets.clone(),
+                roles: options.roles.clone(),
+            },
+            output,
+        )
+        .map(StepRun::Remote);
+    }
+
+    let runtime = Runtime::new(RuntimeConfig {
+        memory_limit: options.memory_limit_mib as usize * 1024 * 1024,
+        step_deadline: options.deadline,
+        max_instances: 4,
+        cache_dir: Some(home.compiled_cache()?),
+        trusted_certificates: Vec::new(),
+        limits: Default::default(),
+    })
+    .map_err(|e| err!(Failed, "cannot start the plugin runtime: {e}"))?;
+    let plugin = runtime.load_step(&bytes).with_context(|| origin.clone())?;
+
+    let work_root = home.work()?;
+    let work = tempfile::Builder::new()
+        .prefix("run-step-")
+        .tempdir_in(&work_root)
+        .with_context(|| format!("cannot create a work directory in {}", work_root.display()))?;
+
+    // Settings + administrator grants; --allow-outbound is a grant for this run that cannot override
+    // the air gap. Built-in steps need no grant.
+    let role = policy::step_role(store.as_ref(), &plugin.manifest().id, &bytes);
+    let web_proxy = crate::proxy::web_proxy(&settings)?;
+    let policy = Arc::new(SettingsPolicy::new(
+        settings,
+        grants,
+        options.allow_outbound.clone(),
+        role,
+    ));
+    let manifest = plugin.manifest().clone();
+    // The runtime's log callback must be 'static: lines come back over a channel and are handed to
+    // `output` on this thread while the step runs on another.
+    let (tx, rx) = std::sync::mpsc::channel::<LogLine>();
+    let request = StepRequest {
+        arguments,
+        variables,
+        deadline: Some(options.deadline),
+        policy: policy.clone(),
+        audit: Some(AuditLog::in_home(home).sink_for(policy)),
+        log: Arc::new(move |line: LogLine| {
+            let _ = tx.send(line);
+        }),
+        web_proxy: web_proxy.map(Arc::new),
+        ..StepRequest::new(work.path())
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let outcome = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| rt.block_on(plugin.run(&runtime, request)));
+        loop {
+            use std::sync::mpsc::RecvTimeoutError;
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => output.log(&line),
+                Err(RecvTimeoutError::Timeout) if !runner.is_finished() => {}
+                Err(_) => {
+                    // Finished: pass on what is left, then stop (someone may still hold the sender).
+                    while let Ok(line) = rx.try_recv() {
+                        output.log(&line);
+                    }
+                    break;
+                }
+            }
+        }
+        runner
+            .join()
+            .map_err(|_| Error::Failed("the step runner panicked".into()))
+    })?;
+    let kept = options.keep_work_dir.then(|| work.keep());
+    Ok(StepRun::Local(Box::new(LocalRun {
+        manifest,
+        outcome,
+        kept,
+    })))
+}
+
+impl fmt::Display for LocalRun {
+    /// The summary after the log: outputs, artifacts, denied requests, the kept directory, and
+    /// "Step succeeded" (a failure is the caller's error line).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let outcome = &self.outcome;
+        if !outcome.outputs.is_empty() {
+            writeln!(f, "Output variables:")?;
+            for o in &outcome.outputs {
+                writeln!(f, "  {} = {}", o.name, o.display_value())?;
+            }
+        }
+        if !outcome.artifacts.is_empty() {
+            writeln!(f, "Artifacts:")?;
+            for a in &outcome.artifacts {
+                writeln!(f, "  {} ({})", a.name, a.path.display())?;
+            }
+        }
+        let denied: Vec<_> = outcome.outbound.iter().filter(|a| !a.allowed).collect();
+        if !denied.is_empty() {
+            writeln!(f, "Denied outbound requests:")?;
+            for a in denied {
+                writeln!(f, "  {}: {}", a.destination, a.reason)?;
+            }
+        }
+        if let Some(dir) = &self.kept {
+            writeln!(f, "Work directory kept at {}", dir.display())?;
+        }
+        if outcome.result.is_ok() {
+            writeln!(f, "Step succeeded")?;
+        }
+        Ok(())
+    }
+}
+
+impl LocalRun {
+    /// The `--json` document.
+    pub fn to_json(&self) -> serde_json::Value {
+        let outcome = &self.outcome;
+        let (status, message) = match &outcome.result {
+            Ok(()) => ("succeeded", None),
+            Err(f) => (f.kind(), Some(f.to_string())),
+        };
+        serde_json::json!({
+            "plugin": { "id": self.manifest.id, "version": self.manifest.version.to_string() },
+            "status": status,
+            "message": message,
+            "outputs": outcome.outputs.iter().map(|o| serde_json::json!({
+                "name": o.name, "value": o.display_value(), "sensitive": o.sensitive
+            })).collect::<Vec<_>>(),
+            "artifacts": outcome.artifacts.iter().map(|a| serde_json::json!({
+                "name": a.name, "path": a.path.display().to_string()
+            })).collect::<Vec<_>>(),
+            "outbound": outcome.outbound.iter().map(|a| serde_json::json!({
+                "destination": a.destination, "allowed": a.allowed, "reason": a.reason
+            })).collect::<Vec<_>>(),
+            "workDir": self.kept.as_ref().map(|p| p.display().to_string()),
+        })
+    }
+}
+
+/// What `run-step` resolved, to run on targets.
+struct RemoteStep {
+    bytes: Vec<u8>,
+    origin: String,
+    arguments: BTreeMap<String, String>,
+    variables: Vec<Variable>,
+    grants: Vec<String>,
+    deadline: Duration,
+    targets: Vec<String>,
+    roles: Vec<String>,
+}
+
+/// Runs through the daemon; each event goes to `output` as it comes.
+fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<RemoteSummary> {
+    let request = AdminRequest::RunStep(RemoteRun {
+        plugin_base64: base64::engine::general_purpose::STANDARD.encode(&step.bytes),
+        origin: step.origin,
+        arguments: step.arguments,
+        variables: step
+            .variables
+            .into_iter()
+            .map(|v| octo_protocol::Variable {
+                name: v.name,
+                value: v.value,
+                sensitive: v.sensitive,
+            })
+            .collect(),
+        grants: step.grants,
+        deadline_ms: step.deadline.as_millis() as u64,
+        targets: step.targets,
+        roles: step.roles,
+    });
+    let mut failed = 0usize;
+    let mut succeeded = 0usize;
+    let ok = admin::call(home, &request, |event| {
+        if let AdminEvent::Result { state, .. } = &event {
+            if *state == StepState::Succeeded {
+                succeeded += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        output.remote(event);
+    })
+    .context("cannot run the step through the server")?;
+    Ok(RemoteSummary {
+        succeeded,
+        failed,
+        ok,
+    })
+}

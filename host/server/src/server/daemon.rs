@@ -1,0 +1,370 @@
+//! `octo run`: the polling listener, the connection pool, and the admin socket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use octo_comms::endpoint;
+use octo_comms::rpc::H2Options;
+use octo_comms::tls::{TlsClient, TlsServer};
+use octo_comms::trust::TrustStore;
+use octo_protocol::{Capabilities, Empty, Sha256Digest, StartStep, StepState, Ticket, paths};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Ready;
+use super::pool::Pool;
+use super::remote::{Job, run_on_target};
+use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
+use crate::error::{Context, Error, Result};
+use crate::home::Home;
+use crate::sink::Sink;
+use crate::targets;
+
+struct Daemon {
+    home: Home,
+    trust: TrustStore,
+    pool: Arc<Pool>,
+    runs: AtomicU64,
+}
+
+fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::other(e)
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub async fn run(
+    home: &Home,
+    listen_address: &str,
+    port: u16,
+    on_ready: impl FnOnce(&Ready),
+    sink: &Sink,
+) -> Result<()> {
+    let identity = super::identity(home)?;
+    let targets = targets::load(&home.targets())?;
+    let trust = TrustStore::from_thumbprints(targets.thumbprints());
+    let options = H2Options::default();
+    let pool = Arc::new(
+        Pool::new(
+            TlsClient::new(&identity, trust.clone()).map_err(tls_error)?,
+            options.clone(),
+        )
+        .with_home(home),
+    );
+    let shutdown = CancellationToken::new();
+
+    let address = format!("{listen_address}:{port}");
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen for polling tentacles on {address}"))?;
+    let polling_address = listener.local_addr()?;
+    let (tx, mut rx) = mpsc::channel(1024);
+    tokio::spawn(endpoint::accept_polling(
+        listener,
+        TlsServer::new(&identity, trust.clone()).map_err(tls_error)?,
+        options,
+        tx,
+        shutdown.clone(),
+    ));
+    let accept_pool = pool.clone();
+    tokio::spawn(async move {
+        while let Some(connected) = rx.recv().await {
+            accept_pool.add_polling(connected);
+        }
+    });
+
+    let socket = home.socket();
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            bail!(
+                Invalid,
+                "another Octo server is already running with home {}",
+                home.root().display()
+            );
+        }
+        std::fs::remove_file(&socket).ok();
+    }
+    let admin_listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot create the admin socket {}", socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let daemon = Arc::new(Daemon {
+        home: home.clone(),
+        trust,
+        pool,
+        runs: AtomicU64::new(0),
+    });
+    let admin_daemon = daemon.clone();
+    tokio::spawn(async move {
+        loop {
+            match admin_listener.accept().await {
+                Ok((stream, _)) => {
+                    let daemon = admin_daemon.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = daemon.serve_admin(stream).await {
+                            tracing::debug!(%error, "admin connection ended");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+
+    spawn_job_scheduler(home.clone(), sink.clone());
+
+    on_ready(&Ready {
+        thumbprint: identity.thumbprint(),
+        polling_address,
+        admin_socket: socket.clone(),
+    });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    shutdown.cancel();
+    std::fs::remove_file(&socket).ok();
+    Ok(())
+}
+
+impl Daemon {
+    async fn serve_admin(self: Arc<Self>, stream: UnixStream) -> Result<()> {
+        let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
+        let mut line = Vec::new();
+        let n = (&mut reader)
+            .take(admin::MAX_REQUEST_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<AdminEvent>();
+        let request = serde_json::from_slice::<AdminRequest>(&line);
+        // The CLI sends nothing after its request: end of input means it went away (e.g. Ctrl-C),
+        // and a step it started is cancelled on its targets.
+        let abandoned = CancellationToken::new();
+        let watcher = tokio::spawn({
+            let abandoned = abandoned.clone();
+            async move {
+                let mut rest = [0u8; 64];
+                while let Ok(n) = reader.read(&mut rest).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                abandoned.cancel();
+            }
+        });
+        let worker = tokio::spawn({
+            let daemon = self.clone();
+            async move {
+                let ok = match request {
+                    Ok(request) => daemon.handle(request, &tx, abandoned).await,
+                    Err(e) => {
+                        let _ = tx.send(AdminEvent::Error {
+                            message: format!("invalid admin request: {e}"),
+                        });
+                        false
+                    }
+                };
+                let _ = tx.send(AdminEvent::Done { ok });
+            }
+        });
+        while let Some(event) = rx.recv().await {
+            let mut bytes = serde_json::to_vec(&event)?;
+            bytes.push(b'\n');
+            if write.write_all(&bytes).await.is_err() {
+                // The CLI went away; the work goes on.
+                break;
+            }
+        }
+        let _ = worker.await;
+        watcher.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        request: AdminRequest,
+        tx: &mpsc::UnboundedSender<AdminEvent>,
+        abandoned: CancellationToken,
+    ) -> bool {
+        let result = match request {
+            AdminRequest::Reload => self.reload().map(|m| {
+                let _ = tx.send(AdminEvent::Ok { message: m });
+                true
+            }),
+            AdminRequest::Health { targets } => self.health(targets, tx).await,
+            AdminRequest::RunStep(run) => self.run_step(run, tx, abandoned).await,
+        };
+        result.unwrap_or_else(|e| {
+            let _ = tx.send(AdminEvent::Error {
+                message: e.one_line(),
+            });
+            false
+        })
+    }
+
+    fn targets(&self) -> Result<targets::Targets> {
+        let targets = targets::load(&self.home.targets())?;
+        // Trust follows the targets file: a removed target's connections close.
+        self.trust.replace_all(targets.thumbprints());
+        Ok(targets)
+    }
+
+    fn reload(&self) -> Result<String> {
+        let targets = self.targets()?;
+        Ok(format!(
+            "{} targets; {} polling connections",
+            targets.targets.len(),
+            self.pool.polling_connections()
+        ))
+    }
+
+    async fn health(
+        &self,
+        names: Vec<String>,
+        tx: &mpsc::UnboundedSender<AdminEvent>,
+    ) -> Result<bool> {
+        let all = self.targets()?;
+        let selected = if names.is_empty() {
+            all.targets.clone()
+        } else {
+            all.select(&names, &[])?
+        };
+        let checks = selected.into_iter().map(|target| {
+            let pool = self.pool.clone();
+            async move {
+                let started = Instant::now();
+                let answer = async {
+                    let client = pool.client(&target, Duration::from_secs(5)).await?;
+                    client
+                        .call_json::<_, Capabilities>(paths::CAPABILITIES, &Empty {})
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                let millis = started.elapsed().as_secs_f64() * 1000.0;
+                match answer {
+                    Ok(c) => AdminEvent::Health {
+                        target: target.name,
+                        ok: true,
+                        detail: format!("{} {}/{}", c.agent, c.os, c.arch),
+                        millis,
+                    },
+                    Err(e) => AdminEvent::Health {
+                        target: target.name,
+                        ok: false,
+                        detail: e,
+                        millis,
+                    },
+                }
+            }
+        });
+        let mut ok = true;
+        for event in join_all(checks).await {
+            if let AdminEvent::Health { ok: false, .. } = event {
+                ok = false;
+            }
+            let _ = tx.send(event);
+        }
+        Ok(ok)
+    }
+
+    async fn run_step(
+        &self,
+        run: RemoteRun,
+        tx: &mpsc::UnboundedSender<AdminEvent>,
+        abandoned: CancellationToken,
+    ) -> Result<bool> {
+        let selected = self.targets()?.select(&run.targets, &run.roles)?;
+        if selected.is_empty() {
+            bail!(NotFound, "no target selected");
+        }
+        let plugin = base64::engine::general_purpose::STANDARD
+            .decode(run.plugin_base64.as_bytes())
+            .map_err(|e| err!(Invalid, "the plugin is not valid base64: {e}"))?;
+        let digest = Sha256Digest::of(&plugin);
+        let number = self.runs.fetch_add(1, Ordering::Relaxed);
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let prefix = format!("run-{millis}-{number}");
+        let job = Arc::new(Job {
+            plugin,
+            start: StartStep {
+                ticket: Ticket::parse(&prefix).map_err(Error::other)?,
+                plugin: digest,
+                arguments: run.arguments,
+                variables: run.variables,
+                grants: run.grants,
+                deadline_ms: run.deadline_ms,
+            },
+        });
+        let tasks = selected.into_iter().enumerate().map(|(i, target)| {
+            let ticket = Ticket::parse(&format!("{prefix}-{i}")).expect("a valid ticket");
+            run_on_target(
+                self.pool.clone(),
+                target,
+                job.clone(),
+                ticket,
+                tx.clone(),
+                abandoned.clone(),
+            )
+        });
+        let states = join_all(tasks).await;
+        Ok(states.iter().all(|s| *s == StepState::Succeeded))
+    }
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn join_all<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("a target task panicked"));
+    }
+    out
+}
+
+/// Runs the scheduled jobs (steps feed updates, community library sync, ...) for as long as the server
+/// runs: the start-up jobs at once, then each when due, every one still subject to its gate. Jobs do
+/// their own blocking I/O, so they get a thread of their own rather than a slot on the async runtime.
+fn spawn_job_scheduler(home: Home, sink: Sink) {
+    let spawned = std::thread::Builder::new()
+        .name("octo-jobs".into())
+        .spawn(move || {
+            let mut starting = true;
+            loop {
+                let pause = match crate::jobs::run_due(&home, starting, &sink) {
+                    Ok(pause) => pause,
+                    Err(error) => {
+                        tracing::warn!(error = %error.one_line(), "job scheduler step failed");
+                        Duration::from_secs(60)
+                    }
+                };
+                starting = false;
+                std::thread::sleep(pause);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the job scheduler");
+    }
+}
