@@ -102,9 +102,14 @@ octo status
 heading "What may leave this machine, and why (octo outbound)"
 octo outbound
 
-heading "Air-gapped: every vendor destination off, then every scheduled job run"
+heading "Air-gapped: every vendor destination denied (switches untouched), then every scheduled job run"
 octo configure --airGapped=true
 # Counted from here: the server's own scheduler re-reads the settings before every job too.
 curl -s -X DELETE "$URL/_mock/requests" >/dev/null
 octo jobs run --all || true
 echo "requests registry-mock received since: $(curl -s "$URL/_mock/requests" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+
+heading "Still air-gapped: a step may reach an internal service once 127.0.0.0/8 is an internal network"
+octo configure --internalNetworks=127.0.0.0/8
+octo run-step http-health-check --param "url=$URL/_mock/requests"
+octo outbound | grep -A3 "^Step plugins"

@@ -33,10 +33,10 @@ mod vocabulary;
 
 pub use confine::{SIMULATE_UNAVAILABLE_ENV, ScriptNetwork};
 pub use engine::{LoadError, Runtime, RuntimeConfig};
-pub use http_client::WebProxy;
 pub use intercept::{MAX_RECORDED_BODY, RecordedRequest, RecordingSender};
 pub use limits::Limits;
 pub use mask::Masker;
+pub use octo_web_proxy::WebProxy;
 pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,
     RequestSource, Verdict,
