@@ -107,7 +107,7 @@ pub(crate) struct HttpSender {
     proxy: Option<Arc<WebProxy>>,
 }
 
-trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -117,6 +117,33 @@ impl HttpSender {
         HttpSender {
             tls: tokio_rustls::TlsConnector::from(tls),
             proxy,
+        }
+    }
+
+    /// A byte stream to `host:port` for a script's CONNECT: directly, or through a CONNECT tunnel of the
+    /// web request proxy. The error is one line for the step's log.
+    pub(crate) async fn tunnel(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Box<dyn Io>, String> {
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        let proxy = match &self.proxy {
+            Some(p) => p
+                .proxy_for(true, bare_host)
+                .map_err(|e| format!("web request proxy setting is not usable: {e}"))?,
+            None => None,
+        };
+        match proxy {
+            Some(proxy) => connect_via_proxy(&proxy, bare_host, port, timeout)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Io>)
+                .map_err(|e| format!("via web request proxy: {e}")),
+            None => connect_direct(bare_host, port, timeout)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Io>)
+                .map_err(|e| format!("cannot connect to {host}:{port}: {e}")),
         }
     }
 

@@ -13,6 +13,9 @@
 
 mod bindings;
 mod cache;
+mod confine;
+mod connect_watch;
+mod egress;
 mod engine;
 mod http_client;
 mod intercept;
@@ -27,13 +30,14 @@ mod store;
 pub mod vendor;
 mod vocabulary;
 
+pub use confine::{SIMULATE_UNAVAILABLE_ENV, ScriptNetwork};
 pub use engine::{LoadError, Runtime, RuntimeConfig};
 pub use http_client::WebProxy;
 pub use intercept::{MAX_RECORDED_BODY, RecordedRequest, RecordingSender};
 pub use mask::Masker;
 pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,
-    Verdict,
+    RequestSource, Verdict,
 };
 pub use request::{StepRequest, VendorRequest};
 pub use step::StepPlugin;

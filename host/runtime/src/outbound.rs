@@ -9,13 +9,25 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-/// A request a plugin is about to make.
+/// Who makes a request: the plugin itself, or a command the plugin started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RequestSource {
+    /// The plugin, through `wasi:http`.
+    #[default]
+    Plugin,
+    /// A command the plugin started through `process` (a script), through the step's egress proxy.
+    Script,
+}
+
+/// A request a plugin (or a command it started) is about to make.
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
     /// Manifest id of the plugin.
     pub plugin_id: String,
     /// Where it goes.
     pub destination: Destination,
+    /// The plugin itself or one of its commands.
+    pub source: RequestSource,
 }
 
 /// The policy's answer.
@@ -87,6 +99,8 @@ pub struct OutboundAttempt {
     pub allowed: bool,
     /// Why it was denied (empty when allowed).
     pub reason: String,
+    /// The plugin itself or one of its commands.
+    pub source: RequestSource,
     /// Completed by a [`RecordingSender`](crate::RecordingSender) (a preview): allowed requests of a
     /// preview never left the machine and must not be counted as sent.
     pub preview: bool,
@@ -149,17 +163,48 @@ impl OutboundGate {
             match self.policy.check(&OutboundRequest {
                 plugin_id: self.plugin_id.clone(),
                 destination: destination.clone(),
+                source: RequestSource::Plugin,
             }) {
                 Verdict::Allow => None,
                 Verdict::Deny(reason) => Some(reason),
             }
         };
+        self.record(destination.to_string(), reason, RequestSource::Plugin)
+    }
+
+    /// A script's request through the egress proxy: no manifest declaration to check (a script may
+    /// reach whatever the policy allows its step), the same policy and audit as the plugin's own.
+    pub(crate) fn decide_script(&self, destination: &Destination) -> OutboundAttempt {
+        let reason = match self.policy.check(&OutboundRequest {
+            plugin_id: self.plugin_id.clone(),
+            destination: destination.clone(),
+            source: RequestSource::Script,
+        }) {
+            Verdict::Allow => None,
+            Verdict::Deny(reason) => Some(reason),
+        };
+        self.record(destination.to_string(), reason, RequestSource::Script)
+    }
+
+    /// Records an attempt the policy was not asked about (a confined script's direct connection,
+    /// which has no way out but the egress proxy).
+    pub(crate) fn record_denied_script(&self, destination: String, reason: String) {
+        self.record(destination, Some(reason), RequestSource::Script);
+    }
+
+    fn record(
+        &self,
+        destination: String,
+        reason: Option<String>,
+        source: RequestSource,
+    ) -> OutboundAttempt {
         let attempt = OutboundAttempt {
             time: SystemTime::now(),
             plugin_id: self.plugin_id.clone(),
-            destination: destination.to_string(),
+            destination,
             allowed: reason.is_none(),
             reason: reason.unwrap_or_default(),
+            source,
             preview: self.sender.is_preview(),
         };
         for sink in &self.audit {

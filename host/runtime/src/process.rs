@@ -1,18 +1,34 @@
 //! The `process` import: run a native command for a plugin that declared the capability, stream its
 //! output into the step's log, and act on the service messages it prints.
+//!
+//! Each command runs confined (see [`crate::confine`]): in its own PID namespace, so nothing it starts
+//! outlives it, with its HTTP(S) through the step's egress proxy ([`crate::egress`]), and in
+//! [`ScriptNetwork::Confined`] mode in a network namespace whose only way out is that proxy.
 
 use crate::bindings::octo::plugin::process::{self, Command};
+use crate::confine::{self, ChildPlan, ScriptNetwork};
+use crate::egress::{self, Egress};
 use crate::state::{StepContext, StepState};
 use crate::vocabulary::{Artifact, LogLevel};
 use octo_service_messages::{OutputLevel, ServiceMessage, parse_line};
+use rustix::fd::OwnedFd;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-/// After the command exits, output still held open by its background children is read for this long.
+/// After the command exits, output still held open by its background children is read for this long
+/// (only where namespaces are unavailable: otherwise they die with the command).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// Where a confined command finds the egress proxy: loopback of its own network namespace.
+const CONFINED_PROXY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3128);
+
+/// How long killing a command's namespace may take before the step goes on regardless.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Host environment variables a command inherits; everything else of the host's environment stays out.
 const INHERITED_ENV: &[&str] = &[
@@ -37,13 +53,64 @@ impl process::Host for StepState {
             );
             return Err(process::Error::NotGranted);
         }
-        run_command(ctx, command).await
+        let egress = Egress::new(&self.gate);
+        run_command(&mut self.ctx, egress, command).await
     }
 }
 
-async fn run_command(ctx: &mut StepContext, command: Command) -> Result<i32, process::Error> {
+async fn run_command(
+    ctx: &mut StepContext,
+    egress: Arc<Egress>,
+    command: Command,
+) -> Result<i32, process::Error> {
     let cwd =
         resolve_cwd(&ctx.work_dir, command.cwd.as_deref()).map_err(process::Error::SpawnFailed)?;
+    let network = ctx.script_network;
+    let namespaces = match confine::available(network) {
+        Ok(()) => true,
+        Err(e) if network == ScriptNetwork::Confined => {
+            return Err(process::Error::SpawnFailed(format!(
+                "refusing to run {:?} unconfined: {e}; confined script mode needs user, PID and \
+                 network namespaces (or choose scriptNetwork=audited)",
+                command.program
+            )));
+        }
+        Err(e) => {
+            ctx.log.write(
+                LogLevel::Warn,
+                &format!(
+                    "{:?} runs without its own PID namespace ({e}): processes it leaves in the \
+                     background may outlive the step",
+                    command.program
+                ),
+            );
+            false
+        }
+    };
+    // The egress proxy listens on the host's loopback (audited) or, created by the child, on the
+    // loopback of the command's own network namespace (confined).
+    let host_listener = match network {
+        ScriptNetwork::Audited => Some(
+            tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(|e| {
+                    process::Error::SpawnFailed(format!("cannot start the egress proxy: {e}"))
+                })?,
+        ),
+        ScriptNetwork::Confined => None,
+    };
+    let proxy_url = match &host_listener {
+        Some(l) => format!(
+            "http://{}",
+            l.local_addr()
+                .map_err(|e| process::Error::SpawnFailed(e.to_string()))?
+        ),
+        None => format!("http://{CONFINED_PROXY}"),
+    };
+    let listen = match network {
+        ScriptNetwork::Audited => Vec::new(),
+        ScriptNetwork::Confined => vec![CONFINED_PROXY],
+    };
     let mut cmd = tokio::process::Command::new(&command.program);
     cmd.args(&command.args)
         .env_clear()
@@ -54,6 +121,13 @@ async fn run_command(ctx: &mut StepContext, command: Command) -> Result<i32, pro
         )
         .envs(ctx.process_env.iter().map(|(k, v)| (k, v)))
         .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .envs(
+            ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
+                .iter()
+                .map(|k| (*k, proxy_url.as_str())),
+        )
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
         .current_dir(&cwd)
         .stdin(if command.stdin.is_some() {
             Stdio::piped()
@@ -64,11 +138,54 @@ async fn run_command(ctx: &mut StepContext, command: Command) -> Result<i32, pro
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
+    let channel = if namespaces {
+        let (plan, channel) = ChildPlan::new(network, listen.clone()).map_err(|e| {
+            process::Error::SpawnFailed(format!("cannot prepare the command's namespaces: {e}"))
+        })?;
+        // SAFETY: `run_in_child` makes only async-signal-safe calls (see crate::confine).
+        unsafe {
+            cmd.pre_exec(move || plan.run_in_child());
+        }
+        Some(channel)
+    } else {
+        None
+    };
+    let spawned = cmd.spawn();
+    drop(cmd); // closes the child's end of the channel
+    let mut child = spawned.map_err(|e| {
         process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program))
     })?;
-    // Kills the whole process group if this future is dropped (deadline, cancellation) before the end.
-    let mut group = GroupGuard(child.id().map(|id| id as i32));
+    // Kills the command's namespace (or, without one, its process group) if this future ends before
+    // the command (deadline, cancellation, drop).
+    let mut group = GroupGuard {
+        pgid: child.id().map(|id| id as i32),
+        pidfd: None,
+    };
+    let mut listeners = Vec::new();
+    let mut _watcher = None;
+    if let Some(channel) = channel {
+        let confined = network == ScriptNetwork::Confined;
+        let handover = channel.receive(confined, listen.len()).map_err(|e| {
+            process::Error::SpawnFailed(format!("cannot confine {:?}: {e}", command.program))
+        })?;
+        group.pidfd = Some(handover.pidfd);
+        listeners = handover.listeners;
+        if let Some(notify) = handover.notify {
+            let recorder = egress.clone();
+            _watcher = Some(crate::connect_watch::watch(
+                notify,
+                vec![std::net::SocketAddr::V4(CONFINED_PROXY)],
+                move |addr| recorder.record_direct_attempt(format!("tcp://{addr}")),
+            ));
+        }
+    }
+    let listener = match host_listener {
+        Some(l) => l,
+        None => tokio_listener(listeners.remove(0)).map_err(|e| {
+            process::Error::SpawnFailed(format!("cannot serve the egress proxy: {e}"))
+        })?,
+    };
+    let _egress = egress::serve(egress, listener);
 
     if let (Some(bytes), Some(mut stdin)) = (command.stdin, child.stdin.take()) {
         tokio::spawn(async move {
@@ -96,7 +213,8 @@ async fn run_command(ctx: &mut StepContext, command: Command) -> Result<i32, pro
     let status = status.map_err(|e| {
         process::Error::SpawnFailed(format!("waiting for {:?}: {e}", command.program))
     })?;
-    group.0 = None; // exited by itself: leave any daemons it started alone
+    // Exited by itself: its namespace is empty by now (without one, daemons it started stay).
+    group.disarm();
     let drain_until = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
     while let Ok(Some((stream, line))) = tokio::time::timeout_at(drain_until, rx.recv()).await {
         handle_line(ctx, &mut level, stream, &line);
@@ -200,11 +318,34 @@ fn resolve_cwd(work_dir: &Path, cwd: Option<&str>) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-struct GroupGuard(Option<i32>);
+fn tokio_listener(fd: OwnedFd) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::from(fd);
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
+/// Kills what a command started when dropped before the command ended.
+struct GroupGuard {
+    /// The process group (the intermediate and PID 1, or the command itself without namespaces).
+    pgid: Option<i32>,
+    /// PID 1 of the command's namespace.
+    pidfd: Option<OwnedFd>,
+}
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.pgid = None;
+        self.pidfd = None;
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
+        if let Some(pidfd) = &self.pidfd {
+            // Returns once PID 1 is gone, and with it every process of the namespace.
+            confine::kill_and_wait(pidfd, KILL_WAIT);
+        }
+        if let Some(pgid) = self.pgid {
             // SAFETY: plain syscall; the group was created for this command (process_group(0)).
             unsafe {
                 libc::killpg(pgid, libc::SIGKILL);

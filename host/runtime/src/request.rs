@@ -31,9 +31,11 @@ pub struct StepRequest {
     pub cancel: CancelHandle,
     /// Extra environment for commands the step runs.
     pub process_env: Vec<(String, String)>,
-    /// The web request proxy for the plugin's HTTP; also handed to commands it runs as
-    /// `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`.
+    /// The web request proxy for the plugin's HTTP and for its commands' (which reach it through the
+    /// step's egress proxy).
     pub web_proxy: Option<Arc<WebProxy>>,
+    /// How far the commands the step runs reach the network.
+    pub script_network: crate::ScriptNetwork,
 }
 
 impl StepRequest {
@@ -50,6 +52,7 @@ impl StepRequest {
             cancel: CancelHandle::new(),
             process_env: Vec::new(),
             web_proxy: None,
+            script_network: crate::ScriptNetwork::default(),
         }
     }
 }

@@ -68,6 +68,8 @@ pub(crate) struct StepContext {
     pub(crate) process_granted: bool,
     pub(crate) work_dir: PathBuf,
     pub(crate) process_env: Vec<(String, String)>,
+    /// How far the step's commands reach the network.
+    pub(crate) script_network: crate::confine::ScriptNetwork,
     pub(crate) deadline: Instant,
     pub(crate) cancel: CancelHandle,
     pub(crate) outputs: Vec<OutputVariable>,

@@ -51,6 +51,7 @@ struct StepParts {
     work_dir: PathBuf,
     process_env: Vec<(String, String)>,
     process_granted: bool,
+    script_network: crate::ScriptNetwork,
 }
 
 /// The store for one step run: the work directory preopened (read-write, the only directory it sees),
@@ -83,16 +84,13 @@ pub(crate) fn for_step(
         web_proxy: &request.web_proxy,
         recorder: None,
     };
-    let mut process_env = request.process_env.clone();
-    if let Some(proxy) = &request.web_proxy {
-        process_env.extend(proxy.script_env());
-    }
     let parts = StepParts {
         variables: request.variables.clone(),
         masker,
         work_dir: request.work_dir.clone(),
-        process_env,
+        process_env: request.process_env.clone(),
         process_granted: manifest.has_capability(Capability::Process),
+        script_network: request.script_network,
     };
     Ok(build(runtime, manifest, wasi, common, parts, Vec::new()))
 }
@@ -121,6 +119,7 @@ pub(crate) fn for_vendor(
         work_dir: PathBuf::new(),
         process_env: Vec::new(),
         process_granted: false,
+        script_network: crate::ScriptNetwork::default(),
     };
     build(runtime, manifest, sandbox(), common, parts, declared)
 }
@@ -159,7 +158,7 @@ fn build(
     let denied_log = log.clone();
     let warn_log = log.clone();
     if let Some(password) = common.web_proxy.as_ref().and_then(|p| p.password()) {
-        log.add_secret(password); // scripts see it in HTTP(S)_PROXY; logs never do
+        log.add_secret(password);
     }
     let gate = OutboundGate {
         plugin_id: manifest.id.clone(),
@@ -190,6 +189,7 @@ fn build(
         process_granted: parts.process_granted,
         work_dir: parts.work_dir,
         process_env: parts.process_env,
+        script_network: parts.script_network,
         deadline: hard_deadline,
         cancel: common.cancel.clone(),
         outputs: Vec::new(),

@@ -413,8 +413,17 @@ async fn polling_tentacle_through(
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
     let server = Thumbprint::parse(octo_ok(home, &["show-thumbprint"]).trim()).unwrap();
-    // No vendor traffic from the daemon's jobs in these tests.
-    octo_ok(home, &["configure", "--airGapped=true"]);
+    // No vendor traffic from the daemon's jobs in these tests, but not air-gapped either: while
+    // air-gapped a step's script reaches nothing (issue 11). The hourly step-template-updates job
+    // does not run at start.
+    octo_ok(
+        home,
+        &[
+            "configure",
+            "--airGapped=true",
+            "--stepTemplateUpdates=true",
+        ],
+    );
     let daemon = Daemon::start(home);
 
     let phome = tempfile::tempdir().unwrap();

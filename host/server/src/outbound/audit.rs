@@ -133,6 +133,7 @@ impl AuditSink for RowSink {
                 Some(p.explain(&OutboundRequest {
                     plugin_id: attempt.plugin_id.clone(),
                     destination,
+                    source: attempt.source,
                 }))
             });
             if let Some(decision) = explained {
@@ -163,6 +164,7 @@ mod tests {
             destination: "https://a.example:443".into(),
             allowed: false,
             reason: "not granted".into(),
+            source: octo_runtime::RequestSource::Plugin,
             preview: false,
         }
     }

@@ -120,6 +120,7 @@ mod tests {
         OutboundRequest {
             plugin_id: plugin.into(),
             destination: Destination::from_url(url).unwrap(),
+            source: octo_runtime::RequestSource::Plugin,
         }
     }
 

@@ -1,0 +1,449 @@
+//! Confinement of the commands a step starts: each `process` call runs in its own PID namespace (and,
+//! in [`ScriptNetwork::Confined`] mode, its own network namespace), so that nothing it starts outlives
+//! the step and, when confined, its only way out is the step's egress proxy.
+//!
+//! How: between fork and exec (std's `pre_exec`) the child unshares the namespaces — a user namespace
+//! too when the host is not root, mapping the host's uid and gid onto themselves — and forks once more.
+//! The grandchild becomes PID 1 of the new PID namespace and execs the command; the intermediate
+//! process waits for it and exits with its status. When PID 1 exits, or is killed with the process
+//! group, the kernel kills everything else in the namespace: background jobs, `nohup`, `setsid` and
+//! double forks included. In confined mode the intermediate also brings up the loopback interface of
+//! the new network namespace and creates there the listening sockets the host serves (the egress proxy,
+//! granted TCP forwards), handing them to the host over a socket pair (`SCM_RIGHTS`).
+//!
+//! Only async-signal-safe calls happen after fork: everything the child needs (flags, uid/gid maps,
+//! addresses) is prepared in the parent by [`ChildPlan::new`].
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+use rustix::thread::UnshareFlags;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::net::SocketAddrV4;
+use std::sync::OnceLock;
+
+/// Set (to anything non-empty) to make the namespace probe fail, as on a host without namespaces: how
+/// tests show that confined mode refuses instead of running a script unconfined.
+pub const SIMULATE_UNAVAILABLE_ENV: &str = "OCTO_TEST_NAMESPACES_UNAVAILABLE";
+
+/// Most sockets the child creates in its network namespace for the host (egress proxy + TCP forwards).
+pub(crate) const MAX_LISTENERS: usize = 8;
+
+/// How far a step's scripts reach the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScriptNetwork {
+    /// The host's network, as before, with HTTP(S) through the step's audited egress proxy
+    /// (`HTTP_PROXY`/`HTTPS_PROXY`); tools that ignore those variables reach the network directly.
+    #[default]
+    Audited,
+    /// A network namespace of their own whose only way out is the egress proxy (and TCP destinations
+    /// an administrator granted, forwarded by the host after the same check). Refused where namespaces
+    /// are unavailable.
+    Confined,
+}
+
+impl ScriptNetwork {
+    /// `audited` or `confined`, as settings and the protocol spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScriptNetwork::Audited => "audited",
+            ScriptNetwork::Confined => "confined",
+        }
+    }
+
+    /// Parses [`ScriptNetwork::as_str`].
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "audited" => Some(ScriptNetwork::Audited),
+            "confined" => Some(ScriptNetwork::Confined),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ScriptNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// uid_map / gid_map contents for a user namespace (the host's ids mapped onto themselves).
+struct IdMaps {
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+}
+
+impl IdMaps {
+    /// `None` for root, who needs no user namespace (and whose scripts keep their real privileges).
+    fn for_current_user() -> Option<IdMaps> {
+        let uid = rustix::process::geteuid();
+        if uid.is_root() {
+            return None;
+        }
+        let gid = rustix::process::getegid();
+        Some(IdMaps {
+            uid_map: format!("{0} {0} 1\n", uid.as_raw()).into_bytes(),
+            gid_map: format!("{0} {0} 1\n", gid.as_raw()).into_bytes(),
+        })
+    }
+
+    fn flags() -> UnshareFlags {
+        if rustix::process::geteuid().is_root() {
+            UnshareFlags::empty()
+        } else {
+            UnshareFlags::NEWUSER
+        }
+    }
+}
+
+/// Whether the namespaces of `network` mode can be created here; probed once per mode (a fork that
+/// unshares and exits), except for the test hook, which is read every time.
+pub(crate) fn available(network: ScriptNetwork) -> Result<(), String> {
+    if std::env::var_os(SIMULATE_UNAVAILABLE_ENV).is_some_and(|v| !v.is_empty()) {
+        return Err(format!(
+            "namespaces are unavailable ({SIMULATE_UNAVAILABLE_ENV} is set)"
+        ));
+    }
+    static AUDITED: OnceLock<Result<(), String>> = OnceLock::new();
+    static CONFINED: OnceLock<Result<(), String>> = OnceLock::new();
+    let cell = match network {
+        ScriptNetwork::Audited => &AUDITED,
+        ScriptNetwork::Confined => &CONFINED,
+    };
+    cell.get_or_init(|| probe(network)).clone()
+}
+
+fn probe(network: ScriptNetwork) -> Result<(), String> {
+    let plan = ChildPlan::without_channel(network);
+    // SAFETY: the child only makes async-signal-safe system calls, then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!(
+            "cannot fork to probe namespaces: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if pid == 0 {
+        let entered = unsafe { plan.enter_namespaces() };
+        let entered = match entered {
+            Ok(()) if plan.network => crate::connect_watch::install().map(drop),
+            other => other,
+        };
+        let code = match entered {
+            Ok(()) => 0,
+            Err(e) => e.raw_os_error().unwrap_or(255),
+        };
+        // SAFETY: leaving the forked child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let pid = rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid");
+    let status = loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => break status,
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("cannot wait for the namespace probe: {e}")),
+        }
+    };
+    match status.exit_status() {
+        Some(0) => Ok(()),
+        Some(errno) => Err(format!(
+            "cannot create {} namespaces: {}",
+            plan.describe(),
+            std::io::Error::from_raw_os_error(errno)
+        )),
+        None => Err("the namespace probe was killed".into()),
+    }
+}
+
+/// Everything the child does between fork and exec, prepared before the fork.
+pub(crate) struct ChildPlan {
+    flags: UnshareFlags,
+    id_maps: Option<IdMaps>,
+    /// Sockets to create inside the new network namespace (confined mode).
+    listen: Vec<SocketAddrV4>,
+    network: bool,
+    /// The child's end of the socket pair to the host (listening sockets, then a pidfd of PID 1).
+    channel: Option<OwnedFd>,
+}
+
+/// The host's end of the socket pair, read once the command started.
+pub(crate) struct HostChannel(OwnedFd);
+
+/// What the child handed over.
+pub(crate) struct Handover {
+    /// Listening sockets inside the command's network namespace, in the order asked for.
+    pub(crate) listeners: Vec<OwnedFd>,
+    /// The seccomp notification fd for the command's `connect` calls (confined mode).
+    pub(crate) notify: Option<OwnedFd>,
+    /// A pidfd of the command (PID 1 of its namespace).
+    pub(crate) pidfd: OwnedFd,
+}
+
+impl ChildPlan {
+    fn without_channel(network: ScriptNetwork) -> ChildPlan {
+        let confined = network == ScriptNetwork::Confined;
+        let mut flags = UnshareFlags::NEWPID | IdMaps::flags();
+        if confined {
+            flags |= UnshareFlags::NEWNET;
+        }
+        ChildPlan {
+            flags,
+            id_maps: IdMaps::for_current_user(),
+            listen: Vec::new(),
+            network: confined,
+            channel: None,
+        }
+    }
+
+    /// A plan for `network` mode whose child creates listening sockets at `listen` (confined mode only;
+    /// at most [`MAX_LISTENERS`]), with the host's end of the channel.
+    pub(crate) fn new(
+        network: ScriptNetwork,
+        listen: Vec<SocketAddrV4>,
+    ) -> std::io::Result<(ChildPlan, HostChannel)> {
+        assert!(listen.len() <= MAX_LISTENERS);
+        let (host, child) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        let mut plan = ChildPlan::without_channel(network);
+        if plan.network {
+            plan.listen = listen;
+        }
+        plan.channel = Some(child);
+        Ok((plan, HostChannel(host)))
+    }
+
+    fn describe(&self) -> &'static str {
+        match (self.id_maps.is_some(), self.network) {
+            (false, false) => "PID",
+            (false, true) => "PID and network",
+            (true, false) => "user and PID",
+            (true, true) => "user, PID and network",
+        }
+    }
+
+    /// Unshares the namespaces, writes the id maps, brings up loopback. Async-signal-safe.
+    unsafe fn enter_namespaces(&self) -> std::io::Result<()> {
+        // SAFETY: a single-threaded child (after fork); the file table is not shared with anyone.
+        unsafe { rustix::thread::unshare_unsafe(self.flags)? };
+        if let Some(maps) = &self.id_maps {
+            write_file(c"/proc/self/setgroups", b"deny")?;
+            write_file(c"/proc/self/uid_map", &maps.uid_map)?;
+            write_file(c"/proc/self/gid_map", &maps.gid_map)?;
+        }
+        if self.network {
+            loopback_up()?;
+        }
+        Ok(())
+    }
+
+    /// The body of std's `pre_exec`: runs in the forked child. Returns `Ok` in the grandchild, which
+    /// goes on to exec the command as PID 1 of its namespace; the intermediate never returns.
+    ///
+    /// # Safety
+    /// Only in a freshly forked child, before exec.
+    pub(crate) unsafe fn run_in_child(&self) -> std::io::Result<()> {
+        let channel = self
+            .channel
+            .as_ref()
+            .map(|c| c.as_fd())
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        unsafe { self.enter_namespaces()? };
+        if self.network {
+            let mut owned: [Option<OwnedFd>; MAX_LISTENERS] = [const { None }; MAX_LISTENERS];
+            for (slot, addr) in owned.iter_mut().zip(&self.listen) {
+                *slot = Some(listener(addr)?);
+            }
+            // Every connect(2) from here on (this process and all it starts) goes past the host.
+            let notify = crate::connect_watch::install()?;
+            let mut borrowed: [BorrowedFd<'_>; MAX_LISTENERS + 1] = [channel; MAX_LISTENERS + 1];
+            for (b, o) in borrowed.iter_mut().zip(owned.iter().flatten()) {
+                *b = o.as_fd();
+            }
+            borrowed[self.listen.len()] = notify.as_fd();
+            let fds = &borrowed[..self.listen.len() + 1];
+            let mut space =
+                [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_LISTENERS + 1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            rustix::net::sendmsg(
+                channel,
+                &[IoSlice::new(b"L")],
+                &mut control,
+                SendFlags::empty(),
+            )?;
+            // The listeners are closed here when `owned` goes out of scope: the host holds them now.
+        }
+        // SAFETY: restoring the default disposition (inherited handlers would run the host's code).
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+        // SAFETY: single-threaded child; the grandchild only makes system calls until exec.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // PID 1 of the new namespace: dies with the intermediate, which dies with the step.
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            return Ok(());
+        }
+        // The host gets a pidfd of PID 1, opened here where it cannot have been reaped yet.
+        if let Ok(pidfd) = rustix::process::pidfd_open(
+            // SAFETY: fork returned a positive pid.
+            unsafe { rustix::process::Pid::from_raw_unchecked(pid) },
+            rustix::process::PidfdFlags::empty(),
+        ) {
+            let fds = [pidfd.as_fd()];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            let _ = control.push(SendAncillaryMessage::ScmRights(&fds));
+            let _ = rustix::net::sendmsg(
+                channel,
+                &[IoSlice::new(b"P")],
+                &mut control,
+                SendFlags::empty(),
+            );
+        }
+        // Close everything (std's exec-status pipe included, so spawn() returns once PID 1 exec'd).
+        // SAFETY: plain system call.
+        unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+        let code = loop {
+            let mut status = 0;
+            // SAFETY: plain system call.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                if libc::WIFEXITED(status) {
+                    break libc::WEXITSTATUS(status);
+                }
+                if libc::WIFSIGNALED(status) {
+                    break 128 + libc::WTERMSIG(status);
+                }
+            } else if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break 127;
+            }
+        };
+        // SAFETY: leaving the intermediate without running any of the host's code.
+        unsafe { libc::_exit(code) }
+    }
+}
+
+impl HostChannel {
+    /// Reads what the child sent; call once spawn returned (then it has all been sent).
+    pub(crate) fn receive(self, confined: bool, listeners: usize) -> std::io::Result<Handover> {
+        let mut received = Vec::new();
+        let mut notify = None;
+        if confined {
+            let mut space =
+                [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_LISTENERS + 1))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut byte = [0u8; 1];
+            rustix::net::recvmsg(
+                &self.0,
+                &mut [IoSliceMut::new(&mut byte)],
+                &mut control,
+                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+            )?;
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = message {
+                    received.extend(fds);
+                }
+            }
+            if received.len() != listeners + 1 {
+                return Err(std::io::Error::other(format!(
+                    "the confined command handed over {} sockets instead of {}",
+                    received.len(),
+                    listeners + 1
+                )));
+            }
+            notify = received.pop();
+        }
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut byte = [0u8; 1];
+        rustix::net::recvmsg(
+            &self.0,
+            &mut [IoSliceMut::new(&mut byte)],
+            &mut control,
+            RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        )
+        .map_err(|e| std::io::Error::other(format!("the confined command did not report: {e}")))?;
+        let mut pidfd = None;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(mut fds) = message {
+                pidfd = pidfd.or(fds.next());
+            }
+        }
+        let pidfd =
+            pidfd.ok_or_else(|| std::io::Error::other("the confined command sent no pidfd"))?;
+        Ok(Handover {
+            listeners: received,
+            notify,
+            pidfd,
+        })
+    }
+}
+
+fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::io::write(&fd, bytes)?;
+    Ok(())
+}
+
+/// `ip link set lo up` inside the new network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    let socket = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `ifreq` is plain data; zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    request.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads an `ifreq`.
+    let r = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn listener(addr: &SocketAddrV4) -> std::io::Result<OwnedFd> {
+    let socket = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::sockopt::set_socket_reuseaddr(&socket, true)?;
+    rustix::net::bind(&socket, addr)?;
+    rustix::net::listen(&socket, 128)?;
+    Ok(socket)
+}
+
+/// Kills PID 1 of a command's namespace and waits (up to `limit`) until it is gone: the kernel reaps
+/// every other process of the namespace before PID 1 counts as exited.
+pub(crate) fn kill_and_wait(pidfd: &OwnedFd, limit: std::time::Duration) {
+    let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+    let mut fds = [rustix::event::PollFd::new(
+        pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec {
+        tv_sec: limit.as_secs() as i64,
+        tv_nsec: limit.subsec_nanos() as i64,
+    };
+    let _ = rustix::event::poll(&mut fds, Some(&timeout));
+}
