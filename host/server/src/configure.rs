@@ -27,6 +27,8 @@ enum Kind {
     Certificate,
     /// 0..=65535.
     Port,
+    /// `audited` or `confined`.
+    ScriptNetwork,
 }
 
 /// One `octo configure` flag.
@@ -153,6 +155,14 @@ pub static FLAGS: &[Flag] = &[
         Kind::Port,
         "The port polling tentacles connect to.",
     ),
+    flag(
+        keys::SCRIPT_NETWORK,
+        "script-network",
+        Kind::ScriptNetwork,
+        "How far steps' scripts reach the network. audited: as before, with HTTP(S) through the \
+         step's audited egress proxy; confined: a network namespace whose only way out is that proxy. \
+         Always confined while air-gapped.",
+    ),
 ];
 
 impl Flag {
@@ -169,6 +179,7 @@ impl Flag {
             Kind::PublicKey => "BASE64",
             Kind::Certificate => "PEM_FILE",
             Kind::Port => "PORT",
+            Kind::ScriptNetwork => "audited|confined",
         }
     }
 }
@@ -218,6 +229,7 @@ enum Value {
     Optional(Option<String>),
     Path(Option<PathBuf>),
     Port(u16),
+    ScriptNetwork(octo_settings::ScriptNetwork),
 }
 
 /// Checks one raw value; the error is the line the user sees.
@@ -262,6 +274,9 @@ fn parse_value(flag: &Flag, raw: &str) -> Result<Value, String> {
             .parse::<u16>()
             .map(Value::Port)
             .map_err(|_| format!("--{name}: expected a port number from 0 to 65535, got {raw:?}")),
+        Kind::ScriptNetwork => octo_settings::ScriptNetwork::parse(trimmed)
+            .map(Value::ScriptNetwork)
+            .map_err(|e| format!("--{name}: {e}")),
     }
 }
 
@@ -285,6 +300,7 @@ fn apply(settings: &mut Settings, flag: &Flag, value: Value) {
         (keys::EXPERIENCES_URL, Value::Text(t)) => settings.experiences_url = t,
         (keys::DYNAMIC_EXTENSIONS_URL, Value::Text(t)) => settings.dynamic_extensions_url = t,
         (keys::COMMS_LISTEN_PORT, Value::Port(p)) => settings.comms_listen_port = p,
+        (keys::SCRIPT_NETWORK, Value::ScriptNetwork(n)) => settings.script_network = n,
         (name, value) => unreachable!("flag {name} cannot take {value:?}"),
     }
 }
@@ -352,6 +368,17 @@ pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
         (
             keys::COMMS_LISTEN_PORT,
             settings.comms_listen_port.to_string(),
+        ),
+        (
+            keys::SCRIPT_NETWORK,
+            match settings.effective_script_network() {
+                n if n == settings.script_network => n.as_str().to_string(),
+                n => format!(
+                    "{} ({} while air-gapped)",
+                    settings.script_network.as_str(),
+                    n.as_str()
+                ),
+            },
         ),
         (keys::WEB_PROXY, crate::proxy::describe(&settings.web_proxy)),
         (
@@ -552,6 +579,7 @@ impl fmt::Display for Configuration {
             ],
         )?;
         section("Server", &[keys::INSTALLATION_ID, keys::COMMS_LISTEN_PORT])?;
+        section("Steps", &[keys::SCRIPT_NETWORK])?;
         section(
             "Proxies (`octo proxy`, `octo proxies`)",
             &[keys::WEB_PROXY, keys::PROXIES],
@@ -589,6 +617,7 @@ mod tests {
                 Kind::PublicKey => "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
                 Kind::Certificate => "",
                 Kind::Port => "1234",
+                Kind::ScriptNetwork => "confined",
             };
             // Every flag maps onto the settings (apply panics on a missing arm).
             run(&[(f.alias, value)]).unwrap();
@@ -602,6 +631,31 @@ mod tests {
                 "{key} has no flag"
             );
         }
+    }
+
+    #[test]
+    fn script_network_is_stored_and_confined_while_air_gapped() {
+        let s = run(&[("scriptNetwork", "Confined")]).unwrap();
+        assert_eq!(s.script_network, octo_settings::ScriptNetwork::Confined);
+        let s = run(&[("script-network", "audited"), ("airGapped", "true")]).unwrap();
+        assert_eq!(s.script_network, octo_settings::ScriptNetwork::Audited);
+        assert_eq!(
+            s.effective_script_network(),
+            octo_settings::ScriptNetwork::Confined
+        );
+        let shown = entries(&s);
+        assert!(
+            shown.contains(&(
+                keys::SCRIPT_NETWORK,
+                "audited (confined while air-gapped)".to_string()
+            )),
+            "{shown:?}"
+        );
+        let e = run(&[("scriptNetwork", "open")]).unwrap_err();
+        assert_eq!(
+            e,
+            "--scriptNetwork: expected audited or confined, got \"open\""
+        );
     }
 
     #[test]
@@ -723,6 +777,15 @@ mod tests {
         after.set_air_gapped(true);
         let changed = changes(&before, &after);
         assert_eq!(changed[0], (AIR_GAPPED, "false".into(), "true".into()));
-        assert_eq!(changed.len(), 7);
+        // The six switches, and scripts confined while air-gapped.
+        assert_eq!(changed.len(), 8);
+        assert_eq!(
+            changed[7],
+            (
+                keys::SCRIPT_NETWORK,
+                "audited".into(),
+                "audited (confined while air-gapped)".into()
+            )
+        );
     }
 }

@@ -102,6 +102,8 @@ pub mod keys {
     pub const INSTALLATION_ID: &str = "installationId";
     /// [`Settings::comms_listen_port`](crate::Settings::comms_listen_port)
     pub const COMMS_LISTEN_PORT: &str = "commsListenPort";
+    /// [`Settings::script_network`](crate::Settings::script_network)
+    pub const SCRIPT_NETWORK: &str = "scriptNetwork";
     /// [`Settings::web_proxy`](crate::Settings::web_proxy) (a table)
     pub const WEB_PROXY: &str = "webProxy";
     /// [`Settings::proxies`](crate::Settings::proxies) (a table of tables)
@@ -125,6 +127,7 @@ pub mod keys {
         DYNAMIC_EXTENSIONS_URL,
         INSTALLATION_ID,
         COMMS_LISTEN_PORT,
+        SCRIPT_NETWORK,
         WEB_PROXY,
         PROXIES,
     ];
@@ -198,6 +201,9 @@ pub struct Settings {
     pub installation_id: Option<String>,
     /// `commsListenPort`: the port polling tentacles connect to (0 = any free port, for tests).
     pub comms_listen_port: u16,
+    /// `scriptNetwork`: how far steps' scripts reach the network (`audited` or `confined`); confined
+    /// whatever this says while air-gapped ([`Settings::effective_script_network`]).
+    pub script_network: ScriptNetwork,
     /// `[webProxy]`: the web request proxy (feeds, plugins' HTTP, scripts' HTTP_PROXY), set by `octo proxy`.
     #[serde(skip_serializing_if = "WebProxySettings::is_unset")]
     pub web_proxy: WebProxySettings,
@@ -301,8 +307,39 @@ impl Default for Settings {
             dynamic_extensions_url: DEFAULT_DYNAMIC_EXTENSIONS_URL.into(),
             installation_id: None,
             comms_listen_port: DEFAULT_COMMS_LISTEN_PORT,
+            script_network: ScriptNetwork::default(),
             web_proxy: WebProxySettings::default(),
             proxies: Default::default(),
+        }
+    }
+}
+
+/// How far steps' scripts reach the network (the `scriptNetwork` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScriptNetwork {
+    /// The host's network, with HTTP(S) through the step's audited egress proxy.
+    #[default]
+    Audited,
+    /// A network namespace whose only way out is the egress proxy.
+    Confined,
+}
+
+impl ScriptNetwork {
+    /// `audited` or `confined`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScriptNetwork::Audited => "audited",
+            ScriptNetwork::Confined => "confined",
+        }
+    }
+
+    /// Parses [`ScriptNetwork::as_str`] (any case).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "audited" => Ok(ScriptNetwork::Audited),
+            "confined" => Ok(ScriptNetwork::Confined),
+            _ => Err(format!("expected audited or confined, got {value:?}")),
         }
     }
 }
@@ -545,6 +582,15 @@ impl Settings {
             }
         }
         copy
+    }
+
+    /// The script network mode steps run with: `confined` while air-gapped, else `scriptNetwork`.
+    pub fn effective_script_network(&self) -> ScriptNetwork {
+        if self.air_gapped() {
+            ScriptNetwork::Confined
+        } else {
+            self.script_network
+        }
     }
 
     /// `--airGapped=true` turns every vendor switch off; `false` turns them all on.

@@ -73,6 +73,7 @@ fn round_trip_with_every_field() {
         dynamic_extensions_url: "https://d.test/y".into(),
         installation_id: Some("6f1c1f0e-0000-4000-8000-000000000000".into()),
         comms_listen_port: 0,
+        script_network: crate::ScriptNetwork::Confined,
         web_proxy: WebProxySettings {
             enabled: true,
             use_system_proxy: false,
@@ -366,4 +367,20 @@ fn proxies_are_checked_and_passwords_redacted() {
     assert!(bad.validate().is_err());
     let text = "[webProxy]\nenabled = true\nhost = \"p\"\nport = 3128\nbogus = 1\n";
     assert!(Settings::parse(text, Path::new("octo.toml")).is_err());
+}
+
+#[test]
+fn scripts_are_confined_while_air_gapped() {
+    let mut s = Settings::default();
+    assert_eq!(s.effective_script_network(), crate::ScriptNetwork::Audited);
+    s.script_network = crate::ScriptNetwork::Confined;
+    assert_eq!(s.effective_script_network(), crate::ScriptNetwork::Confined);
+    s.script_network = crate::ScriptNetwork::Audited;
+    s.set_air_gapped(true);
+    assert_eq!(s.effective_script_network(), crate::ScriptNetwork::Confined);
+    assert_eq!(
+        crate::ScriptNetwork::parse("Confined"),
+        Ok(crate::ScriptNetwork::Confined)
+    );
+    assert!(crate::ScriptNetwork::parse("open").is_err());
 }

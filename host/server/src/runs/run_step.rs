@@ -199,6 +199,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     // the air gap. Built-in steps need no grant.
     let role = policy::step_role(store.as_ref(), &plugin.manifest().id, &bytes);
     let web_proxy = crate::proxy::web_proxy(&settings)?;
+    let script_network = script_network(&settings);
     let policy = Arc::new(SettingsPolicy::new(
         settings,
         grants,
@@ -219,6 +220,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
             let _ = tx.send(line);
         }),
         web_proxy: web_proxy.map(Arc::new),
+        script_network,
         ..StepRequest::new(work.path())
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -363,4 +365,12 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
         failed,
         ok,
     })
+}
+
+/// The runtime's script network mode for the settings (confined while air-gapped).
+pub fn script_network(settings: &octo_settings::Settings) -> octo_runtime::ScriptNetwork {
+    match settings.effective_script_network() {
+        octo_settings::ScriptNetwork::Audited => octo_runtime::ScriptNetwork::Audited,
+        octo_settings::ScriptNetwork::Confined => octo_runtime::ScriptNetwork::Confined,
+    }
 }
