@@ -102,7 +102,7 @@ octo status
 heading "What may leave this machine, and why (octo outbound)"
 octo outbound
 
-heading "Air-gapped: every vendor destination off, then every scheduled job run"
+heading "Air-gapped: every vendor destination denied (switches untouched), then every scheduled job run"
 octo configure --airGapped=true
 # Counted from here: the server's own scheduler re-reads the settings before every job too.
 curl -s -X DELETE "$URL/_mock/requests" >/dev/null

@@ -217,6 +217,49 @@ impl DestinationPattern {
     }
 }
 
+impl DestinationPattern {
+    /// The pattern matching exactly the destinations both patterns match, if one pattern can say it
+    /// (it always can: schemes and ports are single values or any, hosts nest or are disjoint).
+    pub fn intersect(&self, other: &DestinationPattern) -> Option<DestinationPattern> {
+        if self.scheme != other.scheme {
+            return None;
+        }
+        let port = match (self.port, other.port) {
+            (Some(a), Some(b)) if a != b => return None,
+            (Some(a), _) | (None, Some(a)) => Some(a),
+            (None, None) => None,
+        };
+        let under = |name: &str, suffix: &str| {
+            name.strip_suffix(suffix)
+                .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
+        };
+        let host = match (&self.host, &other.host) {
+            (HostPattern::Any, h) | (h, HostPattern::Any) => h.clone(),
+            (HostPattern::Exact(a), HostPattern::Exact(b)) if a == b => {
+                HostPattern::Exact(a.clone())
+            }
+            (HostPattern::Exact(a), HostPattern::Subdomains(s))
+            | (HostPattern::Subdomains(s), HostPattern::Exact(a))
+                if under(a, s) =>
+            {
+                HostPattern::Exact(a.clone())
+            }
+            (HostPattern::Subdomains(a), HostPattern::Subdomains(b)) if a == b || under(a, b) => {
+                HostPattern::Subdomains(a.clone())
+            }
+            (HostPattern::Subdomains(a), HostPattern::Subdomains(b)) if under(b, a) => {
+                HostPattern::Subdomains(b.clone())
+            }
+            _ => return None,
+        };
+        Some(DestinationPattern {
+            scheme: self.scheme,
+            host,
+            port,
+        })
+    }
+}
+
 impl fmt::Display for DestinationPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://", self.scheme.as_str())?;
@@ -327,6 +370,47 @@ mod tests {
 
     fn pat(p: &str) -> DestinationPattern {
         DestinationPattern::parse(p).unwrap()
+    }
+
+    #[test]
+    fn intersections_match_what_both_match() {
+        let cases = [
+            (
+                "https://*:*",
+                "https://*.corp.example:*",
+                Some("https://*.corp.example:*"),
+            ),
+            (
+                "https://*.corp.example",
+                "https://a.b.corp.example:*",
+                Some("https://a.b.corp.example:443"),
+            ),
+            (
+                "https://*.b.corp.example:*",
+                "https://*.corp.example:8443",
+                Some("https://*.b.corp.example:8443"),
+            ),
+            (
+                "https://*.corp.example:*",
+                "https://*.b.corp.example:*",
+                Some("https://*.b.corp.example:*"),
+            ),
+            ("https://corp.example", "https://*.corp.example", None),
+            ("https://a.example", "https://b.example", None),
+            ("https://a.example:1", "https://a.example:2", None),
+            ("http://a.example:*", "https://a.example:*", None),
+            (
+                "http://127.0.0.1:*",
+                "http://*:8080",
+                Some("http://127.0.0.1:8080"),
+            ),
+        ];
+        for (a, b, expected) in cases {
+            for (x, y) in [(a, b), (b, a)] {
+                let got = pat(x).intersect(&pat(y)).map(|p| p.to_string());
+                assert_eq!(got.as_deref(), expected, "{x} ∩ {y}");
+            }
+        }
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The air-gap proof: with `--airGapped=true` no job reaches anything — not the registry-mock, not a
-//! bare TCP listener — and with exactly one vendor switch on, exactly its destination is reached. Also
-//! the vendor commands end to end (`check-updates`, `telemetry preview`, `status`).
+//! bare TCP listener — whatever the vendor switches say, and with exactly one vendor switch on (not
+//! air-gapped), exactly its destination is reached. While air-gapped, a step plugin still reaches a
+//! granted destination inside `--internalNetworks`, and nothing outside it. Also the vendor commands
+//! end to end (`check-updates`, `telemetry preview` from the plugin that would be used, `status`).
 
 mod common;
 
 use common::*;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +36,27 @@ impl Sentinel {
     fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+
+    /// Like [`Sentinel::start`], but answers every request `200 OK`.
+    fn answering() -> Sentinel {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 2048];
+                let _ = stream.read(&mut buf);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        });
+        Sentinel { url, hits }
+    }
 }
 
 /// The switches, their settings keys, and the mock path prefix their requests go to.
@@ -58,10 +82,14 @@ fn feed_with_run_script() -> Feed {
     feed
 }
 
+/// Not air-gapped, every vendor switch off but `flag`.
 fn only(home: &Home, flag: &str) {
-    home.octo(&["configure", "--airGapped=true"]).success();
-    home.octo(&["configure", &format!("--{flag}=true")])
-        .success();
+    let mut args = vec!["configure".to_string(), "--airGapped=false".to_string()];
+    for (other, _) in SWITCHES {
+        args.push(format!("--{other}={}", *other == flag));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    home.octo(&args).success();
 }
 
 #[test]
@@ -88,6 +116,18 @@ fn air_gapped_reaches_nothing_and_each_switch_reaches_only_its_destination_senti
     }
     // The commands refuse too, without a request.
     home.octo(&["check-updates"]).failure("upgradeCheck");
+    // Turning a vendor switch on changes nothing while air-gapped (and says so).
+    let out = home.octo(&["configure", "--upgradeCheck=true", "--sendTelemetry=true"]);
+    assert!(
+        out.success().contains("no effect while air-gapped"),
+        "{out:?}"
+    );
+    let _ = home.octo(&["jobs", "run", "--all"]);
+    let _ = home.octo(&["check-updates"]);
+    assert_eq!(mock.request_paths(), Vec::<String>::new());
+    for s in &sentinels {
+        assert_eq!(s.hits(), 0);
+    }
 
     // One vendor switch at a time: only its sentinel sees a connection (the job then fails, since a
     // sentinel answers nothing, which is fine here).
@@ -238,4 +278,131 @@ fn vendor_commands_end_to_end() {
         "{out:?}"
     );
     assert!(!home.path().join("cache/dynamic-extensions.json").exists());
+}
+
+#[test]
+fn air_gapped_step_plugins_reach_granted_internal_destinations_only() {
+    let home = Home::new();
+    let internal = Sentinel::answering();
+    let param = format!("url={}", internal.url);
+    let origin = internal.url.trim_end_matches('/').to_string();
+    // A custom step (the built http-health-check under another id) with an administrator's grant.
+    let custom = home.path().join("custom-health-check.wasm");
+    std::fs::write(
+        &custom,
+        repack(octo_builtin_plugins::HTTP_HEALTH_CHECK.bytes, |m| {
+            m.id = "custom-health-check".into()
+        }),
+    )
+    .unwrap();
+    let custom = custom.display().to_string();
+    home.octo(&["plugins", "grant", "custom-health-check", &origin])
+        .success();
+
+    // Air-gapped with no internal networks: nothing leaves, granted or built-in.
+    home.octo(&["configure", "--airGapped=true"]).success();
+    for step in ["http-health-check", custom.as_str()] {
+        let out = home.octo(&["run-step", step, "--param", &param]);
+        assert!(!out.ok(), "{step} got out while air-gapped: {out:?}");
+    }
+    assert_eq!(internal.hits(), 0, "air-gapped: zero requests");
+
+    // 127.0.0.0/8 is internal: the built-in step and the granted custom step reach it.
+    let out = home.octo(&["configure", "--internalNetworks=127.0.0.0/8"]);
+    out.success();
+    for step in ["http-health-check", custom.as_str()] {
+        let before = internal.hits();
+        let out = home.octo(&["run-step", step, "--param", &param]);
+        assert!(out.ok(), "{step}: {out:?}");
+        assert_eq!(internal.hits(), before + 1, "{step}");
+    }
+    // Without the grant the custom step stays out, internal or not.
+    home.octo(&["plugins", "revoke", "custom-health-check", &origin])
+        .success();
+    let before = internal.hits();
+    let out = home.octo(&["run-step", &custom, "--param", &param]);
+    assert!(!out.ok(), "{out:?}");
+    assert_eq!(internal.hits(), before);
+
+    // `octo outbound` shows the list and why.
+    let report = home.octo(&["outbound", "--json"]).json();
+    assert_eq!(
+        report["internalNetworks"],
+        serde_json::json!(["127.0.0.0/8"])
+    );
+    let steps = report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "step-plugins")
+        .unwrap()
+        .clone();
+    assert_eq!(steps["allowed"], true, "{steps}");
+    assert!(
+        steps["reason"].as_str().unwrap().contains("127.0.0.0/8"),
+        "{steps}"
+    );
+    let last = &steps["lastAttempts"][0];
+    assert_eq!(last["allowed"], false, "{last}");
+    let shown = home.octo(&["outbound"]);
+    assert!(
+        shown.success().contains("internal networks: 127.0.0.0/8"),
+        "{shown:?}"
+    );
+
+    // Outside the list: still nothing, even for the built-in step.
+    home.octo(&["configure", "--internalNetworks=10.0.0.0/8"])
+        .success();
+    let before = internal.hits();
+    let out = home.octo(&["run-step", "http-health-check", "--param", &param]);
+    assert!(!out.ok(), "{out:?}");
+    assert_eq!(internal.hits(), before);
+}
+
+#[test]
+fn the_telemetry_preview_comes_from_the_plugin_that_would_be_used() {
+    let home = Home::new();
+    // A feed with a newer telemetry plugin, whose payload has one more field.
+    let mut feed = Feed::new();
+    feed.publish(
+        &[("telemetry.wasm", built("fixture_telemetry_extra.wasm"))],
+        &[],
+    );
+    let mock = Mock::start(Some(&feed));
+    home.configure(&mock, &feed.public_key, true, false);
+
+    // Nothing installed: the embedded plugin's payload.
+    let embedded = home.octo(&["telemetry", "preview"]);
+    let embedded: serde_json::Value = serde_json::from_str(embedded.success().trim()).unwrap();
+    assert!(
+        embedded["metrics"].is_object() && embedded.get("fixture").is_none(),
+        "{embedded}"
+    );
+
+    // Installed from the signed feed: the preview is the new plugin's.
+    home.octo(&["plugins", "install", "telemetry"]).success();
+    mock.clear_requests();
+    let preview = home.octo(&["telemetry", "preview"]);
+    let preview: serde_json::Value = serde_json::from_str(preview.success().trim()).unwrap();
+    assert_eq!(preview["fixture"], "telemetry-extra", "{preview}");
+    assert_eq!(preview["installationId"], embedded["installationId"]);
+    // A preview sends nothing, and records nothing as sent.
+    assert_eq!(mock.request_paths(), Vec::<String>::new());
+    let audit =
+        std::fs::read_to_string(home.path().join("logs/outbound.jsonl")).unwrap_or_default();
+    assert!(!audit.contains("\"kind\":\"telemetry\""), "{audit}");
+
+    // And it is what the job sends.
+    home.octo(&[
+        "configure",
+        &format!("--telemetryUrl={}/api/telemetry", mock.url),
+        "--sendTelemetry=true",
+    ])
+    .success();
+    let preview = home.octo(&["telemetry", "preview"]);
+    let preview: serde_json::Value = serde_json::from_str(preview.success().trim()).unwrap();
+    home.octo(&["jobs", "run", "telemetry"]).success();
+    let (_, sent) = mock.http("GET", "/_mock/telemetry", None);
+    let sent: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    assert_eq!(sent, serde_json::json!([preview]));
 }

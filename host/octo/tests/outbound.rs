@@ -97,7 +97,8 @@ fn configure_saves_privately_and_show_configuration_reads_it_back() {
     assert_eq!(before["fileExists"], false);
     assert_eq!(before["upgradeCheck"], true);
     assert_eq!(before["airGapped"], false);
-    assert!(before["updateUrl"].as_str().unwrap().contains(".example/"));
+    // Endpoints are unset by default: nothing to ask anyone, not even DNS.
+    assert_eq!(before["updateUrl"], Value::Null);
     assert!(entries(home.path()).is_empty(), "reading creates nothing");
 
     let out = ok(
@@ -264,17 +265,36 @@ fn kebab_case_aliases_are_the_same_flags() {
     );
 }
 
+/// Every endpoint set (to a closed loopback port), so the switches alone decide.
+fn configure_endpoints(home: &Path) {
+    ok(
+        home,
+        &[
+            "configure",
+            "--feed=http://127.0.0.1:1/feed",
+            "--libraryFeed=http://127.0.0.1:1",
+            "--updateUrl=http://127.0.0.1:1/u",
+            "--telemetryUrl=http://127.0.0.1:1/t",
+            "--experiencesUrl=http://127.0.0.1:1/e",
+            "--dynamicExtensionsUrl=http://127.0.0.1:1/d",
+        ],
+    );
+}
+
 #[test]
-fn air_gapped_flips_every_vendor_switch() {
+fn air_gapped_denies_every_vendor_destination_and_keeps_the_switches() {
     let home = tempfile::tempdir().unwrap();
+    configure_endpoints(home.path());
+    ok(home.path(), &["configure", "--sendTelemetry=false"]);
     let out = ok(home.path(), &["configure", "--air-gapped=true"]);
-    for (name, _) in SWITCHES {
-        assert!(out.contains(name), "{name} not reported as changed: {out}");
-    }
+    assert!(
+        out.contains("airGapped") && out.contains("false -> true"),
+        "{out}"
+    );
     let s = json(home.path(), &["show-configuration", "--json"]);
     assert_eq!(s["airGapped"], true);
     for (name, _) in SWITCHES {
-        assert_eq!(s[name], false, "{name}");
+        assert_eq!(s[name], name != "sendTelemetry", "{name} kept its value");
     }
     let report = json(home.path(), &["outbound", "--json"]);
     assert_eq!(report["airGapped"], true);
@@ -282,21 +302,41 @@ fn air_gapped_flips_every_vendor_switch() {
         let admin_configured = d["gate"]["type"] == "configuration";
         assert_eq!(d["allowed"], admin_configured, "{d}");
     }
+    // A vendor switch turned on while air-gapped is saved, and says it has no effect.
+    let out = ok(home.path(), &["configure", "--sendTelemetry=true"]);
+    assert!(
+        out.contains("--sendTelemetry=true is saved but has no effect while air-gapped"),
+        "{out}"
+    );
+    let report = json(home.path(), &["outbound", "--json"]);
+    let telemetry = report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "telemetry")
+        .unwrap()
+        .clone();
+    assert_eq!(telemetry["allowed"], false, "{telemetry}");
+    // Lifting the air gap leaves every switch as it was.
+    ok(home.path(), &["configure", "--sendTelemetry=false"]);
     ok(home.path(), &["configure", "--airGapped=false"]);
     let s = json(home.path(), &["show-configuration", "--json"]);
     for (name, _) in SWITCHES {
-        assert_eq!(s[name], true, "{name}");
+        assert_eq!(s[name], name != "sendTelemetry", "{name}");
     }
 }
 
 #[test]
 fn each_switch_alone_allows_exactly_its_destination() {
     let home = tempfile::tempdir().unwrap();
-    for (name, alias) in SWITCHES {
-        ok(
-            home.path(),
-            &["configure", "--airGapped=true", &format!("--{alias}=true")],
-        );
+    configure_endpoints(home.path());
+    for (name, _) in SWITCHES {
+        let mut args = vec!["configure".to_string()];
+        for (other, alias) in SWITCHES {
+            args.push(format!("--{alias}={}", other == name));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(home.path(), &args);
         let report = json(home.path(), &["outbound", "--json"]);
         let allowed_vendor: Vec<&str> = report["destinations"]
             .as_array()
@@ -307,6 +347,40 @@ fn each_switch_alone_allows_exactly_its_destination() {
             .collect();
         assert_eq!(allowed_vendor, vec![name]);
     }
+}
+
+#[test]
+fn an_unset_endpoint_is_not_configured() {
+    let home = tempfile::tempdir().unwrap();
+    let report = json(home.path(), &["outbound", "--json"]);
+    for d in report["destinations"].as_array().unwrap() {
+        if d["gate"]["type"] == "switch" {
+            assert_eq!(d["allowed"], false, "{d}");
+            assert!(
+                d["reason"].as_str().unwrap().contains("is not configured"),
+                "{d}"
+            );
+            assert_eq!(d["url"], Value::Null, "{d}");
+        }
+    }
+    let shown = ok(home.path(), &["outbound"]);
+    assert!(shown.contains("not configured (updateUrl)"), "{shown}");
+    let shown = ok(home.path(), &["show-configuration"]);
+    assert!(shown.contains("(not configured)"), "{shown}");
+    // Setting one and unsetting it again.
+    ok(
+        home.path(),
+        &["configure", "--updateUrl=http://127.0.0.1:1/u"],
+    );
+    assert_eq!(
+        json(home.path(), &["show-configuration", "--json"])["updateUrl"],
+        "http://127.0.0.1:1/u"
+    );
+    ok(home.path(), &["configure", "--updateUrl="]);
+    assert_eq!(
+        json(home.path(), &["show-configuration", "--json"])["updateUrl"],
+        Value::Null
+    );
 }
 
 #[test]

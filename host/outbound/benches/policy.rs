@@ -17,7 +17,7 @@ use std::hint::black_box;
 
 fn policy(c: &mut Criterion) {
     let settings = Settings {
-        update_url: "https://updates.example.com/api/update".into(),
+        update_url: Some("https://updates.example.com/api/update".into()),
         ..Settings::default()
     };
     let mut grants = Grants::default();

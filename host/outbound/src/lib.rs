@@ -6,9 +6,10 @@
 //!
 //! - the host's own clients (steps feed, library feed) and the jobs: [`verdict`] for their row;
 //! - plugins, through the runtime's outbound hook: [`decide_plugin`], which adds the per-plugin rules
-//!   (vendor plugins may reach only their configured endpoint while their switch is on; built-in steps
-//!   what their manifest declares; other steps only what an administrator granted ([`grants`]); nothing
-//!   at all while air-gapped);
+//!   (vendor plugins may reach only their configured endpoint while their switch is on and the server
+//!   is not air-gapped; built-in steps what their manifest declares; other steps only what an
+//!   administrator granted ([`grants`]); while air-gapped, steps only inside the administrator's
+//!   internal networks);
 //! - `octo outbound`, which prints the table with the current verdicts and the last attempts ([`audit`]).
 //!
 //! The runtime checks the plugin's manifest before any of this; a destination a plugin did not declare
@@ -21,7 +22,7 @@ pub mod audit;
 pub mod grants;
 
 use octo_manifest::{Destination, DestinationPattern, PluginKind};
-use octo_settings::{Settings, keys};
+use octo_settings::{InternalNetwork, InternalNetworks, Settings, keys};
 use serde::Serialize;
 
 pub use grants::Grants;
@@ -131,8 +132,8 @@ pub enum Gate {
     /// The administrator's own configuration (targets, feeds): not vendor traffic, so the air-gap
     /// switches do not apply; it exists only when an administrator configures it.
     Configuration,
-    /// The plugin's manifest, plus an administrator's grant for steps outside the built-in set; all denied
-    /// while air-gapped.
+    /// The plugin's manifest, plus an administrator's grant for steps outside the built-in set; while
+    /// air-gapped, only inside the internal networks.
     ManifestAndGrants,
 }
 
@@ -143,7 +144,7 @@ impl Gate {
             Gate::Switch(key) => format!("setting {key}"),
             Gate::Configuration => "administrator's configuration".into(),
             Gate::ManifestAndGrants => {
-                "plugin manifest + administrator grants (`octo plugins grant`); off when air-gapped"
+                "plugin manifest + administrator grants (`octo plugins grant`); only internal networks when air-gapped"
                     .into()
             }
         }
@@ -343,45 +344,53 @@ pub fn switch(settings: &Settings, key: &str) -> Option<bool> {
         .map(|(_, on)| on)
 }
 
-/// The URL a row goes to, when it comes from the settings.
+/// The URL a row goes to, when it comes from the settings and is configured (`None` for rows whose
+/// endpoint is not a setting, and for an endpoint that is not set).
 pub fn endpoint_url<'s>(row: &OutboundDestination, settings: &'s Settings) -> Option<&'s str> {
     let Endpoint::Setting(key) = row.endpoint else {
         return None;
     };
-    Some(match key {
-        keys::FEED => &settings.feed_url,
-        keys::LIBRARY_FEED => &settings.library_feed_url,
-        keys::UPDATE_URL => &settings.update_url,
-        keys::TELEMETRY_URL => &settings.telemetry_url,
-        keys::EXPERIENCES_URL => &settings.experiences_url,
-        keys::DYNAMIC_EXTENSIONS_URL => &settings.dynamic_extensions_url,
-        other => unreachable!("{other} is not an endpoint setting"),
-    })
+    settings.endpoint(key)
 }
+
+/// What `octo outbound` shows for an endpoint setting that is not set.
+pub const NOT_CONFIGURED: &str = "not configured";
 
 /// The verdict for a row under these settings: what the host's own clients and the jobs ask before any
 /// request, and what `octo outbound` shows.
 pub fn verdict(row: &OutboundDestination, settings: &Settings) -> Decision {
     match row.gate {
         Gate::Switch(key) => {
-            if switch(settings, key).expect("gates are vendor switches") {
-                Decision::allow(format!("{key} is on"))
-            } else if settings.air_gapped() {
+            let on = switch(settings, key).expect("gates are vendor switches");
+            if settings.air_gapped() {
                 Decision::deny(format!(
-                    "air-gapped: every vendor switch is off ({key}=false); `octo configure --{key}=true` enables this one"
+                    "air-gapped: every vendor destination is denied whatever its switch says ({key}={on}); `octo configure --airGapped=false` lifts the air gap"
                 ))
-            } else {
+            } else if !on {
                 Decision::deny(format!(
                     "{key} is off; `octo configure --{key}=true` enables it"
                 ))
+            } else if let (Endpoint::Setting(endpoint), None) =
+                (row.endpoint, endpoint_url(row, settings))
+            {
+                Decision::deny(format!(
+                    "{key} is on, but {endpoint} is {NOT_CONFIGURED}, so no request is made; `octo configure --{endpoint}=URL` sets it"
+                ))
+            } else {
+                Decision::allow(format!("{key} is on"))
             }
         }
         Gate::Configuration => Decision::allow(
             "the administrator's own configuration; not vendor traffic, so the air-gap switches do not apply",
         ),
         Gate::ManifestAndGrants => {
-            if settings.air_gapped() {
+            if settings.air_gapped() && settings.internal_networks.is_empty() {
                 Decision::deny(AIR_GAPPED_STEPS)
+            } else if settings.air_gapped() {
+                Decision::allow(format!(
+                    "air-gapped: only destinations the plugin's manifest declares (and, outside the built-in set, an administrator granted) inside the internal networks {}",
+                    settings.internal_networks
+                ))
             } else {
                 Decision::allow(
                     "only destinations the plugin's manifest declares; steps outside the built-in set also need an administrator's grant",
@@ -399,7 +408,7 @@ pub fn verdicts(settings: &Settings) -> Vec<(&'static OutboundDestination, Decis
         .collect()
 }
 
-const AIR_GAPPED_STEPS: &str = "air-gapped: every vendor switch is off, so plugins' requests are denied too; `octo configure --airGapped=false` (or any vendor switch =true) lifts it";
+const AIR_GAPPED_STEPS: &str = "air-gapped, and no internal networks are configured: step plugins reach nothing; `octo configure --internalNetworks=10.0.0.0/8,*.corp.example` lets them reach internal destinations, `--airGapped=false` lifts the air gap";
 
 /// Who is asking, which decides the rules for a plugin's request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,7 +435,8 @@ impl PluginRole {
 
 /// The decision for one request of a plugin whose manifest declares `destination` (the runtime checks
 /// that first). `one_run` are grants for this run only (`octo run-step --allow-outbound`), which like
-/// stored grants cannot override the air gap.
+/// stored grants cannot override the air gap: while air-gapped a step reaches only destinations inside
+/// the internal networks, and there only what it would reach without the air gap.
 pub fn decide_plugin(
     settings: &Settings,
     grants: &Grants,
@@ -445,12 +455,11 @@ pub fn decide_plugin(
             if !switch_verdict.allowed {
                 return switch_verdict;
             }
-            let url = endpoint_url(row, settings).unwrap_or_default();
-            let Some(endpoint_key) = (match row.endpoint {
-                Endpoint::Setting(k) => Some(k),
-                _ => None,
-            }) else {
+            let Endpoint::Setting(endpoint_key) = row.endpoint else {
                 return Decision::deny(format!("{} has no configured endpoint", row.id_str));
+            };
+            let Some(url) = endpoint_url(row, settings) else {
+                return Decision::deny(format!("{endpoint_key} is {NOT_CONFIGURED}"));
             };
             match Destination::from_url(url) {
                 Ok(origin) if origin == *destination => {
@@ -463,8 +472,42 @@ pub fn decide_plugin(
             }
         }
         PluginRole::BuiltInStep | PluginRole::Step if settings.air_gapped() => {
-            Decision::deny(AIR_GAPPED_STEPS)
+            let Some(network) = settings.internal_networks.matching(&destination.host) else {
+                return Decision::deny(if settings.internal_networks.is_empty() {
+                    AIR_GAPPED_STEPS.to_string()
+                } else {
+                    format!(
+                        "air-gapped: {destination} is not inside the internal networks ({}); `octo configure --internalNetworks=...` sets them",
+                        settings.internal_networks
+                    )
+                });
+            };
+            let decision = decide_step(grants, one_run, role, plugin_id, destination);
+            if decision.allowed {
+                Decision::allow(format!(
+                    "air-gapped, {destination} is inside the internal network {network}, and {}",
+                    decision.reason
+                ))
+            } else {
+                decision
+            }
         }
+        PluginRole::BuiltInStep | PluginRole::Step => {
+            decide_step(grants, one_run, role, plugin_id, destination)
+        }
+    }
+}
+
+/// A step's request without the air gap: built-in steps what they declare, others what was granted.
+fn decide_step(
+    grants: &Grants,
+    one_run: &[DestinationPattern],
+    role: PluginRole,
+    plugin_id: &str,
+    destination: &Destination,
+) -> Decision {
+    match role {
+        PluginRole::Vendor(_) => unreachable!("vendor plugins are decided by their row"),
         PluginRole::BuiltInStep => Decision::allow(format!(
             "built-in step {plugin_id} declares {destination} in its manifest"
         )),
@@ -486,9 +529,11 @@ pub fn decide_plugin(
 
 /// The allow-list to send with a step that runs on a tentacle, whose sandbox enforces it with a plain
 /// allow-list policy (the tentacle checks the manifest itself, so "any" below still means "any declared
-/// destination"): nothing while air-gapped; any `http`/`https` origin for a built-in step; the stored
-/// grants plus the one-run grants for other steps; a vendor plugin's configured origin while its switch
-/// is on. The result never allows more than [`decide_plugin`] would.
+/// destination"): any `http`/`https` origin for a built-in step; the stored grants plus the one-run
+/// grants for other steps; a vendor plugin's configured origin while its switch is on and the server is
+/// not air-gapped. While air-gapped, a step's list is cut to the internal networks that a pattern can
+/// say (names, `*.domain`, single addresses; a wider address block is left out, so remote runs cannot
+/// reach it). The result never allows more than [`decide_plugin`] would.
 pub fn remote_grants(
     settings: &Settings,
     grants: &Grants,
@@ -496,24 +541,46 @@ pub fn remote_grants(
     role: PluginRole,
     plugin_id: &str,
 ) -> Vec<DestinationPattern> {
-    let any = || {
-        ["http://*:*", "https://*:*"]
+    if let PluginRole::Vendor(id) = role {
+        if !verdict(id.row(), settings).allowed {
+            return Vec::new();
+        }
+        return endpoint_url(id.row(), settings)
+            .and_then(|url| Destination::from_url(url).ok())
+            .map(|origin| vec![DestinationPattern::exact(&origin)])
+            .unwrap_or_default();
+    }
+    let open = step_grants(grants, one_run, role, plugin_id);
+    if !settings.air_gapped() {
+        return open;
+    }
+    let internal = internal_patterns(&settings.internal_networks);
+    let mut list: Vec<DestinationPattern> = Vec::new();
+    for p in &open {
+        for q in &internal {
+            if let Some(both) = p.intersect(q)
+                && !list.contains(&both)
+            {
+                list.push(both);
+            }
+        }
+    }
+    list
+}
+
+/// A step's allow-list without the air gap.
+fn step_grants(
+    grants: &Grants,
+    one_run: &[DestinationPattern],
+    role: PluginRole,
+    plugin_id: &str,
+) -> Vec<DestinationPattern> {
+    match role {
+        PluginRole::Vendor(_) => Vec::new(),
+        PluginRole::BuiltInStep => ["http://*:*", "https://*:*"]
             .iter()
             .map(|p| DestinationPattern::parse(p).expect("valid pattern"))
-            .collect()
-    };
-    match role {
-        PluginRole::Vendor(id) => {
-            if !verdict(id.row(), settings).allowed {
-                return Vec::new();
-            }
-            endpoint_url(id.row(), settings)
-                .and_then(|url| Destination::from_url(url).ok())
-                .map(|origin| vec![DestinationPattern::exact(&origin)])
-                .unwrap_or_default()
-        }
-        _ if settings.air_gapped() => Vec::new(),
-        PluginRole::BuiltInStep => any(),
+            .collect(),
         PluginRole::Step => {
             let mut list: Vec<DestinationPattern> = grants.for_plugin(plugin_id).to_vec();
             for p in one_run {
@@ -524,6 +591,33 @@ pub fn remote_grants(
             list
         }
     }
+}
+
+/// The internal networks as outbound patterns (`http` and `https`, any port), as far as a pattern can
+/// say them: names, `*.domain` and single addresses; wider address blocks have no pattern.
+pub fn internal_patterns(networks: &InternalNetworks) -> Vec<DestinationPattern> {
+    let mut list = Vec::new();
+    for network in networks.entries() {
+        let host = match network {
+            InternalNetwork::Name(name) => name.clone(),
+            InternalNetwork::Subdomains(suffix) => format!("*.{suffix}"),
+            InternalNetwork::Block {
+                addr: std::net::IpAddr::V4(a),
+                prefix: 32,
+            } => a.to_string(),
+            InternalNetwork::Block {
+                addr: std::net::IpAddr::V6(a),
+                prefix: 128,
+            } => format!("[{a}]"),
+            InternalNetwork::Block { .. } => continue,
+        };
+        for scheme in ["http", "https"] {
+            if let Ok(p) = DestinationPattern::parse(&format!("{scheme}://{host}:*")) {
+                list.push(p);
+            }
+        }
+    }
+    list
 }
 
 #[cfg(test)]

@@ -9,25 +9,55 @@ fn pat(s: &str) -> DestinationPattern {
     DestinationPattern::parse(s).unwrap()
 }
 
+/// Defaults with every endpoint configured.
+fn configured() -> Settings {
+    Settings {
+        feed_url: Some("https://steps.vendor.test/feed".into()),
+        library_feed_url: Some("https://library.vendor.test".into()),
+        update_url: Some(UPDATE_URL.into()),
+        telemetry_url: Some(TELEMETRY_URL.into()),
+        experiences_url: Some("https://api.vendor.test/api/experiences".into()),
+        dynamic_extensions_url: Some("https://api.vendor.test/api/dynamic-extensions".into()),
+        ..Settings::default()
+    }
+}
+
+const UPDATE_URL: &str = "https://api.vendor.test/api/update";
+const TELEMETRY_URL: &str = "https://api.vendor.test/api/telemetry";
+
 fn gapped() -> Settings {
-    let mut s = Settings::default();
+    let mut s = configured();
     s.set_air_gapped(true);
     s
 }
 
-/// Air-gapped, then only `key` on.
-fn only(key: &str) -> Settings {
+/// Air-gapped with these internal networks.
+fn gapped_with(networks: &str) -> Settings {
     let mut s = gapped();
+    s.internal_networks = octo_settings::InternalNetworks::parse_list(networks).unwrap();
+    s
+}
+
+/// Not air-gapped, every vendor switch off, then only `key` on.
+fn only(key: &str) -> Settings {
+    let mut s = configured();
+    for (k, _) in Settings::default().vendor_switches() {
+        set_switch(&mut s, k, false);
+    }
+    set_switch(&mut s, key, true);
+    s
+}
+
+fn set_switch(s: &mut Settings, key: &str, on: bool) {
     match key {
-        keys::UPGRADE_CHECK => s.upgrade_check = true,
-        keys::SEND_TELEMETRY => s.send_telemetry = true,
-        keys::DYNAMIC_EXTENSIONS_ENABLED => s.dynamic_extensions_enabled = true,
-        keys::EXPERIENCES_ENABLED => s.experiences_enabled = true,
-        keys::STEP_TEMPLATE_UPDATES => s.step_template_updates = true,
-        keys::COMMUNITY_STEP_TEMPLATES => s.community_step_templates = true,
+        keys::UPGRADE_CHECK => s.upgrade_check = on,
+        keys::SEND_TELEMETRY => s.send_telemetry = on,
+        keys::DYNAMIC_EXTENSIONS_ENABLED => s.dynamic_extensions_enabled = on,
+        keys::EXPERIENCES_ENABLED => s.experiences_enabled = on,
+        keys::STEP_TEMPLATE_UPDATES => s.step_template_updates = on,
+        keys::COMMUNITY_STEP_TEMPLATES => s.community_step_templates = on,
         _ => panic!("{key}"),
     }
-    s
 }
 
 const VENDOR_PLUGINS: [DestinationId; 4] = [
@@ -71,15 +101,47 @@ fn the_table_is_complete_and_consistent() {
 
 #[test]
 fn defaults_allow_everything_by_its_own_rules() {
-    let s = Settings::default();
+    let s = configured();
     for (row, d) in verdicts(&s) {
         assert!(d.allowed, "{}: {}", row.name, d.reason);
     }
     assert_eq!(
         endpoint_url(DestinationId::UpdateCheck.row(), &s),
-        Some(octo_settings::DEFAULT_UPDATE_URL)
+        Some(UPDATE_URL)
     );
     assert_eq!(endpoint_url(DestinationId::Tentacles.row(), &s), None);
+}
+
+#[test]
+fn an_unset_endpoint_is_not_configured_and_makes_no_request() {
+    // The defaults: every switch on, no endpoint set.
+    let s = Settings::default();
+    for (row, d) in verdicts(&s) {
+        match row.endpoint {
+            Endpoint::Setting(key) => {
+                assert!(!d.allowed, "{}", row.name);
+                assert!(
+                    d.reason.contains(&format!("{key} is not configured"))
+                        && d.reason.contains(&format!("--{key}=URL")),
+                    "{}",
+                    d.reason
+                );
+                assert_eq!(endpoint_url(row, &s), None);
+            }
+            _ => assert!(d.allowed, "{}: {}", row.name, d.reason),
+        }
+    }
+    let id = DestinationId::Telemetry;
+    let p = decide_plugin(
+        &s,
+        &Grants::default(),
+        &[],
+        PluginRole::Vendor(id),
+        "telemetry",
+        &dest(TELEMETRY_URL),
+    );
+    assert!(!p.allowed);
+    assert!(remote_grants(&s, &Grants::default(), &[], PluginRole::Vendor(id), "t").is_empty());
 }
 
 #[test]
@@ -143,7 +205,7 @@ fn each_switch_alone_enables_exactly_its_vendor_destination() {
 fn a_switch_off_names_the_flag_that_turns_it_on() {
     let s = Settings {
         send_telemetry: false,
-        ..Settings::default()
+        ..configured()
     };
     let d = verdict(DestinationId::Telemetry.row(), &s);
     assert!(!d.allowed);
@@ -156,8 +218,8 @@ fn a_switch_off_names_the_flag_that_turns_it_on() {
 #[test]
 fn vendor_plugins_reach_only_their_configured_endpoint() {
     let s = Settings {
-        update_url: "http://127.0.0.1:8080/api/update".into(),
-        ..Settings::default()
+        update_url: Some("http://127.0.0.1:8080/api/update".into()),
+        ..configured()
     };
     let role = PluginRole::Vendor(DestinationId::UpdateCheck);
     let g = Grants::default();
@@ -189,7 +251,7 @@ fn vendor_plugins_reach_only_their_configured_endpoint() {
         other.reason
     );
     // The telemetry endpoint is not the update check's, even though the plugin might declare it.
-    let telemetry = dest(&s.telemetry_url);
+    let telemetry = dest(s.telemetry_url.as_deref().unwrap());
     assert!(!decide_plugin(&s, &g, &[], role, "update-check", &telemetry).allowed);
     // Grants do not widen a vendor plugin.
     let mut grants = Grants::default();
@@ -296,15 +358,21 @@ fn remote_grants_never_allow_more_than_the_local_decision() {
         "http://10.0.0.1:8080",
         "https://other.example",
         "http://127.0.0.1:1",
-        octo_settings::DEFAULT_UPDATE_URL,
-        octo_settings::DEFAULT_TELEMETRY_URL,
+        UPDATE_URL,
+        TELEMETRY_URL,
     ];
     let roles = [
         PluginRole::Step,
         PluginRole::BuiltInStep,
         PluginRole::Vendor(DestinationId::UpdateCheck),
     ];
-    let mut settings = vec![Settings::default(), gapped()];
+    let mut settings = vec![
+        configured(),
+        Settings::default(),
+        gapped(),
+        gapped_with("ok.example,127.0.0.1"),
+        gapped_with("*.example,10.0.0.1"),
+    ];
     settings.extend(keys::VENDOR_SWITCHES.iter().map(|k| only(k)));
     for s in &settings {
         for role in roles {
@@ -323,4 +391,147 @@ fn remote_grants_never_allow_more_than_the_local_decision() {
         }
     }
     assert!(remote_grants(&gapped(), &grants, &one_run, PluginRole::Step, "custom").is_empty());
+}
+
+#[test]
+fn the_air_gap_denies_every_vendor_destination_and_lifting_it_restores_the_switches() {
+    // Telemetry off, everything else on; then air-gapped.
+    let mut s = Settings {
+        send_telemetry: false,
+        ..configured()
+    };
+    s.set_air_gapped(true);
+    for id in VENDOR_PLUGINS {
+        let row = id.row();
+        let d = verdict(row, &s);
+        assert!(!d.allowed, "{}", row.name);
+        assert!(
+            d.reason.starts_with("air-gapped") && d.reason.contains("--airGapped=false"),
+            "{}",
+            d.reason
+        );
+        let url = endpoint_url(row, &s).unwrap();
+        let p = decide_plugin(
+            &s,
+            &Grants::default(),
+            &[],
+            PluginRole::Vendor(id),
+            "v",
+            &dest(url),
+        );
+        assert!(!p.allowed);
+    }
+    // Lifting it: each switch is back to what it said, telemetry stays off.
+    s.set_air_gapped(false);
+    for (row, d) in verdicts(&s) {
+        if let Gate::Switch(key) = row.gate {
+            assert_eq!(
+                d.allowed,
+                key != keys::SEND_TELEMETRY,
+                "{}: {}",
+                row.name,
+                d.reason
+            );
+        }
+    }
+}
+
+#[test]
+fn air_gapped_steps_reach_only_declared_granted_internal_destinations() {
+    let s = gapped_with("10.0.0.0/8,*.corp.example");
+    let mut grants = Grants::default();
+    grants.grant("custom", pat("http://10.1.2.3:8080")).unwrap();
+    grants
+        .grant("custom", pat("https://api.example.com"))
+        .unwrap();
+    let decide = |role, url: &str| decide_plugin(&s, &grants, &[], role, "custom", &dest(url));
+
+    // Built-in: inside the list is enough.
+    let ok = decide(PluginRole::BuiltInStep, "https://svc.corp.example/health");
+    assert!(ok.allowed, "{}", ok.reason);
+    assert!(ok.reason.contains("*.corp.example"), "{}", ok.reason);
+    // Custom: inside the list and granted.
+    let ok = decide(PluginRole::Step, "http://10.1.2.3:8080/x");
+    assert!(
+        ok.allowed && ok.reason.contains("10.0.0.0/8"),
+        "{}",
+        ok.reason
+    );
+    // Custom, inside the list but not granted: the grant rule says why.
+    let no = decide(PluginRole::Step, "https://svc.corp.example");
+    assert!(
+        !no.allowed && no.reason.contains("octo plugins grant"),
+        "{}",
+        no.reason
+    );
+    // Granted, but outside the list: the air gap says why.
+    for role in [PluginRole::Step, PluginRole::BuiltInStep] {
+        let no = decide(role, "https://api.example.com");
+        assert!(!no.allowed, "{role:?}");
+        assert!(
+            no.reason.starts_with("air-gapped")
+                && no.reason.contains("not inside the internal networks"),
+            "{}",
+            no.reason
+        );
+    }
+    // One-run grants do not open anything outside the list either.
+    let one_run = [pat("https://*:*")];
+    assert!(
+        !decide_plugin(
+            &s,
+            &grants,
+            &one_run,
+            PluginRole::Step,
+            "custom",
+            &dest("https://x.example")
+        )
+        .allowed
+    );
+    // The row says what is allowed.
+    let row = verdict(DestinationId::StepPlugins.row(), &s);
+    assert!(
+        row.allowed && row.reason.contains("10.0.0.0/8,*.corp.example"),
+        "{}",
+        row.reason
+    );
+    // Not air-gapped: the list plays no part.
+    let mut open = s.clone();
+    open.set_air_gapped(false);
+    assert!(
+        decide_plugin(
+            &open,
+            &grants,
+            &[],
+            PluginRole::Step,
+            "custom",
+            &dest("https://api.example.com")
+        )
+        .allowed
+    );
+}
+
+#[test]
+fn internal_networks_become_patterns_where_a_pattern_can_say_them() {
+    let networks = octo_settings::InternalNetworks::parse_list(
+        "10.0.0.0/8,127.0.0.1,::1,*.corp.example,build.lan",
+    )
+    .unwrap();
+    let shown: Vec<String> = internal_patterns(&networks)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "http://127.0.0.1:*",
+            "https://127.0.0.1:*",
+            "http://[::1]:*",
+            "https://[::1]:*",
+            "http://*.corp.example:*",
+            "https://*.corp.example:*",
+            "http://build.lan:*",
+            "https://build.lan:*",
+        ]
+    );
 }

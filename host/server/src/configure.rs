@@ -5,12 +5,14 @@
 //! here, so that a bad value produces one line naming the flag and what it accepts
 //! (`--upgradeCheck: expected true or false, got "maybe"`) and nothing is written.
 //!
-//! Order of application: `--airGapped` first, then the individual switches, so
-//! `--airGapped=true --upgradeCheck=true` means "everything off except the update check".
+//! `--airGapped` is a switch of its own: while it is on every vendor destination is denied whatever its
+//! switch says, and lifting it leaves every vendor switch as it was. Turning a vendor switch on while
+//! air-gapped is saved, and [`Configured`] says that it has no effect until the air gap is lifted.
+//! An endpoint flag given an empty value unsets the endpoint (no request, no DNS lookup).
 
 use crate::error::{Context, Error, Result};
 use crate::home::Home;
-use octo_settings::{Settings, SettingsError, keys};
+use octo_settings::{InternalNetworks, Settings, SettingsError, keys};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -19,8 +21,10 @@ use std::path::{Path, PathBuf};
 enum Kind {
     /// `true` or `false`.
     Switch,
-    /// An http(s) URL.
+    /// An http(s) URL; empty unsets it.
     Url,
+    /// A comma-separated list of CIDR blocks, `*.domain` patterns and host names; empty clears it.
+    Networks,
     /// A base64 ed25519 public key; empty clears it.
     PublicKey,
     /// A PEM file; empty clears it.
@@ -34,8 +38,7 @@ enum Kind {
 /// One `octo configure` flag.
 #[derive(Debug)]
 pub struct Flag {
-    /// The camelCase name: Octopus's flag name, and the settings key (except `airGapped`, which is not
-    /// stored but sets all the vendor switches).
+    /// The camelCase name: Octopus's flag name, and the settings key.
     pub name: &'static str,
     /// The kebab-case alias.
     pub alias: &'static str,
@@ -43,8 +46,8 @@ pub struct Flag {
     help: &'static str,
 }
 
-/// The pseudo-setting that flips every vendor switch.
-pub const AIR_GAPPED: &str = "airGapped";
+/// The air-gap switch (a settings key like the others).
+pub const AIR_GAPPED: &str = keys::AIR_GAPPED;
 
 const fn flag(name: &'static str, alias: &'static str, kind: Kind, help: &'static str) -> Flag {
     Flag {
@@ -61,9 +64,17 @@ pub static FLAGS: &[Flag] = &[
         AIR_GAPPED,
         "air-gapped",
         Kind::Switch,
-        "true: turn every vendor destination off at once (update check, telemetry, in-app messages, \
-         dynamic extensions, step template updates, community templates), and deny plugins' requests; \
-         false: turn them all back on. Applied before the individual switches.",
+        "true: deny every vendor destination (update check, telemetry, in-app messages, dynamic \
+         extensions, step template updates, community templates) whatever its own switch says, and let \
+         step plugins reach only declared (and granted) destinations inside --internalNetworks; \
+         false: lift the air gap, leaving every vendor switch as it was.",
+    ),
+    flag(
+        keys::INTERNAL_NETWORKS,
+        "internal-networks",
+        Kind::Networks,
+        "Where step plugins may still go while air-gapped: CIDR blocks (10.0.0.0/8, fd00::/8), \
+         *.domain patterns and host names, comma-separated (empty: none).",
     ),
     flag(
         keys::UPGRADE_CHECK,
@@ -105,7 +116,7 @@ pub static FLAGS: &[Flag] = &[
         keys::FEED,
         "feed",
         Kind::Url,
-        "The steps feed's base URL ({feed}/index.json, blobs under it).",
+        "The steps feed's base URL ({feed}/index.json, blobs under it) (empty: unset; unset makes no request)",
     ),
     flag(
         keys::FEED_PUBLIC_KEY,
@@ -123,31 +134,31 @@ pub static FLAGS: &[Flag] = &[
         keys::LIBRARY_FEED,
         "library-feed",
         Kind::Url,
-        "The community step template library's base URL.",
+        "The community step template library's base URL (empty: unset; unset makes no request)",
     ),
     flag(
         keys::UPDATE_URL,
         "update-url",
         Kind::Url,
-        "The update check endpoint.",
+        "The update check endpoint (empty: unset; unset makes no request)",
     ),
     flag(
         keys::TELEMETRY_URL,
         "telemetry-url",
         Kind::Url,
-        "The telemetry endpoint.",
+        "The telemetry endpoint (empty: unset; unset makes no request)",
     ),
     flag(
         keys::EXPERIENCES_URL,
         "experiences-url",
         Kind::Url,
-        "The in-app messages endpoint.",
+        "The in-app messages endpoint (empty: unset; unset makes no request)",
     ),
     flag(
         keys::DYNAMIC_EXTENSIONS_URL,
         "dynamic-extensions-url",
         Kind::Url,
-        "The dynamic extensions endpoint.",
+        "The dynamic extensions endpoint (empty: unset; unset makes no request)",
     ),
     flag(
         keys::COMMS_LISTEN_PORT,
@@ -176,6 +187,7 @@ impl Flag {
         match self.kind {
             Kind::Switch => "true|false",
             Kind::Url => "URL",
+            Kind::Networks => "LIST",
             Kind::PublicKey => "BASE64",
             Kind::Certificate => "PEM_FILE",
             Kind::Port => "PORT",
@@ -225,8 +237,8 @@ impl ConfigureOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Value {
     Bool(bool),
-    Text(String),
     Optional(Option<String>),
+    Networks(InternalNetworks),
     Path(Option<PathBuf>),
     Port(u16),
     ScriptNetwork(octo_settings::ScriptNetwork),
@@ -242,8 +254,12 @@ fn parse_value(flag: &Flag, raw: &str) -> Result<Value, String> {
             "false" => Ok(Value::Bool(false)),
             _ => Err(format!("--{name}: expected true or false, got {raw:?}")),
         },
+        Kind::Url if trimmed.is_empty() => Ok(Value::Optional(None)),
         Kind::Url => octo_settings::check_url(trimmed)
-            .map(|()| Value::Text(trimmed.to_string()))
+            .map(|()| Value::Optional(Some(trimmed.to_string())))
+            .map_err(|e| format!("--{name}: {e}")),
+        Kind::Networks => InternalNetworks::parse_list(trimmed)
+            .map(Value::Networks)
             .map_err(|e| format!("--{name}: {e}")),
         Kind::PublicKey if trimmed.is_empty() => Ok(Value::Optional(None)),
         Kind::PublicKey => octo_settings::check_public_key(trimmed)
@@ -282,7 +298,8 @@ fn parse_value(flag: &Flag, raw: &str) -> Result<Value, String> {
 
 fn apply(settings: &mut Settings, flag: &Flag, value: Value) {
     match (flag.name, value) {
-        (AIR_GAPPED, Value::Bool(b)) => settings.set_air_gapped(b),
+        (keys::AIR_GAPPED, Value::Bool(b)) => settings.set_air_gapped(b),
+        (keys::INTERNAL_NETWORKS, Value::Networks(n)) => settings.internal_networks = n,
         (keys::UPGRADE_CHECK, Value::Bool(b)) => settings.upgrade_check = b,
         (keys::SEND_TELEMETRY, Value::Bool(b)) => settings.send_telemetry = b,
         (keys::DYNAMIC_EXTENSIONS_ENABLED, Value::Bool(b)) => {
@@ -291,22 +308,21 @@ fn apply(settings: &mut Settings, flag: &Flag, value: Value) {
         (keys::EXPERIENCES_ENABLED, Value::Bool(b)) => settings.experiences_enabled = b,
         (keys::STEP_TEMPLATE_UPDATES, Value::Bool(b)) => settings.step_template_updates = b,
         (keys::COMMUNITY_STEP_TEMPLATES, Value::Bool(b)) => settings.community_step_templates = b,
-        (keys::FEED, Value::Text(t)) => settings.feed_url = t,
+        (keys::FEED, Value::Optional(t)) => settings.feed_url = t,
         (keys::FEED_PUBLIC_KEY, Value::Optional(k)) => settings.feed_public_key = k,
         (keys::FEED_CERTIFICATE, Value::Path(p)) => settings.feed_trusted_certificate = p,
-        (keys::LIBRARY_FEED, Value::Text(t)) => settings.library_feed_url = t,
-        (keys::UPDATE_URL, Value::Text(t)) => settings.update_url = t,
-        (keys::TELEMETRY_URL, Value::Text(t)) => settings.telemetry_url = t,
-        (keys::EXPERIENCES_URL, Value::Text(t)) => settings.experiences_url = t,
-        (keys::DYNAMIC_EXTENSIONS_URL, Value::Text(t)) => settings.dynamic_extensions_url = t,
+        (keys::LIBRARY_FEED, Value::Optional(t)) => settings.library_feed_url = t,
+        (keys::UPDATE_URL, Value::Optional(t)) => settings.update_url = t,
+        (keys::TELEMETRY_URL, Value::Optional(t)) => settings.telemetry_url = t,
+        (keys::EXPERIENCES_URL, Value::Optional(t)) => settings.experiences_url = t,
+        (keys::DYNAMIC_EXTENSIONS_URL, Value::Optional(t)) => settings.dynamic_extensions_url = t,
         (keys::COMMS_LISTEN_PORT, Value::Port(p)) => settings.comms_listen_port = p,
         (keys::SCRIPT_NETWORK, Value::ScriptNetwork(n)) => settings.script_network = n,
         (name, value) => unreachable!("flag {name} cannot take {value:?}"),
     }
 }
 
-/// Checks every value, then applies them in table order (`--airGapped` first). Nothing is applied
-/// unless every value is good.
+/// Checks every value, then applies them in table order. Nothing is applied unless every value is good.
 fn parse_all(args: &ConfigureOptions) -> Result<Vec<(&'static Flag, Value)>> {
     let mut parsed = Vec::with_capacity(args.values.len());
     for (flag, raw) in &args.values {
@@ -320,8 +336,16 @@ fn parse_all(args: &ConfigureOptions) -> Result<Vec<(&'static Flag, Value)>> {
 /// masked here and never printed.
 pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
+    let endpoint = |v: &Option<String>| {
+        v.clone()
+            .unwrap_or_else(|| format!("({})", octo_outbound::NOT_CONFIGURED))
+    };
     vec![
         (AIR_GAPPED, settings.air_gapped().to_string()),
+        (
+            keys::INTERNAL_NETWORKS,
+            settings.internal_networks.to_string(),
+        ),
         (keys::UPGRADE_CHECK, settings.upgrade_check.to_string()),
         (keys::SEND_TELEMETRY, settings.send_telemetry.to_string()),
         (
@@ -340,7 +364,7 @@ pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
             keys::COMMUNITY_STEP_TEMPLATES,
             settings.community_step_templates.to_string(),
         ),
-        (keys::FEED, settings.feed_url.clone()),
+        (keys::FEED, endpoint(&settings.feed_url)),
         (keys::FEED_PUBLIC_KEY, opt(&settings.feed_public_key)),
         (
             keys::FEED_CERTIFICATE,
@@ -350,13 +374,13 @@ pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "(not set)".into()),
         ),
-        (keys::LIBRARY_FEED, settings.library_feed_url.clone()),
-        (keys::UPDATE_URL, settings.update_url.clone()),
-        (keys::TELEMETRY_URL, settings.telemetry_url.clone()),
-        (keys::EXPERIENCES_URL, settings.experiences_url.clone()),
+        (keys::LIBRARY_FEED, endpoint(&settings.library_feed_url)),
+        (keys::UPDATE_URL, endpoint(&settings.update_url)),
+        (keys::TELEMETRY_URL, endpoint(&settings.telemetry_url)),
+        (keys::EXPERIENCES_URL, endpoint(&settings.experiences_url)),
         (
             keys::DYNAMIC_EXTENSIONS_URL,
-            settings.dynamic_extensions_url.clone(),
+            endpoint(&settings.dynamic_extensions_url),
         ),
         (
             keys::INSTALLATION_ID,
@@ -426,29 +450,52 @@ pub struct Configured {
     pub changed: Vec<(&'static str, String, String)>,
     /// The settings as saved.
     pub settings: Settings,
+    /// What the user should know about the result (a vendor switch turned on while air-gapped).
+    pub notes: Vec<String>,
 }
 
 impl fmt::Display for Configured {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.changed.is_empty() {
-            return writeln!(
+            writeln!(
                 f,
                 "No changes; {} already had these values.",
                 self.path.display()
-            );
+            )?;
+        } else {
+            writeln!(f, "Saved {}:", self.path.display())?;
+            let width = self
+                .changed
+                .iter()
+                .map(|(k, _, _)| k.len())
+                .max()
+                .unwrap_or(0);
+            for (key, old, new) in &self.changed {
+                writeln!(f, "  {key:<width$}  {old} -> {new}")?;
+            }
         }
-        writeln!(f, "Saved {}:", self.path.display())?;
-        let width = self
-            .changed
-            .iter()
-            .map(|(k, _, _)| k.len())
-            .max()
-            .unwrap_or(0);
-        for (key, old, new) in &self.changed {
-            writeln!(f, "  {key:<width$}  {old} -> {new}")?;
+        for note in &self.notes {
+            writeln!(f, "Note: {note}")?;
         }
         Ok(())
     }
+}
+
+/// Notes for switches turned on that the air gap overrides.
+fn air_gap_notes(parsed: &[(&'static Flag, Value)], after: &Settings) -> Vec<String> {
+    if !after.air_gapped() {
+        return Vec::new();
+    }
+    parsed
+        .iter()
+        .filter(|(f, v)| keys::VENDOR_SWITCHES.contains(&f.name) && *v == Value::Bool(true))
+        .map(|(f, _)| {
+            format!(
+                "--{}=true is saved but has no effect while air-gapped: every vendor destination stays denied until `octo configure --airGapped=false`",
+                f.name
+            )
+        })
+        .collect()
 }
 
 /// `octo configure`: checks every value, then applies them all under the settings lock (or none).
@@ -464,8 +511,8 @@ pub fn configure(home: &Home, options: &ConfigureOptions) -> Result<Configured> 
     let mut before = None;
     let after = Settings::update(&path, |settings| {
         before = Some(settings.clone());
-        for (flag, value) in parsed {
-            apply(settings, flag, value);
+        for (flag, value) in &parsed {
+            apply(settings, flag, value.clone());
         }
         Ok(())
     })
@@ -473,6 +520,7 @@ pub fn configure(home: &Home, options: &ConfigureOptions) -> Result<Configured> 
     let before = before.expect("update ran the closure");
     Ok(Configured {
         changed: changes(&before, &after),
+        notes: air_gap_notes(&parsed, &after),
         path,
         settings: after,
     })
@@ -528,7 +576,11 @@ impl Configuration {
             self.path.display().to_string().into(),
         );
         object.insert("fileExists".into(), self.exists.into());
-        object.insert(AIR_GAPPED.into(), self.settings.air_gapped().into());
+        object.insert(
+            keys::INTERNAL_NETWORKS.into(),
+            serde_json::to_value(&self.settings.internal_networks)
+                .context("cannot show the settings")?,
+        );
         // The same document as the file (secrets are masked here).
         let value = serde_json::to_value(&self.settings).context("cannot show the settings")?;
         if let serde_json::Value::Object(map) = value {
@@ -562,9 +614,8 @@ impl fmt::Display for Configuration {
             }
             Ok(())
         };
-        let mut switches = vec![AIR_GAPPED];
-        switches.extend_from_slice(keys::VENDOR_SWITCHES);
-        section("Vendor destinations (switches)", &switches)?;
+        section("Air gap", &[AIR_GAPPED, keys::INTERNAL_NETWORKS])?;
+        section("Vendor destinations (switches)", keys::VENDOR_SWITCHES)?;
         section(
             "Endpoints",
             &[
@@ -614,6 +665,7 @@ mod tests {
             let value = match f.kind {
                 Kind::Switch => "false",
                 Kind::Url => "http://127.0.0.1:9/x",
+                Kind::Networks => "10.0.0.0/8,*.corp.example",
                 Kind::PublicKey => "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
                 Kind::Certificate => "",
                 Kind::Port => "1234",
@@ -680,20 +732,71 @@ mod tests {
     }
 
     #[test]
-    fn air_gapped_applies_first() {
+    fn air_gapped_is_its_own_switch() {
         let s = run(&[("airGapped", "true")]).unwrap();
         assert!(s.air_gapped());
-        let s = run(&[("upgradeCheck", "true"), ("air-gapped", "true")]).unwrap();
-        assert!(s.upgrade_check && !s.send_telemetry && !s.air_gapped());
-        let mut gapped = Settings::default();
+        assert!(
+            s.vendor_switches().iter().all(|(_, on)| *on),
+            "switches kept"
+        );
+        let s = run(&[("upgradeCheck", "false"), ("air-gapped", "true")]).unwrap();
+        assert!(!s.upgrade_check && s.send_telemetry && s.air_gapped());
+        // Lifting it leaves every switch as it was (telemetry stays off).
+        let mut gapped = Settings {
+            send_telemetry: false,
+            ..Settings::default()
+        };
         gapped.set_air_gapped(true);
         let mut s = gapped.clone();
-        for (flag, value) in
-            parse_all(&ConfigureOptions::from_pairs(&[("airGapped", "false")]).unwrap()).unwrap()
-        {
+        let parsed =
+            parse_all(&ConfigureOptions::from_pairs(&[("airGapped", "false")]).unwrap()).unwrap();
+        for (flag, value) in parsed {
             apply(&mut s, flag, value);
         }
-        assert_eq!(s, Settings::default());
+        assert!(!s.air_gapped() && !s.send_telemetry && s.upgrade_check);
+    }
+
+    #[test]
+    fn a_switch_turned_on_while_air_gapped_says_it_has_no_effect() {
+        let parsed = parse_all(
+            &ConfigureOptions::from_pairs(&[("upgradeCheck", "true"), ("sendTelemetry", "false")])
+                .unwrap(),
+        )
+        .unwrap();
+        let mut gapped = Settings::default();
+        gapped.set_air_gapped(true);
+        let notes = air_gap_notes(&parsed, &gapped);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("--upgradeCheck=true is saved but has no effect while air-gapped")
+                && notes[0].contains("--airGapped=false"),
+            "{}",
+            notes[0]
+        );
+        assert!(air_gap_notes(&parsed, &Settings::default()).is_empty());
+    }
+
+    #[test]
+    fn internal_networks_and_unset_endpoints() {
+        let s = run(&[("internalNetworks", "10.0.0.0/8, *.corp.example")]).unwrap();
+        assert_eq!(s.internal_networks.to_string(), "10.0.0.0/8,*.corp.example");
+        assert!(
+            run(&[("internal-networks", "")])
+                .unwrap()
+                .internal_networks
+                .is_empty()
+        );
+        let e = run(&[("internalNetworks", "10.0.0.1/8")]).unwrap_err();
+        assert!(
+            e.starts_with("--internalNetworks: ") && e.contains("10.0.0.0/8"),
+            "{e}"
+        );
+        let s = run(&[("updateUrl", "https://u.test/x"), ("telemetryUrl", "")]).unwrap();
+        assert_eq!(s.update_url.as_deref(), Some("https://u.test/x"));
+        assert_eq!(s.telemetry_url, None);
+        let shown = entries(&Settings::default());
+        let feed = shown.iter().find(|(k, _)| *k == keys::FEED).unwrap();
+        assert_eq!(feed.1, "(not configured)");
     }
 
     #[test]
@@ -704,11 +807,11 @@ mod tests {
             ("update-url", "https://u.test/api/update"),
         ])
         .unwrap();
-        assert_eq!(s.feed_url, "http://127.0.0.1:8080/feed");
+        assert_eq!(s.feed_url.as_deref(), Some("http://127.0.0.1:8080/feed"));
         for (flag, bad) in [
             ("feed", "ftp://x/"),
             ("libraryFeed", "library.example"),
-            ("updateUrl", ""),
+            ("updateUrl", "not a url"),
             ("telemetryUrl", "https://user:secret@t.test/"),
             ("experiencesUrl", "http://"),
             ("dynamicExtensionsUrl", "file:///etc/passwd"),
@@ -777,10 +880,10 @@ mod tests {
         after.set_air_gapped(true);
         let changed = changes(&before, &after);
         assert_eq!(changed[0], (AIR_GAPPED, "false".into(), "true".into()));
-        // The six switches, and scripts confined while air-gapped.
-        assert_eq!(changed.len(), 8);
+        // airGapped itself, and scripts confined while air-gapped; the vendor switches keep their values.
+        assert_eq!(changed.len(), 3);
         assert_eq!(
-            changed[7],
+            changed[2],
             (
                 keys::SCRIPT_NETWORK,
                 "audited".into(),

@@ -95,7 +95,13 @@ impl StepsFeed {
     /// Download progress goes to `sink`.
     pub fn with(allowed: &Allowed, settings: &Settings, sink: &Sink) -> Result<Self> {
         expect_row(allowed, DestinationId::StepsFeed);
-        let url = settings.feed_url.trim().trim_end_matches('/').to_string();
+        let url = settings
+            .feed_url
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
         if url.is_empty() {
             bail!(
                 Invalid,
@@ -172,6 +178,8 @@ impl LibraryFeed {
         expect_row(allowed, DestinationId::LibraryFeed);
         let url = settings
             .library_feed_url
+            .as_deref()
+            .unwrap_or_default()
             .trim()
             .trim_end_matches('/')
             .to_string();

@@ -229,7 +229,9 @@ pub fn run_job(home: &Home, settings: &Settings, job: &Job, sink: &Sink) -> Resu
         Ok(summary) => (Outcome::Ok, summary),
         Err(Error::Denied(reason)) => (
             Outcome::Skipped,
-            if octo_outbound::switch(settings, job.setting()) == Some(false) {
+            if settings.air_gapped() {
+                "the server is air-gapped, so it did not run and made no request (`octo configure --airGapped=false` lifts the air gap)".to_string()
+            } else if octo_outbound::switch(settings, job.setting()) == Some(false) {
                 format!(
                     "{}=false, so it did not run and made no request (enable with `octo configure --{}=true`)",
                     job.setting(),
@@ -453,11 +455,22 @@ mod tests {
     fn gates_follow_the_settings() {
         let s = Settings {
             step_template_updates: false,
+            feed_url: Some("https://steps.test/feed".into()),
+            library_feed_url: Some("https://library.test".into()),
             ..Settings::default()
         };
         let job = find("step-template-updates").unwrap();
         assert!(!job.enabled(&s));
         assert!(find("community-step-templates").unwrap().enabled(&s));
+        // Unset endpoints and the air gap turn jobs off whatever their switches say.
+        assert!(
+            !find("community-step-templates")
+                .unwrap()
+                .enabled(&Settings::default())
+        );
+        let mut gapped = s.clone();
+        gapped.set_air_gapped(true);
+        assert!(!find("community-step-templates").unwrap().enabled(&gapped));
     }
 
     #[test]

@@ -23,10 +23,10 @@ use octo_builtin_plugins::BuiltinPlugin;
 use octo_manifest::PluginKind;
 use octo_outbound::{DestinationId, Grants, PluginRole};
 use octo_runtime::{
-    LogLevel, LogLine, Message, Metric, Runtime, RuntimeConfig, TelemetryReport, VendorPlugin,
-    VendorRequest,
+    AllowList, LogLevel, LogLine, Message, Metric, RecordingSender, Runtime, RuntimeConfig,
+    TelemetryReport, VendorPlugin, VendorRequest,
 };
-use octo_settings::Settings;
+use octo_settings::{LiveSettings, Settings};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -116,8 +116,11 @@ fn request(
     vendor: &Vendor,
     sink: &Sink,
 ) -> Result<VendorRequest> {
-    let policy = Arc::new(SettingsPolicy::new(
-        settings.clone(),
+    // The settings of the moment at every request: a job that passed its gate before the air gap was
+    // switched on is still denied when it sends.
+    let live = LiveSettings::follow(&home.settings()).context("cannot read the settings")?;
+    let policy = Arc::new(SettingsPolicy::live(
+        Arc::new(live),
         Grants::default(),
         Vec::new(),
         PluginRole::Vendor(vendor.row),
@@ -271,31 +274,48 @@ pub fn telemetry_report(home: &Home, installation_id: String) -> Result<Telemetr
     })
 }
 
-/// The exact JSON the telemetry plugin sends for `report` (keys sorted, as the plugin writes them).
-pub fn telemetry_payload(report: &TelemetryReport) -> String {
-    let mut metrics = serde_json::Map::new();
-    let mut sorted: Vec<&Metric> = report.metrics.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    for m in sorted {
-        metrics.insert(m.name.clone(), serde_json::Value::from(m.value));
-    }
-    let mut doc = serde_json::Map::new();
-    doc.insert(
-        "installationId".into(),
-        serde_json::Value::from(report.installation_id.clone()),
-    );
-    doc.insert("metrics".into(), serde_json::Value::Object(metrics));
-    doc.insert(
-        "version".into(),
-        serde_json::Value::from(report.version.clone()),
-    );
-    serde_json::Value::Object(doc).to_string()
-}
+/// Where the preview says the report goes when no telemetry endpoint is configured (`.invalid` is
+/// reserved: it names nothing, and the recording sender opens no socket anyway).
+const PREVIEW_ENDPOINT: &str = "https://telemetry.invalid/api/telemetry";
 
-/// `octo telemetry preview`: the payload, without sending anything.
+/// `octo telemetry preview`: the body the telemetry plugin that would be used (a newer signed one from
+/// the feed, else the embedded one) sends, recorded by a sender that opens no socket and looks up no
+/// name. The plugin is asked with a policy that allows exactly the endpoint's origin (the configured
+/// one, or [`PREVIEW_ENDPOINT`]), so the preview works whatever the switches say; nothing is recorded
+/// in the audit file, since nothing was sent.
 pub fn telemetry_preview(home: &Home) -> Result<String> {
+    let settings = Settings::load(&home.settings()).context("cannot read the settings")?;
     let id = installation_id(home)?;
-    Ok(telemetry_payload(&telemetry_report(home, id)?))
+    let report = telemetry_report(home, id)?;
+    let rt = runtime(home)?;
+    let plugin = load(home, &rt, &TELEMETRY)?;
+    let url = octo_outbound::endpoint_url(TELEMETRY.row.row(), &settings)
+        .unwrap_or(PREVIEW_ENDPOINT)
+        .to_string();
+    let origin = octo_manifest::Destination::from_url(&url)
+        .map_err(|e| err!(Invalid, "the telemetry endpoint {url} is unusable: {e}"))?;
+    let recorder = Arc::new(RecordingSender::new());
+    let request = VendorRequest {
+        policy: Arc::new(AllowList::new(vec![
+            octo_manifest::DestinationPattern::exact(&origin),
+        ])),
+        recorder: Some(recorder.clone()),
+        ..VendorRequest::new()
+    };
+    let outcome = crate::feeds::block_on(plugin.send(&rt, request, &url, &report))?;
+    outcome
+        .result
+        .map_err(|f| err!(Failed, "the telemetry plugin failed in the preview: {f}"))?;
+    let sent = recorder.requests();
+    let [request] = sent.as_slice() else {
+        bail!(
+            Failed,
+            "the telemetry plugin made {} requests in the preview, expected one",
+            sent.len()
+        );
+    };
+    String::from_utf8(request.body.clone())
+        .map_err(|_| err!(Failed, "the telemetry plugin's body is not UTF-8"))
 }
 
 /// The telemetry report as the job will send it: counted before the gate records this attempt, so the
@@ -497,26 +517,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_preview_is_the_plugins_payload() {
-        let report = TelemetryReport {
-            installation_id: "id-1".into(),
-            version: "0.1.0".into(),
-            metrics: vec![
-                Metric {
-                    name: "targets".into(),
-                    value: 2,
-                },
-                Metric {
-                    name: "installedPlugins".into(),
-                    value: 5,
-                },
-            ],
-        };
-        // The same bytes as plugins/telemetry's `payload` test.
+    fn the_preview_is_what_the_embedded_plugin_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let preview = telemetry_preview(&home).unwrap();
+        let id = Settings::load(&home.settings())
+            .unwrap()
+            .installation_id
+            .unwrap();
+        // The same bytes as plugins/telemetry's `payload` test, for this home's counts.
+        let report = telemetry_report(&home, id.clone()).unwrap();
+        let metrics: Vec<String> = report
+            .metrics
+            .iter()
+            .map(|m| format!("\"{}\":{}", m.name, m.value))
+            .collect();
         assert_eq!(
-            telemetry_payload(&report),
-            r#"{"installationId":"id-1","metrics":{"installedPlugins":5,"targets":2},"version":"0.1.0"}"#
+            preview,
+            format!(
+                "{{\"installationId\":\"{id}\",\"metrics\":{{{}}},\"version\":\"{VERSION}\"}}",
+                metrics.join(",")
+            )
         );
+        // Nothing was recorded as an attempt: nothing was sent.
+        assert!(AuditLog::in_home(&home).read_all().is_empty());
     }
 
     #[test]

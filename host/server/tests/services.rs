@@ -169,7 +169,7 @@ fn the_outbound_report_has_every_row_and_the_gates_attempts() {
 #[test]
 fn jobs_gated_off_are_skipped_and_recorded_without_a_request() {
     let (_dir, home) = home();
-    // Every vendor switch off; the endpoints are placeholders that would fail if anything were asked.
+    // Air-gapped: every vendor destination denied whatever its switch says (and no endpoint is set).
     configure(&home, &[("airGapped", "true")]);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = {

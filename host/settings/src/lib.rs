@@ -12,6 +12,11 @@
 //! An unknown key is an error that names it, so a typo never silently leaves a switch on.
 //!
 //! ```toml
+//! airGapped = false                  # true: every vendor destination denied, whatever its switch says;
+//!                                    # step plugins reach only declared (and granted) destinations
+//!                                    # inside internalNetworks
+//! internalNetworks = ["10.0.0.0/8", "*.corp.example"]  # CIDR blocks, *.domain, host names; default none
+//!
 //! # vendor destinations: each switch gates one kind of outbound traffic (see `octo outbound`)
 //! upgradeCheck = true                # update check, every 8 hours: version + installation id
 //! sendTelemetry = true               # anonymous usage counts, daily
@@ -20,28 +25,31 @@
 //! stepTemplateUpdates = true         # built-in step template updates from the steps feed
 //! communityStepTemplates = true      # community step templates from the library feed
 //!
-//! # endpoints
-//! feed = "https://steps.octo.example/feed"            # steps feed base: {feed}/index.json, {feed}/blobs/...
+//! # endpoints: unset by default; an unset endpoint makes no request (and no DNS lookup)
+//! feed = "https://steps.vendor.example/feed"          # steps feed base: {feed}/index.json, {feed}/blobs/...
 //! feedPublicKey = "base64 ed25519 public key"         # optional: pins the key that signs the feed index
 //! feedCertificate = "/etc/octo/feed-ca.pem"           # optional: extra PEM certificate to trust for the feed
-//! libraryFeed = "https://library.octo.example"        # community library base (as library.octopus.com)
-//! updateUrl = "https://api.octo.example/api/update"
-//! telemetryUrl = "https://api.octo.example/api/telemetry"
-//! experiencesUrl = "https://api.octo.example/api/experiences"
-//! dynamicExtensionsUrl = "https://api.octo.example/api/dynamic-extensions"
+//! libraryFeed = "https://library.vendor.example"      # community library base (as library.octopus.com)
+//! updateUrl = "https://api.vendor.example/api/update"
+//! telemetryUrl = "https://api.vendor.example/api/telemetry"
+//! experiencesUrl = "https://api.vendor.example/api/experiences"
+//! dynamicExtensionsUrl = "https://api.vendor.example/api/dynamic-extensions"
 //!
 //! installationId = "0b3c9d7e-..."    # created on first start; not a configure flag
 //! commsListenPort = 10943            # where polling tentacles connect
 //! ```
 //!
-//! There is no `airGapped` key: "air-gapped" is the state in which every vendor switch is off
-//! ([`Settings::air_gapped`]), and `octo configure --airGapped=true|false` flips all of them at once.
+//! `airGapped` is a switch of its own ([`Settings::air_gapped`]): turning it on or off leaves every vendor
+//! switch as it was, so lifting the air gap restores exactly the vendor traffic that was on before. A file
+//! written before the key existed, in which every vendor switch is off (what `--airGapped=true` used to
+//! write), loads as air-gapped.
 //!
 //! # Defaults never reach a third party
 //!
-//! The vendor endpoints default to hosts under `octo.example`, a name reserved by RFC 2606 that does not
-//! resolve on the internet. An install that was never configured with real endpoints therefore cannot send
-//! anything to anyone, whatever its switches say; pointing an endpoint somewhere is always an explicit act.
+//! The endpoints (steps feed, library feed, the four vendor endpoints) are unset by default. An install
+//! that was never configured with endpoints makes no request and no DNS lookup for them, whatever its
+//! switches say; pointing an endpoint somewhere is always an explicit act. Files written by earlier
+//! versions carry the old placeholder URLs under the reserved `octo.example` domain; they load as unset.
 //!
 //! The proxies are TOML tables in the same file (passwords masked by [`Settings::redacted`]):
 //!
@@ -61,6 +69,11 @@
 #![deny(missing_docs)]
 
 pub mod file;
+pub mod live;
+pub mod networks;
+
+pub use live::LiveSettings;
+pub use networks::{InternalNetwork, InternalNetworks};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -70,6 +83,10 @@ pub const FILE_NAME: &str = "octo.toml";
 
 /// The TOML keys of the settings file (and the names of the `octo configure` flags that set them).
 pub mod keys {
+    /// [`Settings::air_gapped`](crate::Settings::air_gapped)
+    pub const AIR_GAPPED: &str = "airGapped";
+    /// [`Settings::internal_networks`](crate::Settings::internal_networks)
+    pub const INTERNAL_NETWORKS: &str = "internalNetworks";
     /// [`Settings::upgrade_check`](crate::Settings::upgrade_check)
     pub const UPGRADE_CHECK: &str = "upgradeCheck";
     /// [`Settings::send_telemetry`](crate::Settings::send_telemetry)
@@ -111,6 +128,8 @@ pub mod keys {
 
     /// Every top-level key, in file order.
     pub const ALL: &[&str] = &[
+        AIR_GAPPED,
+        INTERNAL_NETWORKS,
         UPGRADE_CHECK,
         SEND_TELEMETRY,
         DYNAMIC_EXTENSIONS_ENABLED,
@@ -132,7 +151,7 @@ pub mod keys {
         PROXIES,
     ];
 
-    /// The vendor switches: each gates one vendor destination. All off = air-gapped.
+    /// The vendor switches: each gates one vendor destination (and none of them while air-gapped).
     pub const VENDOR_SWITCHES: &[&str] = &[
         UPGRADE_CHECK,
         SEND_TELEMETRY,
@@ -143,18 +162,16 @@ pub mod keys {
     ];
 }
 
-/// Default steps feed base URL (reserved domain: never a real third party).
-pub const DEFAULT_FEED_URL: &str = "https://steps.octo.example/feed";
-/// Default community library base URL (reserved domain).
-pub const DEFAULT_LIBRARY_FEED_URL: &str = "https://library.octo.example";
-/// Default update check endpoint (reserved domain).
-pub const DEFAULT_UPDATE_URL: &str = "https://api.octo.example/api/update";
-/// Default telemetry endpoint (reserved domain).
-pub const DEFAULT_TELEMETRY_URL: &str = "https://api.octo.example/api/telemetry";
-/// Default in-app messages endpoint (reserved domain).
-pub const DEFAULT_EXPERIENCES_URL: &str = "https://api.octo.example/api/experiences";
-/// Default dynamic extensions endpoint (reserved domain).
-pub const DEFAULT_DYNAMIC_EXTENSIONS_URL: &str = "https://api.octo.example/api/dynamic-extensions";
+/// What earlier versions wrote as endpoint defaults (hosts under the reserved `octo.example` domain): read
+/// as unset.
+const OLD_PLACEHOLDERS: &[&str] = &[
+    "https://steps.octo.example/feed",
+    "https://library.octo.example",
+    "https://api.octo.example/api/update",
+    "https://api.octo.example/api/telemetry",
+    "https://api.octo.example/api/experiences",
+    "https://api.octo.example/api/dynamic-extensions",
+];
 /// Default port polling tentacles connect to.
 pub const DEFAULT_COMMS_LISTEN_PORT: u16 = 10943;
 
@@ -162,6 +179,13 @@ pub const DEFAULT_COMMS_LISTEN_PORT: u16 = 10943;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Settings {
+    /// `airGapped`: deny every vendor destination whatever its switch says, and let step plugins reach
+    /// only destinations inside [`internal_networks`](Settings::internal_networks).
+    pub air_gapped: bool,
+    /// `internalNetworks`: where step plugins may still go while air-gapped (CIDR blocks, `*.domain`,
+    /// host names). Empty: nowhere.
+    #[serde(skip_serializing_if = "InternalNetworks::is_empty")]
+    pub internal_networks: InternalNetworks,
     /// `upgradeCheck`: check for a newer Octo every 8 hours (sends the version and the installation id).
     pub upgrade_check: bool,
     /// `sendTelemetry`: send anonymous usage counts daily.
@@ -175,8 +199,8 @@ pub struct Settings {
     /// `communityStepTemplates`: sync community step templates from the library feed.
     pub community_step_templates: bool,
     /// `feed`: the steps feed's base URL (`{feed}/index.json`, `{feed}/index.json.sig`, blobs under it).
-    #[serde(rename = "feed")]
-    pub feed_url: String,
+    #[serde(rename = "feed", skip_serializing_if = "Option::is_none")]
+    pub feed_url: Option<String>,
     /// `feedPublicKey`: base64 of the 32-byte ed25519 public key the feed index must be signed with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feed_public_key: Option<String>,
@@ -185,16 +209,20 @@ pub struct Settings {
     #[serde(rename = "feedCertificate", skip_serializing_if = "Option::is_none")]
     pub feed_trusted_certificate: Option<PathBuf>,
     /// `libraryFeed`: the community step template library's base URL.
-    #[serde(rename = "libraryFeed")]
-    pub library_feed_url: String,
+    #[serde(rename = "libraryFeed", skip_serializing_if = "Option::is_none")]
+    pub library_feed_url: Option<String>,
     /// `updateUrl`: the update check endpoint.
-    pub update_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_url: Option<String>,
     /// `telemetryUrl`: the telemetry endpoint.
-    pub telemetry_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_url: Option<String>,
     /// `experiencesUrl`: the in-app messages endpoint.
-    pub experiences_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiences_url: Option<String>,
     /// `dynamicExtensionsUrl`: the dynamic extensions endpoint.
-    pub dynamic_extensions_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_extensions_url: Option<String>,
     /// `installationId`: a random GUID created on first start ([`Settings::ensure_installation_id`]); sent
     /// only by the update check.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -287,24 +315,26 @@ pub fn check_proxy_host(host: &str) -> Result<(), String> {
 }
 
 impl Default for Settings {
-    /// Every switch on, every vendor endpoint under the reserved `octo.example` domain (RFC 2606), so a
-    /// fresh install reaches no real third party until an administrator configures real endpoints.
+    /// Not air-gapped, every switch on, no internal networks, and no endpoint set: a fresh install makes no
+    /// request to anyone until an administrator configures an endpoint.
     fn default() -> Self {
         Settings {
+            air_gapped: false,
+            internal_networks: InternalNetworks::default(),
             upgrade_check: true,
             send_telemetry: true,
             dynamic_extensions_enabled: true,
             experiences_enabled: true,
             step_template_updates: true,
             community_step_templates: true,
-            feed_url: DEFAULT_FEED_URL.into(),
+            feed_url: None,
             feed_public_key: None,
             feed_trusted_certificate: None,
-            library_feed_url: DEFAULT_LIBRARY_FEED_URL.into(),
-            update_url: DEFAULT_UPDATE_URL.into(),
-            telemetry_url: DEFAULT_TELEMETRY_URL.into(),
-            experiences_url: DEFAULT_EXPERIENCES_URL.into(),
-            dynamic_extensions_url: DEFAULT_DYNAMIC_EXTENSIONS_URL.into(),
+            library_feed_url: None,
+            update_url: None,
+            telemetry_url: None,
+            experiences_url: None,
+            dynamic_extensions_url: None,
             installation_id: None,
             comms_listen_port: DEFAULT_COMMS_LISTEN_PORT,
             script_network: ScriptNetwork::default(),
@@ -445,7 +475,7 @@ impl Settings {
                 key: key.clone(),
             });
         }
-        let settings = match Settings::deserialize(table.clone()) {
+        let mut settings = match Settings::deserialize(table.clone()) {
             Ok(s) => s,
             Err(e) => {
                 // Find the key whose value is wrong, so the message can name it.
@@ -465,6 +495,18 @@ impl Settings {
                 });
             }
         };
+        for url in settings.endpoints_mut() {
+            if url
+                .as_deref()
+                .is_some_and(|u| OLD_PLACEHOLDERS.contains(&u))
+            {
+                *url = None;
+            }
+        }
+        if !table.contains_key(keys::AIR_GAPPED) {
+            // Written before airGapped was stored: "air-gapped" then meant every vendor switch off.
+            settings.air_gapped = settings.vendor_switches().iter().all(|(_, on)| !on);
+        }
         settings.validate().map_err(|e| match e {
             SettingsError::Invalid { key, message, .. } => SettingsError::Invalid {
                 path: Some(path.to_path_buf()),
@@ -486,18 +528,47 @@ impl Settings {
         ))
     }
 
+    /// The endpoint settings as `(key, value)`, in file order (`None` = not configured).
+    pub fn endpoints(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            (keys::FEED, self.feed_url.as_deref()),
+            (keys::LIBRARY_FEED, self.library_feed_url.as_deref()),
+            (keys::UPDATE_URL, self.update_url.as_deref()),
+            (keys::TELEMETRY_URL, self.telemetry_url.as_deref()),
+            (keys::EXPERIENCES_URL, self.experiences_url.as_deref()),
+            (
+                keys::DYNAMIC_EXTENSIONS_URL,
+                self.dynamic_extensions_url.as_deref(),
+            ),
+        ]
+    }
+
+    /// The value of one endpoint setting (`None` = not configured, or not an endpoint key).
+    pub fn endpoint(&self, key: &str) -> Option<&str> {
+        self.endpoints()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, url)| url)
+    }
+
+    fn endpoints_mut(&mut self) -> [&mut Option<String>; 6] {
+        [
+            &mut self.feed_url,
+            &mut self.library_feed_url,
+            &mut self.update_url,
+            &mut self.telemetry_url,
+            &mut self.experiences_url,
+            &mut self.dynamic_extensions_url,
+        ]
+    }
+
     /// Checks every value: endpoints are http(s) URLs without credentials, the feed key is a base64
     /// ed25519 public key, the certificate path is UTF-8. The error names the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        for (key, url) in [
-            (keys::FEED, &self.feed_url),
-            (keys::LIBRARY_FEED, &self.library_feed_url),
-            (keys::UPDATE_URL, &self.update_url),
-            (keys::TELEMETRY_URL, &self.telemetry_url),
-            (keys::EXPERIENCES_URL, &self.experiences_url),
-            (keys::DYNAMIC_EXTENSIONS_URL, &self.dynamic_extensions_url),
-        ] {
-            check_url(url).map_err(|m| SettingsError::invalid(key, m))?;
+        for (key, url) in self.endpoints() {
+            if let Some(url) = url {
+                check_url(url).map_err(|m| SettingsError::invalid(key, m))?;
+            }
         }
         if let Some(k) = &self.feed_public_key {
             check_public_key(k).map_err(|m| SettingsError::invalid(keys::FEED_PUBLIC_KEY, m))?;
@@ -558,15 +629,11 @@ impl Settings {
         })
     }
 
-    /// Every vendor destination is off: no update check, telemetry, in-app messages, dynamic extensions,
-    /// step template updates or community templates. Plugins' own requests are then denied too.
+    /// The air gap is on: no update check, telemetry, in-app messages, dynamic extensions, step template
+    /// updates or community templates, whatever their switches say; step plugins reach only declared (and
+    /// granted) destinations inside [`internal_networks`](Settings::internal_networks).
     pub fn air_gapped(&self) -> bool {
-        !(self.upgrade_check
-            || self.send_telemetry
-            || self.dynamic_extensions_enabled
-            || self.experiences_enabled
-            || self.step_template_updates
-            || self.community_step_templates)
+        self.air_gapped
     }
 
     /// A copy that is safe to print (`show-configuration`, logs): every secret replaced by `********`.
@@ -593,15 +660,10 @@ impl Settings {
         }
     }
 
-    /// `--airGapped=true` turns every vendor switch off; `false` turns them all on.
+    /// `--airGapped=true|false`: only the air gap; every vendor switch keeps its value, so lifting the air
+    /// gap restores the vendor traffic that was on before it.
     pub fn set_air_gapped(&mut self, air_gapped: bool) {
-        let on = !air_gapped;
-        self.upgrade_check = on;
-        self.send_telemetry = on;
-        self.dynamic_extensions_enabled = on;
-        self.experiences_enabled = on;
-        self.step_template_updates = on;
-        self.community_step_templates = on;
+        self.air_gapped = air_gapped;
     }
 
     /// The vendor switches as `(key, on)`, in file order.

@@ -20,25 +20,37 @@ fn defaults_are_all_on_and_never_reach_a_real_host() {
     assert!(s.vendor_switches().iter().all(|(_, on)| *on));
     assert!(!s.air_gapped());
     assert_eq!(s.comms_listen_port, 10943);
-    for url in [
-        &s.feed_url,
-        &s.library_feed_url,
-        &s.update_url,
-        &s.telemetry_url,
-        &s.experiences_url,
-        &s.dynamic_extensions_url,
-    ] {
-        let host = url::Url::parse(url)
-            .unwrap()
-            .host_str()
-            .unwrap()
-            .to_string();
-        assert!(
-            host.ends_with(".example"),
-            "{url} is not under a reserved domain"
-        );
+    // No endpoint is set, so nothing is asked of anyone (not even DNS).
+    for (key, url) in s.endpoints() {
+        assert_eq!(url, None, "{key}");
     }
+    assert!(!s.to_toml().unwrap().contains("http"));
     s.validate().unwrap();
+}
+
+#[test]
+fn old_placeholder_endpoints_load_as_unset() {
+    // What the previous version wrote for a fresh install.
+    let old = "upgradeCheck = true\nfeed = \"https://steps.octo.example/feed\"\n\
+               libraryFeed = \"https://library.octo.example\"\n\
+               updateUrl = \"https://api.octo.example/api/update\"\n\
+               telemetryUrl = \"https://api.octo.example/api/telemetry\"\n\
+               experiencesUrl = \"https://api.octo.example/api/experiences\"\n\
+               dynamicExtensionsUrl = \"https://api.octo.example/api/dynamic-extensions\"\n\
+               commsListenPort = 10943\n";
+    let s = Settings::parse(old, Path::new("octo.toml")).unwrap();
+    assert_eq!(s, Settings::default());
+    // A real endpoint stays.
+    let s = Settings::parse(
+        "updateUrl = \"https://u.test/api/update\"\n",
+        Path::new("f"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.endpoint(keys::UPDATE_URL),
+        Some("https://u.test/api/update")
+    );
+    assert_eq!(s.endpoint(keys::TELEMETRY_URL), None);
 }
 
 #[test]
@@ -57,20 +69,22 @@ fn round_trip_with_every_field() {
     let home = temp_home();
     let path = Settings::path_in(home.path());
     let s = Settings {
+        air_gapped: true,
+        internal_networks: InternalNetworks::parse_list("10.0.0.0/8,fd00::/8,build.corp").unwrap(),
         upgrade_check: false,
         send_telemetry: false,
         dynamic_extensions_enabled: true,
         experiences_enabled: false,
         step_template_updates: true,
         community_step_templates: false,
-        feed_url: "http://127.0.0.1:8080/feed".into(),
+        feed_url: Some("http://127.0.0.1:8080/feed".into()),
         feed_public_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
         feed_trusted_certificate: Some("/etc/octo/ca.pem".into()),
-        library_feed_url: "http://127.0.0.1:8080".into(),
-        update_url: "https://u.test/api/update".into(),
-        telemetry_url: "https://t.test/api/telemetry".into(),
-        experiences_url: "https://e.test/x".into(),
-        dynamic_extensions_url: "https://d.test/y".into(),
+        library_feed_url: Some("http://127.0.0.1:8080".into()),
+        update_url: Some("https://u.test/api/update".into()),
+        telemetry_url: Some("https://t.test/api/telemetry".into()),
+        experiences_url: Some("https://e.test/x".into()),
+        dynamic_extensions_url: Some("https://d.test/y".into()),
         installation_id: Some("6f1c1f0e-0000-4000-8000-000000000000".into()),
         comms_listen_port: 0,
         script_network: crate::ScriptNetwork::Confined,
@@ -118,8 +132,8 @@ fn hand_written_file_with_some_keys() {
     )
     .unwrap();
     assert!(!s.upgrade_check && s.send_telemetry);
-    assert_eq!(s.feed_url, "http://localhost:9/feed");
-    assert_eq!(s.update_url, DEFAULT_UPDATE_URL);
+    assert_eq!(s.feed_url.as_deref(), Some("http://localhost:9/feed"));
+    assert_eq!(s.update_url, None);
 }
 
 #[test]
@@ -210,7 +224,7 @@ fn invalid_settings_are_never_written() {
     let before = std::fs::read(&path).unwrap();
     let e = Settings::update(&path, |s| {
         s.upgrade_check = false;
-        s.feed_url = "gopher://x".into();
+        s.feed_url = Some("gopher://x".into());
         Ok(())
     })
     .unwrap_err();
@@ -259,11 +273,15 @@ fn concurrent_updates_lose_nothing() {
 }
 
 #[test]
-fn air_gapped_is_every_vendor_switch_off() {
-    let mut s = Settings::default();
+fn air_gapped_is_stored_and_leaves_the_vendor_switches_alone() {
+    let mut s = Settings {
+        send_telemetry: false,
+        ..Settings::default()
+    };
     s.set_air_gapped(true);
     assert!(s.air_gapped());
-    assert!(s.vendor_switches().iter().all(|(_, on)| !on));
+    // The switches keep their values: lifting the air gap restores exactly what was on.
+    assert_eq!(s.vendor_switches().iter().filter(|(_, on)| *on).count(), 5);
     for i in 0..6 {
         let mut one = s.clone();
         match i {
@@ -274,10 +292,72 @@ fn air_gapped_is_every_vendor_switch_off() {
             4 => one.step_template_updates = true,
             _ => one.community_step_templates = true,
         }
-        assert!(!one.air_gapped(), "switch {i} alone breaks the air gap");
+        assert!(one.air_gapped(), "switch {i} does not lift the air gap");
     }
     s.set_air_gapped(false);
-    assert_eq!(s, Settings::default());
+    assert_eq!(
+        s,
+        Settings {
+            send_telemetry: false,
+            ..Settings::default()
+        }
+    );
+    // Stored in the file.
+    let home = temp_home();
+    let path = Settings::path_in(home.path());
+    s.set_air_gapped(true);
+    s.save(&path).unwrap();
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("airGapped = true")
+    );
+    assert_eq!(Settings::load(&path).unwrap(), s);
+}
+
+#[test]
+fn a_file_from_before_the_air_gap_key_keeps_its_meaning() {
+    // What `--airGapped=true` used to write: every vendor switch off, no airGapped key.
+    let old = "upgradeCheck = false\nsendTelemetry = false\ndynamicExtensionsEnabled = false\n\
+               experiencesEnabled = false\nstepTemplateUpdates = false\ncommunityStepTemplates = false\n";
+    let s = Settings::parse(old, Path::new("octo.toml")).unwrap();
+    assert!(s.air_gapped());
+    // Any switch on (or the key present) and it is not.
+    let s = Settings::parse("upgradeCheck = false\n", Path::new("octo.toml")).unwrap();
+    assert!(!s.air_gapped());
+    let s = Settings::parse(&format!("airGapped = false\n{old}"), Path::new("octo.toml")).unwrap();
+    assert!(!s.air_gapped());
+}
+
+#[test]
+fn internal_networks_are_stored_and_checked() {
+    let home = temp_home();
+    let path = Settings::path_in(home.path());
+    let s = Settings {
+        internal_networks: InternalNetworks::parse_list("10.0.0.0/8,*.corp.example").unwrap(),
+        ..Settings::default()
+    };
+    s.save(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(r#"internalNetworks = ["10.0.0.0/8", "*.corp.example"]"#),
+        "{text}"
+    );
+    assert_eq!(Settings::load(&path).unwrap(), s);
+    let e = Settings::parse(
+        "internalNetworks = [\"10.0.0.1/8\"]\n",
+        Path::new("octo.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(e.key(), Some("internalNetworks"), "{e}");
+    // Empty by default, and then not written.
+    assert!(Settings::default().internal_networks.is_empty());
+    assert!(
+        !Settings::default()
+            .to_toml()
+            .unwrap()
+            .contains("internalNetworks")
+    );
 }
 
 #[test]
@@ -300,6 +380,13 @@ fn installation_id_is_created_once() {
 #[test]
 fn key_list_matches_the_serialised_keys() {
     let s = Settings {
+        internal_networks: InternalNetworks::parse_list("10.0.0.0/8").unwrap(),
+        feed_url: Some("https://f.test/feed".into()),
+        library_feed_url: Some("https://l.test".into()),
+        update_url: Some("https://u.test/u".into()),
+        telemetry_url: Some("https://t.test/t".into()),
+        experiences_url: Some("https://e.test/e".into()),
+        dynamic_extensions_url: Some("https://d.test/d".into()),
         feed_public_key: Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
         feed_trusted_certificate: Some("/x.pem".into()),
         installation_id: Some("id".into()),

@@ -309,7 +309,7 @@ impl Home {
     /// plugins' switches (update check, telemetry, experiences, dynamic extensions) are off.
     pub fn configure(&self, mock: &Mock, public_key: &str, updates: bool, community: bool) {
         self.write_settings(&format!(
-            "feed = \"{}\"\nfeedPublicKey = \"{public_key}\"\nlibraryFeed = \"{}\"\nstepTemplateUpdates = {updates}\ncommunityStepTemplates = {community}\nupgradeCheck = false\nsendTelemetry = false\nexperiencesEnabled = false\ndynamicExtensionsEnabled = false\n",
+            "airGapped = false\nfeed = \"{}\"\nfeedPublicKey = \"{public_key}\"\nlibraryFeed = \"{}\"\nstepTemplateUpdates = {updates}\ncommunityStepTemplates = {community}\nupgradeCheck = false\nsendTelemetry = false\nexperiencesEnabled = false\ndynamicExtensionsEnabled = false\n",
             mock.feed_url, mock.url
         ));
     }

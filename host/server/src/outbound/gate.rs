@@ -79,12 +79,16 @@ pub fn check(audit: &AuditLog, settings: &Settings, row: DestinationId) -> Resul
         _ => "",
     };
     Err(Error::Denied(match switch(row) {
-        Some(key) if octo_outbound::switch(settings, key) == Some(false) => format!(
-            "{} is disabled ({key}=false), so no request was made; enable it with `octo configure --{key}=true`{offline}",
-            describe(row),
-        ),
+        Some(key)
+            if !settings.air_gapped() && octo_outbound::switch(settings, key) == Some(false) =>
+        {
+            format!(
+                "{} is disabled ({key}=false), so no request was made; enable it with `octo configure --{key}=true`{offline}",
+                describe(row),
+            )
+        }
         _ => format!(
-            "{} is not allowed, so no request was made: {}",
+            "{} is not allowed, so no request was made: {}{offline}",
             describe(row),
             decision.reason
         ),
@@ -99,7 +103,10 @@ mod tests {
     fn allowed_and_denied_attempts_are_recorded_alike() {
         let dir = tempfile::tempdir().unwrap();
         let audit = AuditLog::at(dir.path().join("a.jsonl"), super::super::audit::MAX_BYTES);
-        let mut settings = Settings::default();
+        let mut settings = Settings {
+            update_url: Some("https://u.test/api/update".into()),
+            ..Settings::default()
+        };
         assert!(check(&audit, &settings, DestinationId::UpdateCheck).is_ok());
         settings.upgrade_check = false;
         let e = check(&audit, &settings, DestinationId::UpdateCheck).unwrap_err();

@@ -47,7 +47,7 @@ pub struct Granted {
     pub destination: DestinationPattern,
     /// False when the plugin already had it.
     pub added: bool,
-    /// The server is air-gapped, so the grant has no effect for now.
+    /// The server is air-gapped, so the grant counts only inside the internal networks for now.
     pub air_gapped: bool,
 }
 
@@ -65,7 +65,7 @@ impl fmt::Display for Granted {
         if self.air_gapped {
             writeln!(
                 f,
-                "Note: this server is air-gapped, so plugins' requests stay denied until `octo configure --airGapped=false`."
+                "Note: this server is air-gapped, so the grant counts only inside its internal networks (`octo outbound` shows them; `octo configure --airGapped=false` lifts the air gap)."
             )?;
         }
         Ok(())

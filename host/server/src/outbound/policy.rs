@@ -1,30 +1,52 @@
 //! The [`OutboundPolicy`] the server gives the sandbox: the settings, the outbound table and the
-//! administrator's grants, loaded once by the command and handed in (checks are then pure and cheap).
+//! administrator's grants.
 //!
 //! The runtime has already checked the plugin's manifest; this adds the gate (a vendor plugin's own
-//! switch and endpoint; nothing for anyone while air-gapped) and, for steps outside the built-in set,
-//! the administrator's grant. See [`octo_outbound::decide_plugin`].
+//! switch and endpoint, none while air-gapped; while air-gapped, steps only inside the internal
+//! networks) and, for steps outside the built-in set, the administrator's grant. See
+//! [`octo_outbound::decide_plugin`].
+//!
+//! The decision is taken when the connection is made, against the settings of that moment: a policy
+//! made with [`SettingsPolicy::live`] asks [`LiveSettings`] on every request, which reads the file
+//! again when `octo configure` changed it, so a job that checked its gate and compiled its plugin
+//! before `--airGapped=true` was saved still cannot send afterwards.
 
 use crate::error::Result;
 use octo_feed::Store;
 use octo_manifest::DestinationPattern;
 use octo_outbound::{Grants, PluginRole};
 use octo_runtime::{OutboundPolicy, OutboundRequest, Verdict};
-use octo_settings::Settings;
+use octo_settings::{LiveSettings, Settings};
+use std::sync::Arc;
 
 /// Settings + table + grants, for one plugin run.
 #[derive(Debug, Clone)]
 pub struct SettingsPolicy {
-    settings: Settings,
+    settings: Arc<LiveSettings>,
     grants: Grants,
     one_run: Vec<DestinationPattern>,
     role: PluginRole,
 }
 
 impl SettingsPolicy {
-    /// From values.
+    /// From values that never change.
     pub fn new(
         settings: Settings,
+        grants: Grants,
+        one_run: Vec<DestinationPattern>,
+        role: PluginRole,
+    ) -> Self {
+        Self::live(
+            Arc::new(LiveSettings::fixed(settings)),
+            grants,
+            one_run,
+            role,
+        )
+    }
+
+    /// Asking `settings` at every request (the settings file of the moment).
+    pub fn live(
+        settings: Arc<LiveSettings>,
         grants: Grants,
         one_run: Vec<DestinationPattern>,
         role: PluginRole,
@@ -66,8 +88,17 @@ impl SettingsPolicy {
 
     /// The decision with its reason (the runtime's [`Verdict::Allow`] carries none; the audit wants it).
     pub fn explain(&self, request: &OutboundRequest) -> octo_outbound::Decision {
+        let settings = match self.settings.current() {
+            Ok(s) => s,
+            Err(e) => {
+                return octo_outbound::Decision {
+                    allowed: false,
+                    reason: format!("the settings cannot be read now ({e}), so nothing is let out"),
+                };
+            }
+        };
         octo_outbound::decide_plugin(
-            &self.settings,
+            &settings,
             &self.grants,
             &self.one_run,
             self.role,
@@ -152,6 +183,36 @@ mod tests {
         let p = SettingsPolicy::new(gapped, grants, vec![], PluginRole::Step);
         assert!(matches!(
             p.check(&request("custom", "https://ok.example/x")),
+            Verdict::Deny(r) if r.starts_with("air-gapped")
+        ));
+    }
+
+    #[test]
+    fn a_live_policy_decides_with_the_settings_of_the_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Settings::path_in(dir.path());
+        let url = "http://127.0.0.1:9/api/update";
+        Settings {
+            update_url: Some(url.into()),
+            ..Settings::default()
+        }
+        .save(&path)
+        .unwrap();
+        // Made (and, in a job, the plugin compiled) before the air gap is switched on.
+        let p = SettingsPolicy::live(
+            Arc::new(LiveSettings::follow(&path).unwrap()),
+            Grants::default(),
+            vec![],
+            PluginRole::Vendor(octo_outbound::DestinationId::UpdateCheck),
+        );
+        assert_eq!(p.check(&request("update-check", url)), Verdict::Allow);
+        Settings::update(&path, |s| {
+            s.set_air_gapped(true);
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(
+            p.check(&request("update-check", url)),
             Verdict::Deny(r) if r.starts_with("air-gapped")
         ));
     }

@@ -6,7 +6,7 @@ use super::audit::AuditLog;
 use crate::error::{Context, Result};
 use crate::home::Home;
 use octo_outbound::audit::AuditRecord;
-use octo_outbound::{DestinationId, Endpoint, Grants, OutboundDestination};
+use octo_outbound::{DestinationId, Endpoint, Grants, OutboundDestination, PluginRole};
 use octo_settings::Settings;
 use serde_json::json;
 use std::fmt;
@@ -49,12 +49,68 @@ fn endpoint_text(row: &OutboundDestination, settings: &Settings) -> String {
     match row.endpoint {
         Endpoint::Setting(key) => format!(
             "{} ({key})",
-            octo_outbound::endpoint_url(row, settings).unwrap_or_default()
+            octo_outbound::endpoint_url(row, settings).unwrap_or(octo_outbound::NOT_CONFIGURED)
         ),
         Endpoint::PerTarget => "each listening target's address".into(),
         Endpoint::PerFeed => "each configured package feed".into(),
         Endpoint::PerStep => "what each step's manifest declares".into(),
     }
+}
+
+/// Each grant with what it lets through now and why: a grant of one destination gets the policy's
+/// decision for it; a wildcard grant, while air-gapped, is cut to the internal networks.
+fn grant_verdicts(settings: &Settings, grants: &Grants) -> Vec<(String, String, bool, String)> {
+    grants
+        .iter()
+        .map(|(id, pattern)| {
+            let shown = pattern.to_string();
+            let exact = (!shown.contains('*'))
+                .then(|| octo_manifest::Destination::from_url(&shown).ok())
+                .flatten();
+            let (allowed, reason) = match exact {
+                Some(destination) => {
+                    let d = octo_outbound::decide_plugin(
+                        settings,
+                        grants,
+                        &[],
+                        PluginRole::Step,
+                        id,
+                        &destination,
+                    );
+                    (d.allowed, d.reason)
+                }
+                None if !settings.air_gapped() => {
+                    (true, "granted by an administrator".to_string())
+                }
+                None => {
+                    let inside: Vec<String> =
+                        octo_outbound::internal_patterns(&settings.internal_networks)
+                            .iter()
+                            .filter_map(|q| pattern.intersect(q))
+                            .map(|p| p.to_string())
+                            .collect();
+                    if inside.is_empty() {
+                        (
+                            false,
+                            format!(
+                                "air-gapped: nothing it covers is inside the internal networks ({})",
+                                settings.internal_networks
+                            ),
+                        )
+                    } else {
+                        (
+                            true,
+                            format!(
+                                "air-gapped: only inside the internal networks ({})",
+                                inside.join(", ")
+                            ),
+                        )
+                    }
+                }
+            };
+            (id.to_string(), shown, allowed, reason)
+        })
+        .collect()
 }
 
 /// The last attempts of a row, newest first.
@@ -92,11 +148,18 @@ impl OutboundReport {
                 o.insert("allowed".into(), decision.allowed.into());
                 o.insert("reason".into(), decision.reason.clone().into());
                 if row.id == DestinationId::StepPlugins {
-                    let list: Vec<_> = grants
-                        .iter()
-                        .map(|(id, p)| json!({ "plugin": id, "destination": p.to_string() }))
+                    let list: Vec<_> = grant_verdicts(settings, grants)
+                        .into_iter()
+                        .map(|(id, p, allowed, reason)| {
+                            json!({ "plugin": id, "destination": p, "allowed": allowed, "reason": reason })
+                        })
                         .collect();
                     o.insert("grants".into(), list.into());
+                    o.insert(
+                        "internalNetworks".into(),
+                        serde_json::to_value(&settings.internal_networks)
+                            .expect("networks serialise"),
+                    );
                 }
                 o.insert(
                     "lastAttempts".into(),
@@ -109,6 +172,7 @@ impl OutboundReport {
         json!({
             "settingsFile": self.settings_path.display().to_string(),
             "airGapped": settings.air_gapped(),
+            "internalNetworks": serde_json::to_value(&settings.internal_networks).expect("networks serialise"),
             "auditFile": self.audit_path.display().to_string(),
             "destinations": destinations,
             "inbound": [{
@@ -127,9 +191,10 @@ impl fmt::Display for OutboundReport {
         let records = &self.records;
         writeln!(
             f,
-            "Outbound requests of this server (settings: {}; air-gapped: {})",
+            "Outbound requests of this server (settings: {}; air-gapped: {}; internal networks: {})",
             self.settings_path.display(),
-            if settings.air_gapped() { "yes" } else { "no" }
+            if settings.air_gapped() { "yes" } else { "no" },
+            settings.internal_networks
         )?;
         for (row, decision) in &octo_outbound::verdicts(settings) {
             writeln!(f)?;
@@ -152,18 +217,20 @@ impl fmt::Display for OutboundReport {
             field("to", &endpoint_text(row, settings))?;
             field("now", &decision.reason)?;
             if row.id == DestinationId::StepPlugins {
-                let list: Vec<String> = grants
-                    .iter()
-                    .map(|(id, p)| format!("{id} -> {p}"))
-                    .collect();
-                field(
-                    "grants",
-                    &if list.is_empty() {
-                        "none".to_string()
-                    } else {
-                        list.join(", ")
-                    },
-                )?;
+                field("internal", &settings.internal_networks.to_string())?;
+                let list = grant_verdicts(settings, grants);
+                if list.is_empty() {
+                    field("grants", "none")?;
+                }
+                for (i, (id, p, allowed, reason)) in list.iter().enumerate() {
+                    field(
+                        if i == 0 { "grants" } else { "" },
+                        &format!(
+                            "{id} -> {p}: {} ({reason})",
+                            if *allowed { "allowed" } else { "DENIED" }
+                        ),
+                    )?;
+                }
             }
             let attempts = last_attempts(records, row.id);
             if attempts.is_empty() {

@@ -200,8 +200,11 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     let role = policy::step_role(store.as_ref(), &plugin.manifest().id, &bytes);
     let web_proxy = crate::proxy::web_proxy(&settings)?;
     let script_network = script_network(&settings);
-    let policy = Arc::new(SettingsPolicy::new(
-        settings,
+    // Decided at each request against the settings file of that moment (see `SettingsPolicy::live`).
+    let live = octo_settings::LiveSettings::follow(&home.settings())
+        .context("cannot read the settings")?;
+    let policy = Arc::new(SettingsPolicy::live(
+        Arc::new(live),
         grants,
         options.allow_outbound.clone(),
         role,
