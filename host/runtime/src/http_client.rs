@@ -6,7 +6,8 @@
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use octo_comms::proxy::{ProxyConfig, connect_via_proxy, system::SystemProxy};
+use octo_comms::proxy::connect_via_proxy;
+pub(crate) use octo_web_proxy::WebProxy;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -15,90 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Where plugins' web requests go out.
-#[derive(Clone)]
-pub enum WebProxy {
-    /// Every request through this proxy.
-    Fixed(ProxyConfig),
-    /// `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`, as curl reads them.
-    System(SystemProxy),
-}
-
-impl WebProxy {
-    fn proxy_for(&self, https: bool, host: &str) -> Result<Option<ProxyConfig>, String> {
-        match self {
-            WebProxy::Fixed(p) => Ok(Some(p.clone())),
-            WebProxy::System(s) => s.proxy_for(https, host).map_err(|e| e.to_string()),
-        }
-    }
-}
-
-impl WebProxy {
-    /// The environment a script gets so that its own web requests (curl, wget...) use the same proxy.
-    pub fn script_env(&self) -> Vec<(String, String)> {
-        let mut env = Vec::new();
-        match self {
-            WebProxy::Fixed(p) => {
-                let url = match p.credentials() {
-                    Some(c) => format!(
-                        "http://{}:{}@{}",
-                        percent_encode(&c.username),
-                        percent_encode(c.password.expose()),
-                        p.authority()
-                    ),
-                    None => format!("http://{}", p.authority()),
-                };
-                for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
-                    env.push((name.to_string(), url.clone()));
-                }
-            }
-            WebProxy::System(_) => {
-                for name in [
-                    "HTTP_PROXY",
-                    "HTTPS_PROXY",
-                    "NO_PROXY",
-                    "http_proxy",
-                    "https_proxy",
-                    "no_proxy",
-                ] {
-                    if let Ok(value) = std::env::var(name) {
-                        env.push((name.to_string(), value));
-                    }
-                }
-            }
-        }
-        env
-    }
-
-    /// The proxy password, so it can be masked in the step's log.
-    pub fn password(&self) -> Option<&str> {
-        match self {
-            WebProxy::Fixed(p) => p.credentials().map(|c| c.password.expose()),
-            WebProxy::System(_) => None,
-        }
-    }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-impl std::fmt::Debug for WebProxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WebProxy::Fixed(p) => write!(f, "WebProxy::Fixed({p})"), // Display hides the password
-            WebProxy::System(_) => f.write_str("WebProxy::System"),
-        }
-    }
-}
 
 /// TLS trust and proxy choice for plugins' requests.
 #[derive(Clone)]

@@ -32,9 +32,9 @@ mod vocabulary;
 
 pub use confine::{SIMULATE_UNAVAILABLE_ENV, ScriptNetwork};
 pub use engine::{LoadError, Runtime, RuntimeConfig};
-pub use http_client::WebProxy;
 pub use intercept::{MAX_RECORDED_BODY, RecordedRequest, RecordingSender};
 pub use mask::Masker;
+pub use octo_web_proxy::WebProxy;
 pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,
     RequestSource, Verdict,

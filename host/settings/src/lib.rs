@@ -241,50 +241,10 @@ pub struct Settings {
 }
 
 /// What a proxy password is shown as.
-pub const MASKED: &str = "********";
+pub use octo_web_proxy::MASKED;
 
-/// `[webProxy]` in `octo.toml` (the `octo proxy` flags).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct WebProxySettings {
-    /// `proxyEnable`: use a proxy for web requests.
-    pub enabled: bool,
-    /// `useSystemProxy`: take it from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (as curl does) instead of
-    /// `host`/`port`.
-    pub use_system_proxy: bool,
-    /// `proxyHost`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// `proxyPort`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// `proxyUsername`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// `proxyPassword` (masked by [`Settings::redacted`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-}
-
-impl WebProxySettings {
-    /// Nothing configured (the table is then left out of the file).
-    pub fn is_unset(&self) -> bool {
-        *self == WebProxySettings::default()
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        if let Some(host) = &self.host {
-            check_proxy_host(host)?;
-        }
-        if self.port == Some(0) {
-            return Err("port: expected 1 to 65535".into());
-        }
-        if self.enabled && !self.use_system_proxy && (self.host.is_none() || self.port.is_none()) {
-            return Err("enabled without a host and port (or useSystemProxy)".into());
-        }
-        Ok(())
-    }
-}
+/// `[webProxy]` in `octo.toml` (the `octo proxy` flags): the proxy settings both binaries share.
+pub use octo_web_proxy::ProxySettings as WebProxySettings;
 
 /// `[proxies.NAME]` in `octo.toml` (`octo proxies add`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,16 +262,12 @@ pub struct NamedProxy {
     pub password: Option<String>,
 }
 
-/// A proxy host: not empty, no scheme other than none, never SOCKS.
+/// A proxy host: [`octo_web_proxy::check_host`] (a host name or address, never SOCKS, never with
+/// credentials), its error as text.
 pub fn check_proxy_host(host: &str) -> Result<(), String> {
-    let lower = host.trim().to_ascii_lowercase();
-    if lower.starts_with("socks") {
-        return Err("only HTTP proxies are supported (SOCKS is not)".into());
-    }
-    if lower.is_empty() || lower.contains(['/', '@', ' ']) {
-        return Err(format!("expected a host name or IP address, got {host:?}"));
-    }
-    Ok(())
+    octo_web_proxy::check_host(host)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 impl Default for Settings {
@@ -583,7 +539,7 @@ impl Settings {
         }
         self.web_proxy
             .validate()
-            .map_err(|m| SettingsError::invalid(keys::WEB_PROXY, m))?;
+            .map_err(|e| SettingsError::invalid(keys::WEB_PROXY, e.to_string()))?;
         for (name, proxy) in &self.proxies {
             check_proxy_host(&proxy.host)
                 .map_err(|m| SettingsError::invalid(keys::PROXIES, format!("{name}: {m}")))?;

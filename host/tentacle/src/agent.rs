@@ -75,7 +75,11 @@ pub async fn start(home: &Home) -> anyhow::Result<RunningAgent> {
     }
     let trust = TrustStore::from_thumbprints(settings.all_trusted());
     let (service, steps) = service(home)?;
-    steps.set_web_proxy(settings.web_proxy.web_proxy()?);
+    let web_proxy = settings
+        .web_proxy
+        .resolve()
+        .context("the web request proxy (`tentacle proxy`)")?;
+    steps.set_web_proxy(web_proxy.map(Arc::new));
     let shutdown = CancellationToken::new();
     let options = H2Options::default();
 
@@ -97,7 +101,10 @@ pub async fn start(home: &Home) -> anyhow::Result<RunningAgent> {
     }
     for server in &settings.servers {
         let (host, port) = settings::parse_server_address(&server.address)?;
-        let proxy = settings.polling_proxy.proxy_for(&host)?;
+        let proxy = settings
+            .polling_proxy
+            .proxy_for(&host)
+            .context("the polling proxy (`tentacle polling-proxy`)")?;
         if let Some(proxy) = &proxy {
             tracing::info!(server = %server.address, proxy = %proxy.authority(), "polling through a proxy");
         }

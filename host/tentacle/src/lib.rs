@@ -14,7 +14,6 @@ pub mod files;
 pub mod home;
 pub mod outbound;
 pub mod plugins;
-pub mod proxy;
 pub mod service;
 pub mod settings;
 pub mod steps;

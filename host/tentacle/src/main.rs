@@ -42,9 +42,9 @@ enum Command {
     ShowConfiguration,
     /// The proxy for connections to polled servers: --proxyEnable=true|false, --proxyHost, --proxyPort,
     /// --proxyUsername, --proxyPassword, --useSystemProxy=true. HTTP only; TLS stays end to end.
-    PollingProxy(tentacle::proxy::ProxyFlags),
+    PollingProxy(octo_web_proxy::ProxyArgs),
     /// The web request proxy for plugins' HTTP and scripts (HTTP_PROXY/HTTPS_PROXY): same flags.
-    Proxy(tentacle::proxy::ProxyFlags),
+    Proxy(octo_web_proxy::ProxyArgs),
     /// Every connection this tentacle opens by itself: the polling connections, when configured.
     Outbound {
         /// Print JSON.
@@ -183,11 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn set_proxy(
-    home: &Home,
-    flags: &tentacle::proxy::ProxyFlags,
-    polling: bool,
-) -> anyhow::Result<()> {
+fn set_proxy(home: &Home, flags: &octo_web_proxy::ProxyArgs, polling: bool) -> anyhow::Result<()> {
     let path = home.settings();
     let mut s = settings::load(&path)?;
     let (which, proxy) = if polling {
@@ -195,7 +191,7 @@ fn set_proxy(
     } else {
         ("web request proxy", &mut s.web_proxy)
     };
-    proxy.apply(flags).map_err(anyhow::Error::msg)?;
+    proxy.apply(flags)?;
     let shown = proxy.describe();
     settings::save(&path, &s)?;
     println!("{which}: {shown} (the agent uses it from its next start)");

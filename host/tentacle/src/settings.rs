@@ -8,7 +8,7 @@ use octo_comms::endpoint::DEFAULT_LISTENING_PORT;
 use octo_comms::identity::Thumbprint;
 use serde::{Deserialize, Serialize};
 
-use crate::proxy::ProxySettings;
+use octo_web_proxy::ProxySettings;
 
 /// File name of the settings inside the home.
 pub const FILE_NAME: &str = "tentacle.toml";
@@ -163,11 +163,20 @@ pub fn parse_server_address(address: &str) -> anyhow::Result<(String, u16)> {
 
 /// Reads the settings at `path`; defaults when the file does not exist.
 pub fn load(path: &Path) -> anyhow::Result<Settings> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Settings::parse(&text).with_context(|| format!("{}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let settings = match std::fs::read_to_string(path) {
+        Ok(text) => Settings::parse(&text).with_context(|| format!("{}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    for (table, proxy) in [
+        ("pollingProxy", &settings.polling_proxy),
+        ("webProxy", &settings.web_proxy),
+    ] {
+        proxy
+            .validate()
+            .with_context(|| format!("{}: [{table}]", path.display()))?;
     }
+    Ok(settings)
 }
 
 /// Writes the settings to `path` atomically with mode 0600.
