@@ -413,12 +413,14 @@ async fn polling_tentacle_through(
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
     let server = Thumbprint::parse(octo_ok(home, &["show-thumbprint"]).trim()).unwrap();
-    // No vendor traffic from the daemon's jobs in these tests (every vendor switch off), but not
-    // air-gapped: while air-gapped a step's script reaches nothing (issue 11).
+    // No vendor traffic from the daemon's jobs in these tests (every vendor switch off, and no
+    // endpoint is set anyway), but not air-gapped: while air-gapped a step's script reaches nothing
+    // (issue 11), and airGapped is a switch of its own (issue 13 item 7).
     octo_ok(
         home,
         &[
             "configure",
+            "--airGapped=false",
             "--upgradeCheck=false",
             "--sendTelemetry=false",
             "--dynamicExtensionsEnabled=false",
