@@ -108,3 +108,8 @@ octo configure --airGapped=true
 curl -s -X DELETE "$URL/_mock/requests" >/dev/null
 octo jobs run --all || true
 echo "requests registry-mock received since: $(curl -s "$URL/_mock/requests" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+
+heading "Still air-gapped: a step may reach an internal service once 127.0.0.0/8 is an internal network"
+octo configure --internalNetworks=127.0.0.0/8
+octo run-step http-health-check --param "url=$URL/_mock/requests"
+octo outbound | grep -A3 "^Step plugins"

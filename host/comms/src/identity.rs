@@ -1,6 +1,7 @@
 //! This side's certificate identity: a self-signed certificate (rcgen) with a subject name, stored
 //! as `cert.pem` + `key.pem` (mode 0600) in a directory of its own, known by its [`Thumbprint`].
 
+mod lock;
 mod thumbprint;
 mod x509;
 
@@ -18,6 +19,10 @@ pub use x509::subject_common_name;
 pub const CERT_FILE: &str = "cert.pem";
 /// File name of the private key inside an identity directory.
 pub const KEY_FILE: &str = "key.pem";
+/// A new identity (certificate and key in one file) whose installation has not finished yet.
+const PENDING_FILE: &str = ".pending.pem";
+/// The lock file that serialises creating, replacing and loading the identity in a directory.
+pub const LOCK_FILE: &str = ".lock";
 
 /// A certificate and its private key. `Debug` never shows the key.
 pub struct Identity {
@@ -82,30 +87,30 @@ impl Identity {
     }
 
     /// Loads the identity stored in `dir`.
+    ///
+    /// Takes the directory's lock, so it never sees a key and a certificate from two different
+    /// identities while another process replaces them.
     pub fn load(dir: &Path) -> Result<Self, IdentityError> {
-        let cert_path = dir.join(CERT_FILE);
-        let key_path = dir.join(KEY_FILE);
-        let cert_pem = read(&cert_path)?;
-        let key_pem = read(&key_path)?;
-        Self::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
-            IdentityError::Invalid(detail) => IdentityError::InvalidFiles {
-                dir: dir.to_owned(),
-                detail,
-            },
-            other => other,
-        })
+        let _lock = lock::DirLock::acquire(dir)?;
+        Self::load_locked(dir)
     }
 
     /// Loads the identity stored in `dir`, or creates one named `name` if there is no certificate
     /// there yet. The subject name of an existing certificate is kept even if `name` differs:
     /// peers have pinned its thumbprint.
+    ///
+    /// Two processes doing this at once on a fresh directory agree on one identity: the check and
+    /// the creation happen under the directory's lock.
     pub fn load_or_create(dir: &Path, name: &str) -> Result<Self, IdentityError> {
-        if dir.join(CERT_FILE).exists() {
-            return Self::load(dir);
+        let _lock = lock::DirLock::create_and_acquire(dir)?;
+        if dir.join(CERT_FILE).exists() || dir.join(PENDING_FILE).exists() {
+            return Self::load_locked(dir);
         }
         // A key without a certificate is a creation that never finished: nobody can have
         // pinned it, so it is replaced.
-        Self::regenerate(dir, name)
+        let identity = Self::generate(name)?;
+        identity.save_locked(dir)?;
+        Ok(identity)
     }
 
     /// Creates a new identity named `name` in `dir`, replacing any existing one (the
@@ -117,22 +122,71 @@ impl Identity {
     }
 
     /// Writes `cert.pem` and `key.pem` into `dir` (created with mode 0700 if missing), each with
-    /// mode 0600 and atomically. The key is written first, so a crash leaves either the old
-    /// identity, or a new key that [`Identity::load`] reports as not matching the certificate.
+    /// mode 0600, as one atomic step under the directory's lock.
+    ///
+    /// Both go first into one file, `.pending.pem`, written atomically: that rename is the commit.
+    /// Then `key.pem` and `cert.pem` are replaced and the pending file removed. Whoever next takes
+    /// the lock and finds a pending file finishes the job, so a crash at any point leaves the old
+    /// identity or the new one, never a key that does not match its certificate.
     pub fn save(&self, dir: &Path) -> Result<(), IdentityError> {
-        octo_fsutil::create_private_dir(dir).map_err(|source| IdentityError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        for (file, contents) in [
-            (KEY_FILE, self.private_key_pem()),
-            (CERT_FILE, self.certificate_pem()),
-        ] {
-            let path = dir.join(file);
-            octo_fsutil::write_atomic(&path, contents.as_bytes())
-                .map_err(|source| IdentityError::Io { path, source })?;
+        let _lock = lock::DirLock::create_and_acquire(dir)?;
+        self.save_locked(dir)
+    }
+
+    fn save_locked(&self, dir: &Path) -> Result<(), IdentityError> {
+        let pending = format!("{}{}", self.certificate_pem(), self.private_key_pem());
+        write_private(&dir.join(PENDING_FILE), pending.as_bytes())?;
+        self.install_locked(dir)
+    }
+
+    /// Replaces `key.pem` and `cert.pem` with this identity and drops the pending file.
+    fn install_locked(&self, dir: &Path) -> Result<(), IdentityError> {
+        write_private(&dir.join(KEY_FILE), self.private_key_pem().as_bytes())?;
+        write_private(&dir.join(CERT_FILE), self.certificate_pem().as_bytes())?;
+        let pending = dir.join(PENDING_FILE);
+        match std::fs::remove_file(&pending) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(IdentityError::Io {
+                path: pending,
+                source,
+            }),
         }
-        Ok(())
+    }
+
+    /// Loads with the lock held: a pending identity (a save that did not finish) is completed first.
+    fn load_locked(dir: &Path) -> Result<Self, IdentityError> {
+        let pending_path = dir.join(PENDING_FILE);
+        match std::fs::read_to_string(&pending_path) {
+            Ok(text) => {
+                if let Ok(identity) = Self::from_pem(&text, &text) {
+                    // Best effort when the directory is read-only: the pending identity is the
+                    // current one either way.
+                    let _ = identity.install_locked(dir);
+                    return Ok(identity);
+                }
+                // Not a whole identity (edited by hand): the files it was meant to replace stand.
+                let _ = std::fs::remove_file(&pending_path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(IdentityError::Io {
+                    path: pending_path,
+                    source,
+                });
+            }
+        }
+        let cert_path = dir.join(CERT_FILE);
+        let key_path = dir.join(KEY_FILE);
+        let cert_pem = read(&cert_path)?;
+        let key_pem = read(&key_path)?;
+        Self::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
+            IdentityError::Invalid(detail) => IdentityError::InvalidFiles {
+                dir: dir.to_owned(),
+                detail,
+            },
+            other => other,
+        })
     }
 
     /// The SHA-256 thumbprint of the DER certificate.
@@ -183,6 +237,13 @@ impl fmt::Debug for Identity {
             .field("thumbprint", &self.thumbprint)
             .finish_non_exhaustive()
     }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
+    octo_fsutil::write_atomic(path, contents).map_err(|source| IdentityError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn read(path: &Path) -> Result<String, IdentityError> {
@@ -284,10 +345,11 @@ mod tests {
             assert_eq!(mode(&dir.join(CERT_FILE)), 0o600);
             assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
         }
-        // No temporary files are left behind.
+        // No temporary files are left behind (the lock file stays: it is not temporary).
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != LOCK_FILE)
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
@@ -330,6 +392,47 @@ mod tests {
         assert_eq!(
             Identity::load(home.path()).unwrap().thumbprint(),
             id.thumbprint()
+        );
+    }
+
+    #[test]
+    fn concurrent_first_use_agrees_on_one_identity() {
+        for _ in 0..20 {
+            let home = tempfile::tempdir().unwrap();
+            let dir = home.path().join("certs");
+            let thumbprints: Vec<Thumbprint> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| s.spawn(|| Identity::load_or_create(&dir, "x").unwrap().thumbprint()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let stored = Identity::load(&dir).unwrap().thumbprint();
+            assert!(thumbprints.iter().all(|t| *t == stored), "{thumbprints:?}");
+        }
+    }
+
+    #[test]
+    fn an_unfinished_save_is_completed_by_the_next_reader() {
+        let home = tempfile::tempdir().unwrap();
+        let old = Identity::load_or_create(home.path(), "old").unwrap();
+        let new = Identity::generate("new").unwrap();
+        // A save that crashed after its commit point: the pending file and the new key are there,
+        // the certificate is still the old one.
+        std::fs::write(
+            home.path().join(PENDING_FILE),
+            format!("{}{}", new.certificate_pem(), new.private_key_pem()),
+        )
+        .unwrap();
+        std::fs::write(home.path().join(KEY_FILE), new.private_key_pem()).unwrap();
+        let loaded = Identity::load_or_create(home.path(), "other").unwrap();
+        assert_eq!(loaded.thumbprint(), new.thumbprint());
+        assert_ne!(loaded.thumbprint(), old.thumbprint());
+        assert!(!home.path().join(PENDING_FILE).exists());
+        let cert = std::fs::read_to_string(home.path().join(CERT_FILE)).unwrap();
+        let key = std::fs::read_to_string(home.path().join(KEY_FILE)).unwrap();
+        assert_eq!(
+            Identity::from_pem(&cert, &key).unwrap().thumbprint(),
+            new.thumbprint()
         );
     }
 }

@@ -100,6 +100,27 @@ impl Destination {
             .ok_or_else(|| DestinationError::Syntax(input.to_string()))?;
         Destination::new(url.scheme(), host, url.port())
     }
+
+    /// `host:port` as it is dialled and sent as the `Host` header: the normalised host (no trailing
+    /// dot, no user info), IPv6 in brackets, and always the port.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The `Host` header for a request to this destination: the normalised host, with the port
+    /// only when it is not the scheme's default.
+    pub fn host_header(&self) -> String {
+        if self.port == self.scheme.default_port() {
+            self.host.clone()
+        } else {
+            self.authority()
+        }
+    }
+
+    /// Whether the host is an IP address rather than a name.
+    pub fn is_ip_literal(&self) -> bool {
+        self.host.starts_with('[') || self.host.parse::<IpAddr>().is_ok()
+    }
 }
 
 impl fmt::Display for Destination {
@@ -209,10 +230,14 @@ impl DestinationPattern {
         match &self.host {
             HostPattern::Any => true,
             HostPattern::Exact(h) => *h == destination.host,
-            HostPattern::Subdomains(suffix) => destination
-                .host
-                .strip_suffix(suffix.as_str())
-                .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.')),
+            // Subdomains are names: `*.0.0.1` must not match the IP literal 127.0.0.1.
+            HostPattern::Subdomains(suffix) => {
+                !destination.is_ip_literal()
+                    && destination
+                        .host
+                        .strip_suffix(suffix.as_str())
+                        .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
+            }
         }
     }
 }
@@ -426,6 +451,23 @@ mod tests {
         assert_eq!(dest("http://[::1]:9/").to_string(), "http://[::1]:9");
         // User info does not change the host.
         assert_eq!(dest("https://good.com@evil.com/").host, "evil.com");
+        // What is audited is what is dialled: the host without its trailing dot.
+        assert_eq!(
+            dest("http://localhost.:8080/").authority(),
+            "localhost:8080"
+        );
+        assert_eq!(dest("http://[::1]:9/").authority(), "[::1]:9");
+        assert_eq!(
+            dest("https://x:y@Example.com.:443/").host_header(),
+            "example.com"
+        );
+        assert_eq!(
+            dest("http://localhost.:8080/").host_header(),
+            "localhost:8080"
+        );
+        assert!(dest("http://[::1]:9/").is_ip_literal());
+        assert!(dest("http://127.0.0.1/").is_ip_literal());
+        assert!(!dest("http://localhost/").is_ip_literal());
         assert!(Destination::from_url("ftp://x").is_err());
     }
 
@@ -448,6 +490,10 @@ mod tests {
         assert!(!p.matches(&dest("https://badexample.com")));
         assert!(pat("https://*:*").matches(&dest("https://anything:1")));
         assert!(pat("http://localhost:*").matches(&dest("http://localhost:5")));
+        // A subdomain wildcard never matches an IP literal.
+        assert!(!pat("http://*.0.0.1:*").matches(&dest("http://127.0.0.1:5")));
+        assert!(!pat("http://*.1:*").matches(&dest("http://[::1]:5")));
+        assert!(pat("http://*:*").matches(&dest("http://127.0.0.1:5")));
         assert_eq!(
             pat("https://*.Example.com:*").to_string(),
             "https://*.example.com:*"

@@ -12,7 +12,9 @@ pub mod destination;
 mod section;
 
 pub use destination::{Destination, DestinationError, DestinationPattern};
-pub use section::{SectionError, embed_manifest, read_manifest};
+pub use section::{
+    ComponentLimits, SectionError, embed_manifest, read_manifest, read_manifest_within,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -95,8 +97,11 @@ pub enum ManifestError {
     /// The JSON is malformed or misses a required field.
     #[error("the plugin manifest is not valid: {0}")]
     Json(String),
-    /// The id is empty or has characters other than `a-z 0-9 - _ .`.
-    #[error("the plugin id {0:?} is not valid: use lowercase letters, digits, '-', '_' and '.'")]
+    /// The id is empty, starts with `.` (so `.` and `..` are refused: ids name files and
+    /// directories) or has characters other than `a-z 0-9 - _ .`.
+    #[error(
+        "the plugin id {0:?} is not valid: use lowercase letters, digits, '-', '_' and '.', not starting with '.'"
+    )]
     BadId(String),
     /// An outbound entry is not a destination pattern.
     #[error("outbound destination {pattern:?} in the manifest is not valid: {reason}")]
@@ -150,6 +155,7 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), ManifestError> {
         let id_ok = !self.id.is_empty()
             && self.id.len() <= 128
+            && !self.id.starts_with('.')
             && self
                 .id
                 .bytes()
@@ -265,6 +271,17 @@ mod tests {
             ),
             Err(ManifestError::BadId(_))
         ));
+        for id in [".", "..", ".hidden"] {
+            let doc =
+                format!(r#"{{"id":"{id}","version":"1.0.0","kind":"step","apiVersion":"0.1.0"}}"#);
+            assert!(
+                matches!(
+                    Manifest::from_json(doc.as_bytes()),
+                    Err(ManifestError::BadId(_))
+                ),
+                "{id}"
+            );
+        }
         assert!(matches!(
             Manifest::from_json(
                 br#"{"id":"a","version":"1.0.0","kind":"step","apiVersion":"0.1.0","outbound":["ftp://x"]}"#

@@ -27,22 +27,85 @@ pub enum SectionError {
         "the component has {0} octo:manifest sections in its core modules; keep one, or add a top-level one with `octo plugins pack`"
     )]
     Ambiguous(usize),
+    /// More than one top-level section: which one counts would be ambiguous (`pack` replaces, it
+    /// never appends).
+    #[error(
+        "the component has {0} top-level octo:manifest sections; keep one (`octo plugins pack` replaces the old one)"
+    )]
+    DuplicateTopLevel(usize),
+    /// The component is larger than the host accepts.
+    #[error(
+        "the component is {size} bytes, more than the limit of {limit} bytes (limits.maxComponentBytes)"
+    )]
+    ComponentTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A custom section is larger than the host accepts.
+    #[error(
+        "the component's custom section {name:?} is {size} bytes, more than the limit of {limit} bytes (limits.maxCustomSectionBytes)"
+    )]
+    CustomSectionTooLarge {
+        /// The section's name.
+        name: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The section is there but its contents are not a valid manifest.
     #[error(transparent)]
     Invalid(#[from] ManifestError),
+}
+
+/// How large a component, and any custom section in it, may be. Checked before anything else is
+/// read, so a 200 MB custom section is refused with one line instead of being installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComponentLimits {
+    /// The whole component, in bytes (default 128 MiB).
+    pub max_component_bytes: usize,
+    /// Any one custom section, top-level or in an embedded module, in bytes (default 16 MiB).
+    pub max_custom_section_bytes: usize,
+}
+
+impl Default for ComponentLimits {
+    fn default() -> Self {
+        ComponentLimits {
+            max_component_bytes: 128 * 1024 * 1024,
+            max_custom_section_bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// Reads the manifest of a component without compiling or instantiating it.
 ///
 /// A top-level `octo:manifest` section wins (that is what `octo plugins pack` writes). Without one, exactly
 /// one such section inside an embedded core module is accepted: that is where a `#[link_section]` static
-/// of a Rust guest ends up after `wasm-component-ld`.
+/// of a Rust guest ends up after `wasm-component-ld`. Two top-level sections are an error.
+///
+/// The default [`ComponentLimits`] apply; [`read_manifest_within`] takes others.
 pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, SectionError> {
+    read_manifest_within(bytes, &ComponentLimits::default())
+}
+
+/// [`read_manifest`], refusing a component or a custom section larger than `limits`.
+pub fn read_manifest_within(
+    bytes: &[u8],
+    limits: &ComponentLimits,
+) -> Result<Manifest, SectionError> {
     if !bytes.starts_with(b"\0asm") {
         return Err(SectionError::NotWasm);
     }
+    if bytes.len() > limits.max_component_bytes {
+        return Err(SectionError::ComponentTooLarge {
+            size: bytes.len(),
+            limit: limits.max_component_bytes,
+        });
+    }
     let mut depth = 0usize;
-    let mut top_level: Option<&[u8]> = None;
+    let mut top_level: Vec<&[u8]> = Vec::new();
     let mut nested: Vec<&[u8]> = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(|e| SectionError::Malformed(e.message().to_string()))? {
@@ -53,10 +116,18 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, SectionError> {
                 depth += 1;
             }
             Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::CustomSection(section)
+                if section.data().len() > limits.max_custom_section_bytes =>
+            {
+                return Err(SectionError::CustomSectionTooLarge {
+                    name: section.name().to_string(),
+                    size: section.data().len(),
+                    limit: limits.max_custom_section_bytes,
+                });
+            }
             Payload::CustomSection(section) if section.name() == SECTION_NAME => {
                 if depth == 1 {
-                    // A later top-level section replaces an earlier one, as `pack` appends.
-                    top_level = Some(section.data());
+                    top_level.push(section.data());
                 } else {
                     nested.push(section.data());
                 }
@@ -64,11 +135,12 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, SectionError> {
             _ => {}
         }
     }
-    let data = match (top_level, nested.len()) {
-        (Some(data), _) => data,
-        (None, 1) => nested[0],
-        (None, 0) => return Err(SectionError::Missing),
-        (None, n) => return Err(SectionError::Ambiguous(n)),
+    let data = match (top_level.as_slice(), nested.len()) {
+        ([data], _) => data,
+        ([_, _, ..], _) => return Err(SectionError::DuplicateTopLevel(top_level.len())),
+        ([], 1) => nested[0],
+        ([], 0) => return Err(SectionError::Missing),
+        ([], n) => return Err(SectionError::Ambiguous(n)),
     };
     Ok(Manifest::from_json(data)?)
 }
@@ -228,6 +300,59 @@ mod tests {
         assert!(matches!(
             embed_manifest(&truncated, &manifest("x")).unwrap_err(),
             SectionError::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn two_top_level_sections_are_refused() {
+        let mut twice = embed_manifest(EMPTY_COMPONENT, &manifest("one")).unwrap();
+        twice.extend(custom_section(SECTION_NAME, &manifest("two").to_json()));
+        assert_eq!(
+            read_manifest(&twice).unwrap_err(),
+            SectionError::DuplicateTopLevel(2)
+        );
+        // Packing it again leaves one.
+        let repacked = embed_manifest(&twice, &manifest("three")).unwrap();
+        assert_eq!(read_manifest(&repacked).unwrap().id, "three");
+    }
+
+    #[test]
+    fn component_and_custom_section_sizes_are_limited() {
+        let limits = ComponentLimits {
+            max_component_bytes: 4096,
+            max_custom_section_bytes: 1024,
+        };
+        let packed = embed_manifest(EMPTY_COMPONENT, &manifest("one")).unwrap();
+        assert_eq!(read_manifest_within(&packed, &limits).unwrap().id, "one");
+        let mut big_section = packed.clone();
+        big_section.extend(custom_section("padding", &[0; 2000]));
+        let err = read_manifest_within(&big_section, &limits).unwrap_err();
+        assert_eq!(
+            err,
+            SectionError::CustomSectionTooLarge {
+                name: "padding".into(),
+                size: 2000,
+                limit: 1024
+            }
+        );
+        assert!(
+            err.to_string().contains("limits.maxCustomSectionBytes"),
+            "{err}"
+        );
+        let mut big = packed.clone();
+        for _ in 0..5 {
+            big.extend(custom_section("padding", &[0; 1000]));
+        }
+        assert!(matches!(
+            read_manifest_within(&big, &limits).unwrap_err(),
+            SectionError::ComponentTooLarge { limit: 4096, .. }
+        ));
+        // The defaults accept the small component and refuse a 20 MB custom section.
+        let mut huge = packed;
+        huge.extend(custom_section("padding", &vec![0; 20 << 20]));
+        assert!(matches!(
+            read_manifest(&huge).unwrap_err(),
+            SectionError::CustomSectionTooLarge { .. }
         ));
     }
 

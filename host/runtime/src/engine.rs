@@ -2,6 +2,7 @@
 
 use crate::bindings::StepPre;
 use crate::cache::CompiledCache;
+use crate::limits::Limits;
 use crate::state::StepState;
 use crate::step::StepPlugin;
 use octo_manifest::{Manifest, ManifestError, PluginKind, SectionError};
@@ -29,6 +30,8 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// PEM certificates plugins' HTTPS requests trust in addition to the Web PKI roots.
     pub trusted_certificates: Vec<Vec<u8>>,
+    /// Size limits on what steps produce and what the host loads.
+    pub limits: Limits,
 }
 
 impl Default for RuntimeConfig {
@@ -39,6 +42,7 @@ impl Default for RuntimeConfig {
             max_instances: 100,
             cache_dir: None,
             trusted_certificates: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -142,7 +146,7 @@ impl Runtime {
 
     /// Loads a step plugin: manifest, kind and API checks, compile (or cached), pre-instantiate.
     pub fn load_step(&self, bytes: &[u8]) -> Result<StepPlugin, LoadError> {
-        let manifest = octo_manifest::read_manifest(bytes)?;
+        let manifest = octo_manifest::read_manifest_within(bytes, &self.config.limits.component())?;
         manifest.check_kind(PluginKind::Step)?;
         manifest.check_api_version()?;
         let digest = crate::sha256_hex(bytes);

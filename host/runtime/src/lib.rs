@@ -20,6 +20,7 @@ mod engine;
 mod http_client;
 mod intercept;
 mod limits;
+mod lines;
 pub mod mask;
 pub mod outbound;
 mod process;
@@ -33,6 +34,7 @@ mod vocabulary;
 pub use confine::{SIMULATE_UNAVAILABLE_ENV, ScriptNetwork};
 pub use engine::{LoadError, Runtime, RuntimeConfig};
 pub use intercept::{MAX_RECORDED_BODY, RecordedRequest, RecordingSender};
+pub use limits::Limits;
 pub use mask::Masker;
 pub use octo_web_proxy::WebProxy;
 pub use outbound::{

@@ -1,26 +1,89 @@
-//! Per-store resource limits that remember why growth was refused, so the user is told "memory limit"
-//! rather than a bare trap.
+//! What a step may produce and what the host accepts ([`Limits`], part of the runtime's config), and
+//! the per-store resource limiter that remembers why growth was refused, so the user is told "memory
+//! limit" rather than a bare trap.
 
 use wasmtime::ResourceLimiter;
+
+/// Size limits on everything a step or a plugin hands the host. Each is configurable (`[limits]` in
+/// the server's and the tentacle's settings); going over one is a one-line error, or a notice in the
+/// step's log where the step goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A log line longer than this is cut, with a notice (default 16 KiB).
+    pub max_line_bytes: usize,
+    /// Log volume of one step; past it, lines are dropped after one notice (default 32 MiB). Each
+    /// line counts its bytes plus [`Limits::LOG_LINE_OVERHEAD`], about what it costs in a journal.
+    pub max_log_bytes: u64,
+    /// How many output variables one step may set (default 100,000).
+    pub max_output_variables: usize,
+    /// The largest value of one output variable (default 1 MiB).
+    pub max_output_value_bytes: usize,
+    /// All output variables of one step together, names and values (default 16 MiB).
+    pub max_output_bytes: usize,
+    /// The largest step template JSON (default 4 MiB).
+    pub max_template_bytes: usize,
+    /// The largest component (default 128 MiB).
+    pub max_component_bytes: usize,
+    /// The largest custom section in a component (default 16 MiB).
+    pub max_custom_section_bytes: usize,
+}
+
+impl Limits {
+    /// What each log line costs besides its text, for [`Limits::max_log_bytes`].
+    pub const LOG_LINE_OVERHEAD: u64 = 64;
+
+    /// The component limits, as the manifest reader takes them.
+    pub fn component(&self) -> octo_manifest::ComponentLimits {
+        octo_manifest::ComponentLimits {
+            max_component_bytes: self.max_component_bytes,
+            max_custom_section_bytes: self.max_custom_section_bytes,
+        }
+    }
+
+    /// How much of one output line the host reads: a log line, or a service message carrying the
+    /// largest output variable (base64, plus room for the name and the syntax). Always more than
+    /// [`Limits::max_line_bytes`], so a line cut here is also cut, with its notice, in the log.
+    pub(crate) fn read_line_bytes(&self) -> usize {
+        self.max_line_bytes
+            .saturating_add(1)
+            .max(self.max_output_value_bytes.saturating_mul(4) / 3 + 8 * 1024)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let component = octo_manifest::ComponentLimits::default();
+        Limits {
+            max_line_bytes: 16 * 1024,
+            max_log_bytes: 32 * 1024 * 1024,
+            max_output_variables: 100_000,
+            max_output_value_bytes: 1024 * 1024,
+            max_output_bytes: 16 * 1024 * 1024,
+            max_template_bytes: 4 * 1024 * 1024,
+            max_component_bytes: component.max_component_bytes,
+            max_custom_section_bytes: component.max_custom_section_bytes,
+        }
+    }
+}
 
 /// Tables larger than this are refused (a guest would only need it to exhaust host memory).
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
-pub(crate) struct Limits {
+pub(crate) struct StoreLimits {
     memory_limit: usize,
     pub(crate) memory_limit_hit: bool,
 }
 
-impl Limits {
+impl StoreLimits {
     pub(crate) fn new(memory_limit: usize) -> Self {
-        Limits {
+        StoreLimits {
             memory_limit,
             memory_limit_hit: false,
         }
     }
 }
 
-impl ResourceLimiter for Limits {
+impl ResourceLimiter for StoreLimits {
     fn memory_growing(
         &mut self,
         _current: usize,

@@ -223,6 +223,30 @@ fn destination_of<B>(request: &http::Request<B>) -> Option<Destination> {
     Destination::new(uri.scheme_str()?, uri.host()?, uri.port_u16()).ok()
 }
 
+/// The request as it was decided: its URI names exactly the destination that was checked and
+/// audited (normalised host: no trailing dot, no user info) and its `Host` header says the same, so
+/// what is resolved and what is recorded agree, and credentials in a raw authority go nowhere.
+fn to_destination<B>(
+    mut request: http::Request<B>,
+    destination: &Destination,
+) -> Result<http::Request<B>, wasmtime_wasi_http::Error> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *request.uri_mut() = http::Uri::builder()
+        .scheme(destination.scheme.as_str())
+        .authority(destination.authority())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+    let host = http::HeaderValue::from_str(&destination.host_header())
+        .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+    request.headers_mut().insert(http::header::HOST, host);
+    Ok(request)
+}
+
 type SendFuture = Box<
     dyn Future<
             Output = wasmtime_wasi_http::Result<(
@@ -246,6 +270,10 @@ impl WasiHttpHooks for OutboundGate {
         if !self.decide(&destination).allowed {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let request = match to_destination(request, &destination) {
+            Ok(request) => request,
+            Err(e) => return Box::new(async move { Err(e) }),
+        };
         let sender = self.sender.clone();
         let warn = self.warn.clone();
         Box::new(async move { sender.send(request, options, &*warn).await })
@@ -296,6 +324,30 @@ mod tests {
             "{denied:?}"
         );
         assert_eq!(audit.attempts().len(), 2);
+    }
+
+    #[test]
+    fn a_request_goes_where_it_was_audited_without_credentials() {
+        let raw = http::Request::builder()
+            .uri("http://x:y@Localhost.:8080/path?q=1")
+            .header(http::header::HOST, "x:y@Localhost.:8080")
+            .body(())
+            .unwrap();
+        let destination = destination_of(&raw).unwrap();
+        assert_eq!(destination.to_string(), "http://localhost:8080");
+        let sent = to_destination(raw, &destination).unwrap();
+        assert_eq!(sent.uri().to_string(), "http://localhost:8080/path?q=1");
+        assert_eq!(sent.uri().host(), Some("localhost"));
+        let hosts: Vec<_> = sent.headers().get_all(http::header::HOST).iter().collect();
+        assert_eq!(hosts, ["localhost:8080"]);
+        let https = http::Request::builder()
+            .uri("https://Example.COM./")
+            .body(())
+            .unwrap();
+        let destination = destination_of(&https).unwrap();
+        let sent = to_destination(https, &destination).unwrap();
+        assert_eq!(sent.headers()[http::header::HOST], "example.com");
+        assert_eq!(sent.uri().to_string(), "https://example.com:443/");
     }
 
     #[test]

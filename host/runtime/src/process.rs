@@ -8,6 +8,7 @@
 use crate::bindings::octo::plugin::process::{self, Command};
 use crate::confine::{self, ChildPlan, ScriptNetwork};
 use crate::egress::{self, Egress};
+use crate::lines::{BoundedLines, Line};
 use crate::state::{StepContext, StepState};
 use crate::vocabulary::{Artifact, LogLevel};
 use octo_service_messages::{OutputLevel, ServiceMessage, parse_line};
@@ -17,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 /// After the command exits, output still held open by its background children is read for this long
@@ -192,9 +193,10 @@ async fn run_command(
             let _ = stdin.write_all(&bytes).await;
         });
     }
-    let (tx, mut rx) = mpsc::channel::<(Stream, String)>(256);
-    spawn_line_reader(child.stdout.take(), Stream::Stdout, tx.clone());
-    spawn_line_reader(child.stderr.take(), Stream::Stderr, tx);
+    let (tx, mut rx) = mpsc::channel::<(Stream, Line)>(256);
+    let cap = ctx.limits.read_line_bytes();
+    spawn_line_reader(child.stdout.take(), Stream::Stdout, cap, tx.clone());
+    spawn_line_reader(child.stderr.take(), Stream::Stderr, cap, tx);
 
     let mut level = OutputLevel::Default;
     let cancel = ctx.cancel.clone();
@@ -225,18 +227,19 @@ async fn run_command(
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-fn spawn_line_reader<R>(reader: Option<R>, stream: Stream, tx: mpsc::Sender<(Stream, String)>)
-where
+/// Reads lines of at most `cap` bytes (the rest of a longer line, terminated or not, is dropped).
+fn spawn_line_reader<R>(
+    reader: Option<R>,
+    stream: Stream,
+    cap: usize,
+    tx: mpsc::Sender<(Stream, Line)>,
+) where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     let Some(reader) = reader else { return };
     tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).split(b'\n');
-        while let Ok(Some(bytes)) = lines.next_segment().await {
-            let mut line = String::from_utf8_lossy(&bytes).into_owned();
-            if line.ends_with('\r') {
-                line.pop();
-            }
+        let mut lines = BoundedLines::new(reader, cap);
+        while let Ok(Some(line)) = lines.next_line().await {
             let tagged = match stream {
                 Stream::Stdout => (Stream::Stdout, line),
                 Stream::Stderr => (Stream::Stderr, line),
@@ -248,7 +251,19 @@ where
     });
 }
 
-fn handle_line(ctx: &mut StepContext, level: &mut OutputLevel, stream: Stream, line: &str) {
+fn handle_line(ctx: &mut StepContext, level: &mut OutputLevel, stream: Stream, line: &Line) {
+    let truncated = line.is_truncated();
+    let line = line.text.as_str();
+    if truncated && matches!(stream, Stream::Stdout) && line.starts_with("##octopus[") {
+        ctx.log.write(
+            LogLevel::Warn,
+            &format!(
+                "a service message of more than {} bytes was ignored (limits.maxOutputValueBytes)",
+                ctx.limits.read_line_bytes()
+            ),
+        );
+        return;
+    }
     if let Stream::Stderr = stream {
         ctx.log.write(LogLevel::Error, line);
         return;

@@ -106,7 +106,7 @@ impl StepPlugin {
         });
         StepOutcome {
             result,
-            outputs: std::mem::take(&mut state.ctx.outputs),
+            outputs: state.ctx.take_outputs(),
             artifacts: std::mem::take(&mut state.ctx.artifacts),
             outbound: audit.attempts(),
         }

@@ -7,7 +7,7 @@ use crate::Runtime;
 use crate::engine::{EPOCH_TICK, one_line};
 use crate::http_client::{HttpSender, WebProxy};
 use crate::intercept::{RecordingSender, Sender};
-use crate::limits::Limits;
+use crate::limits::StoreLimits;
 use crate::mask::Masker;
 use crate::outbound::{AuditSink, MemoryAudit, OutboundAttempt, OutboundGate, OutboundPolicy};
 use crate::request::{StepRequest, VendorRequest};
@@ -148,7 +148,7 @@ fn build(
     parts: StepParts,
     declared: Vec<DestinationPattern>,
 ) -> NewStore {
-    let log = StepLog::new(common.log.clone(), parts.masker);
+    let log = StepLog::new(common.log.clone(), parts.masker, &runtime.config.limits);
     let guest_stderr = MemoryOutputPipe::new(GUEST_STDIO_CAPACITY);
     wasi.stdout(MemoryOutputPipe::new(GUEST_STDIO_CAPACITY))
         .stderr(guest_stderr.clone());
@@ -192,7 +192,8 @@ fn build(
         script_network: parts.script_network,
         deadline: hard_deadline,
         cancel: common.cancel.clone(),
-        outputs: Vec::new(),
+        limits: runtime.config.limits,
+        outputs: Default::default(),
         result_message: None,
         artifacts: Vec::new(),
         guest_stderr,
@@ -201,7 +202,7 @@ fn build(
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
-        limits: Limits::new(runtime.config.memory_limit),
+        limits: StoreLimits::new(runtime.config.memory_limit),
         gate,
         ctx,
     };

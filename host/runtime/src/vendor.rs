@@ -129,7 +129,7 @@ impl Runtime {
     /// Loads a vendor plugin of `kind`: manifest, kind and API checks, compile (or cached),
     /// pre-instantiate, and a check that it exports its world's function.
     pub fn load_vendor(&self, bytes: &[u8], kind: PluginKind) -> Result<VendorPlugin, LoadError> {
-        let manifest = octo_manifest::read_manifest(bytes)?;
+        let manifest = octo_manifest::read_manifest_within(bytes, &self.config.limits.component())?;
         manifest.check_kind(kind)?;
         manifest.check_api_version()?;
         let digest = crate::sha256_hex(bytes);

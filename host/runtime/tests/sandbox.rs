@@ -22,6 +22,7 @@ fn runtime() -> Runtime {
         max_instances: 16,
         cache_dir: None,
         trusted_certificates: Vec::new(),
+        limits: Default::default(),
     })
     .unwrap()
 }

@@ -16,6 +16,7 @@ fn runtime() -> Runtime {
         max_instances: 8,
         cache_dir: None,
         trusted_certificates: Vec::new(),
+        limits: Default::default(),
     })
     .unwrap()
 }

@@ -1,8 +1,9 @@
-//! Background jobs: what runs on a schedule, gated by a settings switch.
+//! Background jobs: what runs on a schedule, each behind the one outbound gate.
 //!
 //! Every job is one entry in [`JOBS`]: a name, an interval, whether it also runs when the scheduler starts,
-//! the settings switch that gates it, and a function. Adding a job is adding an entry. When its switch is
-//! off a job does not run at all (no request is made) and says so.
+//! the outbound destination it reaches (its row in the outbound table names the switch that gates it),
+//! and a function. Adding a job is adding an entry. The function asks the gate ([`JobContext::pass`])
+//! before any request; when the gate says no, the job makes no request and is recorded as skipped.
 //!
 //! Last and next runs are kept in `<home>/jobs.json` (written atomically, under a lock so that
 //! `octo jobs run` and a running scheduler do not lose each other's record):
@@ -208,51 +209,7 @@ fn record(home: &Home, job: &Job, record: JobRecord) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// How a job run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// It did its work.
-    Ok,
-    /// It failed; its message says why.
-    Failed,
-    /// The outbound gate refused it: it made no request.
-    Skipped,
-}
-
-impl Outcome {
-    /// `ok`, `failed` or `skipped`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
-
-/// One run of a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobRun {
-    /// The job's name.
-    pub name: &'static str,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Its summary, error, or why it was skipped.
-    pub message: String,
-}
-
-impl fmt::Display for JobRun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}: {}",
-            self.name,
-            self.outcome.as_str(),
-            self.message
-        )
-    }
-}
+pub use crate::sink::{JobRun, Outcome};
 
 /// Runs `job` now (it asks the outbound gate first), records the outcome, and tells the sink.
 pub fn run_job(home: &Home, settings: &Settings, job: &Job, sink: &Sink) -> Result<JobRun> {

@@ -3,7 +3,8 @@
 //! (What a command returns at its end is a report value instead; a step's log lines go through the
 //! callback of its run.)
 
-use crate::jobs::JobRun;
+use serde::Serialize;
+use std::fmt;
 use std::sync::Arc;
 
 /// Something to show while a service works.
@@ -64,5 +65,51 @@ impl Default for Sink {
 impl std::fmt::Debug for Sink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Sink")
+    }
+}
+
+/// How a job run ended (see [`crate::jobs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// It did its work.
+    Ok,
+    /// It failed; its message says why.
+    Failed,
+    /// The outbound gate refused it: it made no request.
+    Skipped,
+}
+
+impl Outcome {
+    /// `ok`, `failed` or `skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One run of a job (see [`crate::jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    /// The job's name.
+    pub name: &'static str,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Its summary, error, or why it was skipped.
+    pub message: String,
+}
+
+impl fmt::Display for JobRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.name,
+            self.outcome.as_str(),
+            self.message
+        )
     }
 }

@@ -87,6 +87,7 @@ fn runtime(home: &Home) -> Result<Runtime> {
         max_instances: 4,
         cache_dir: Some(home.compiled_cache()?),
         trusted_certificates: Vec::new(),
+        limits: Default::default(),
     })
     .map_err(|e| err!(Failed, "cannot start the plugin runtime: {e}"))
 }

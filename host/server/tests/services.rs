@@ -234,3 +234,43 @@ fn the_home_names_every_place() {
     assert_eq!(home.socket(), std::path::Path::new("/srv/octo/octo.sock"));
     assert_eq!(home.certs(), std::path::Path::new("/srv/octo/certs"));
 }
+
+#[test]
+fn feed_and_library_commands_ask_the_gate_and_record_the_refusal() {
+    let (_dir, home) = home();
+    configure(
+        &home,
+        &[
+            ("stepTemplateUpdates", "false"),
+            ("communityStepTemplates", "false"),
+        ],
+    );
+    let sink = Sink::silent();
+    let spec = octo_server::plugins::parse_spec("run-script").unwrap();
+    let e = octo_server::plugins::install::install_spec(&home, &spec, &sink).unwrap_err();
+    assert!(matches!(e.root(), Error::Denied(_)), "{e}");
+    assert!(
+        e.one_line().contains("stepTemplateUpdates=false"),
+        "{}",
+        e.one_line()
+    );
+    let e = octo_server::library::list(&home, None, &sink).unwrap_err();
+    assert!(matches!(e.root(), Error::Denied(_)), "{e}");
+
+    let records = octo_server::outbound::audit::AuditLog::in_home(&home).read_all();
+    let denied: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| !r.allowed)
+        .map(|r| (r.kind.as_str(), r.plugin.as_str()))
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            ("steps-feed", "octo:steps-feed"),
+            ("library-feed", "octo:library-feed")
+        ]
+    );
+    // Nothing was installed or cached.
+    assert!(!home.plugins().join("plugins.lock").exists());
+    assert!(!home.library_cache().exists());
+}

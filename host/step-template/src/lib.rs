@@ -72,7 +72,21 @@ pub enum TemplateError {
     /// Two parameters with the same name.
     #[error("the step template declares parameter {0:?} twice")]
     DuplicateParameter(String),
+    /// The JSON is larger than the host accepts.
+    #[error(
+        "the step template is {size} bytes, more than the limit of {limit} bytes (limits.maxTemplateBytes)"
+    )]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
+
+/// The largest template JSON [`StepTemplate::from_json`] accepts (4 MiB; the community library's
+/// largest is about 15 KB).
+pub const DEFAULT_MAX_TEMPLATE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Values for running a template, keyed by parameter name.
 pub type ParameterValues = BTreeMap<String, String>;
@@ -99,8 +113,20 @@ pub enum ValueError {
 }
 
 impl StepTemplate {
-    /// Parses a Library-format template and checks that it is a Bash script template.
+    /// Parses a Library-format template and checks that it is a Bash script template. Refuses
+    /// JSON larger than [`DEFAULT_MAX_TEMPLATE_BYTES`].
     pub fn from_json(bytes: &[u8]) -> Result<Self, TemplateError> {
+        Self::from_json_within(bytes, DEFAULT_MAX_TEMPLATE_BYTES)
+    }
+
+    /// [`StepTemplate::from_json`] with another size limit, in bytes.
+    pub fn from_json_within(bytes: &[u8], max_bytes: usize) -> Result<Self, TemplateError> {
+        if bytes.len() > max_bytes {
+            return Err(TemplateError::TooLarge {
+                size: bytes.len(),
+                limit: max_bytes,
+            });
+        }
         let raw: RawTemplate =
             serde_json::from_slice(bytes).map_err(|e| TemplateError::Json(e.to_string()))?;
         let action_type = raw
@@ -326,6 +352,21 @@ mod tests {
             StepTemplate::from_json(dup.as_bytes()),
             Err(TemplateError::DuplicateParameter("a".into()))
         );
+    }
+
+    #[test]
+    fn refuses_a_template_over_the_size_limit() {
+        let ok = template(r#","Octopus.Action.Script.Syntax":"Bash""#, "");
+        assert!(StepTemplate::from_json_within(ok.as_bytes(), ok.len()).is_ok());
+        let err = StepTemplate::from_json_within(ok.as_bytes(), ok.len() - 1).unwrap_err();
+        assert!(matches!(err, TemplateError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("limits.maxTemplateBytes"), "{err}");
+        // The default refuses 200 MB before parsing any of it.
+        let huge = vec![b' '; 200 << 20];
+        assert!(matches!(
+            StepTemplate::from_json(&huge),
+            Err(TemplateError::TooLarge { .. })
+        ));
     }
 
     #[test]
