@@ -83,6 +83,29 @@ pub struct StartStep {
     pub grants: Vec<String>,
     /// How long the step may run, in milliseconds.
     pub deadline_ms: u64,
+    /// How far the step's scripts reach the network on the tentacle (the server's effective
+    /// `scriptNetwork`: confined while air-gapped). Absent means audited.
+    #[serde(default, skip_serializing_if = "ScriptNetwork::is_audited")]
+    pub script_network: ScriptNetwork,
+}
+
+/// How far a step's scripts reach the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScriptNetwork {
+    /// The tentacle's network, with HTTP(S) through the step's audited egress proxy.
+    #[default]
+    Audited,
+    /// A network namespace whose only way out is the egress proxy; refused where namespaces are
+    /// unavailable.
+    Confined,
+}
+
+impl ScriptNetwork {
+    /// Whether this is the default (left out of the JSON).
+    pub fn is_audited(&self) -> bool {
+        *self == ScriptNetwork::Audited
+    }
 }
 
 /// Where a run is.
@@ -246,6 +269,9 @@ pub struct OutboundAttempt {
     /// Why not.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// Made by a script the step started (through its egress proxy), not by the plugin itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub script: bool,
 }
 
 /// Names a run (body of [`crate::paths::STEP_CANCEL`] and [`crate::paths::STEP_COMPLETE`]).

@@ -82,6 +82,7 @@ fn start_step_names_the_run_the_plugin_and_the_grants() {
             ],
             grants: vec!["https://example.com:443".into()],
             deadline_ms: 600000,
+            script_network: ScriptNetwork::Audited,
         },
         &format!(
             r#"{{"ticket":"ServerTasks-42.deploy","plugin":"{DIGEST}",
@@ -96,6 +97,18 @@ fn start_step_names_the_run_the_plugin_and_the_grants() {
     ))
     .unwrap();
     assert!(minimal.arguments.is_empty() && minimal.variables.is_empty());
+    assert_eq!(minimal.script_network, ScriptNetwork::Audited);
+    // Confined scripts (the server is air-gapped or `scriptNetwork = "confined"`).
+    wire(
+        &StartStep {
+            script_network: ScriptNetwork::Confined,
+            ..minimal.clone()
+        },
+        &format!(
+            r#"{{"ticket":"t1","plugin":"{DIGEST}","arguments":{{}},"variables":[],"grants":[],
+               "deadlineMs":1000,"scriptNetwork":"confined"}}"#
+        ),
+    );
     wire(
         &StepStarted {
             ticket: ticket(),
@@ -168,17 +181,27 @@ fn status_is_a_long_poll_for_the_lines_after_a_sequence() {
                     value: "1".into(),
                     sensitive: false,
                 }],
-                outbound: vec![OutboundAttempt {
-                    destination: "https://example.com:443".into(),
-                    allowed: false,
-                    reason: "not granted".into(),
-                }],
+                outbound: vec![
+                    OutboundAttempt {
+                        destination: "https://example.com:443".into(),
+                        allowed: false,
+                        reason: "not granted".into(),
+                        script: false,
+                    },
+                    OutboundAttempt {
+                        destination: "tcp://10.0.0.5:5432".into(),
+                        allowed: false,
+                        reason: "confined".into(),
+                        script: true,
+                    },
+                ],
             }),
         },
         r#"{"ticket":"ServerTasks-42.deploy","state":"failed","lines":[],"lastSequence":7,
             "result":{"failure":{"kind":"failed","message":"exit code 3"},
                       "outputs":[{"name":"Out","value":"1"}],
-                      "outbound":[{"destination":"https://example.com:443","allowed":false,"reason":"not granted"}]}}"#,
+                      "outbound":[{"destination":"https://example.com:443","allowed":false,"reason":"not granted"},
+                                  {"destination":"tcp://10.0.0.5:5432","allowed":false,"reason":"confined","script":true}]}}"#,
     );
     // A tentacle that restarted while the step ran says so.
     assert_eq!(

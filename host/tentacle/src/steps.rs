@@ -291,6 +291,10 @@ impl Steps {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            script_network: match request.script_network {
+                octo_protocol::ScriptNetwork::Audited => octo_runtime::ScriptNetwork::Audited,
+                octo_protocol::ScriptNetwork::Confined => octo_runtime::ScriptNetwork::Confined,
+            },
             ..octo_runtime::StepRequest::new(dir.join(STEP_DIR))
         };
         let runtime = self.runtime.clone();
@@ -495,6 +499,7 @@ fn summarize(outcome: StepOutcome, cancel_requested: bool) -> (StepState, StepRe
                 destination: a.destination.clone(),
                 allowed: a.allowed,
                 reason: a.reason.clone(),
+                script: a.source == octo_runtime::RequestSource::Script,
             })
             .collect(),
     };

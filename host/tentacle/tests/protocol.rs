@@ -557,3 +557,49 @@ fn thumbprint_and_new_certificate() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither listens nor polls"));
 }
+
+/// The server's script network mode travels with the step: confined scripts on the tentacle reach
+/// nothing but the egress proxy, and their attempts come back marked as a script's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confined_scripts_on_the_tentacle_reach_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in socket.incoming() {
+            drop(stream);
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let server = Server::new();
+    let (tentacle, _home) = Tentacle::listening(server.thumbprint()).await;
+    let client = server.connect(&tentacle).await;
+    put_run_script(&client).await;
+    let mut start = script_step(
+        "confined",
+        &format!(
+            "curl -sS -m 10 http://127.0.0.1:{port}/; echo \"curl=$?\"\n\
+             if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo tcp=open; else echo tcp=refused; fi"
+        ),
+    );
+    start.script_network = ScriptNetwork::Confined;
+    let _: StepStarted = client.call_json(paths::STEP_START, &start).await.unwrap();
+    let (lines, status) = follow(&client, &start.ticket).await;
+    assert_eq!(status.state, StepState::Succeeded, "{:?}", messages(&lines));
+    assert!(messages(&lines).iter().any(|l| l == "tcp=refused"));
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let outbound = status.result.unwrap().outbound;
+    for destination in [
+        format!("http://127.0.0.1:{port}"),
+        format!("tcp://127.0.0.1:{port}"),
+    ] {
+        assert!(
+            outbound
+                .iter()
+                .any(|a| a.destination == destination && a.script && !a.allowed),
+            "{destination}: {outbound:?}"
+        );
+    }
+}

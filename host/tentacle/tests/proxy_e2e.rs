@@ -413,15 +413,20 @@ async fn polling_tentacle_through(
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
     let server = Thumbprint::parse(octo_ok(home, &["show-thumbprint"]).trim()).unwrap();
-    // No vendor traffic from the daemon's jobs in these tests, but not air-gapped either: while
-    // air-gapped a step's script reaches nothing (issue 11). The hourly step-template-updates job
-    // does not run at start.
+    // No vendor traffic from the daemon's jobs in these tests (every vendor switch off, and no
+    // endpoint is set anyway), but not air-gapped: while air-gapped a step's script reaches nothing
+    // (issue 11), and airGapped is a switch of its own (issue 13 item 7).
     octo_ok(
         home,
         &[
             "configure",
-            "--airGapped=true",
-            "--stepTemplateUpdates=true",
+            "--airGapped=false",
+            "--upgradeCheck=false",
+            "--sendTelemetry=false",
+            "--dynamicExtensionsEnabled=false",
+            "--experiencesEnabled=false",
+            "--stepTemplateUpdates=false",
+            "--communityStepTemplates=false",
         ],
     );
     let daemon = Daemon::start(home);

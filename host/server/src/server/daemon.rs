@@ -311,6 +311,12 @@ impl Daemon {
                 variables: run.variables,
                 grants: run.grants,
                 deadline_ms: run.deadline_ms,
+                script_network: match self.home.load_settings()?.effective_script_network() {
+                    octo_settings::ScriptNetwork::Audited => octo_protocol::ScriptNetwork::Audited,
+                    octo_settings::ScriptNetwork::Confined => {
+                        octo_protocol::ScriptNetwork::Confined
+                    }
+                },
             },
         });
         let tasks = selected.into_iter().enumerate().map(|(i, target)| {

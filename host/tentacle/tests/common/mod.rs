@@ -188,6 +188,7 @@ pub fn script_step(ticket_name: &str, script: &str) -> StartStep {
         variables: vec![],
         grants: vec![],
         deadline_ms: 60_000,
+        script_network: Default::default(),
     }
 }
 
