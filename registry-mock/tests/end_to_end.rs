@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use octo_feed::Source;
 use octo_feed::client::{ClientConfig, ClientError, FeedClient};
 use octo_feed::signature::{FeedPublicKey, SignatureError};
 use octo_feed::store::{LockEntry, NewEntry, Store};
@@ -100,7 +101,10 @@ async fn install(
                 requirement,
                 version: entry.version.clone(),
                 sha256: entry.sha256.clone(),
-                source: url,
+                source: Source::SignedFeed {
+                    url,
+                    key: Some(feed.key.to_base64()),
+                },
                 kind: entry.manifest.kind,
             },
         )
@@ -141,7 +145,10 @@ async fn installs_from_the_mock_feed() {
         "0.1.1",
         "highest ^0.1; 0.2.0 is yanked and out of range anyway"
     );
-    assert!(installed.source.starts_with(&feed.mock.feed_url));
+    assert!(
+        matches!(&installed.source, Source::SignedFeed { url, key: Some(_) } if url.starts_with(&feed.mock.feed_url))
+    );
+    assert!(installed.source.is_signed());
     assert!(store.verify().unwrap().is_ok());
     let blob = store.read_blob(&installed.sha256).unwrap();
     assert_eq!(
@@ -184,7 +191,7 @@ async fn each_fault_gives_the_right_error_and_leaves_the_store_untouched() {
                 requirement: "^0.1".parse().unwrap(),
                 version: "0.0.9".parse().unwrap(),
                 sha256: older,
-                source: "builtin".into(),
+                source: Source::Embedded,
                 kind: octo_manifest::PluginKind::Step,
             },
         )

@@ -5,6 +5,8 @@
 //!   host's settings). Pure.
 //! - [`client`] fetches the index and its signature over HTTP(S) and streams blobs into temporary files,
 //!   verifying size and sha256 on the way, with bounded retries and a pluggable TCP [`client::Connector`].
+//! - [`source`] is where an installed plugin came from ([`Source`]: signed feed, signed bundle, local
+//!   file, embedded); [`Source::is_signed`] is the one trust question. Pure.
 //! - [`store`] is the content-addressed plugin store on disk (`blobs/sha256/<hex>` + `plugins.lock`),
 //!   whose every write is atomic, so that a crash leaves the old state or the new.
 //!
@@ -16,11 +18,13 @@
 pub mod client;
 pub mod index;
 pub mod signature;
+pub mod source;
 pub mod store;
 
 pub use client::{ClientConfig, ClientError, Connector, FeedClient, FetchedIndex};
 pub use index::{Entry, FeedIndex, IndexError, Plugin};
 pub use signature::{FeedPublicKey, FeedSigningKey, SignatureError};
+pub use source::Source;
 pub use store::{LockEntry, NewEntry, Store, StoreError};
 
 /// Lowercase hex sha256 of `bytes`.

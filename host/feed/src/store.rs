@@ -24,6 +24,7 @@
 //!
 //! All operations are blocking file I/O; from async code call them in `spawn_blocking`.
 
+use crate::Source;
 use octo_manifest::PluginKind;
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
@@ -138,8 +139,10 @@ pub struct LockEntry {
     pub version: Version,
     /// sha256 of the installed component; its blob is `blobs/sha256/<sha256>`.
     pub sha256: String,
-    /// Where it came from (the blob URL, or `builtin`, `bundle:...`).
-    pub source: String,
+    /// Where it came from; [`Source::is_signed`] says whether it may be trusted like the feed. Lock
+    /// files written before this was a type hold a string, read by [`Source::from_legacy`].
+    #[serde(deserialize_with = "crate::source::deserialize_stored")]
+    pub source: Source,
     /// The plugin's kind.
     pub kind: PluginKind,
     /// The version it replaced, kept for [`Store::rollback`].
@@ -157,9 +160,12 @@ pub struct PreviousVersion {
     pub version: Version,
     /// Its sha256.
     pub sha256: String,
-    /// Where it came from.
-    #[serde(default)]
-    pub source: String,
+    /// Where it came from (unknown, so not signed, when an old lock file did not say).
+    #[serde(
+        default = "crate::source::unknown",
+        deserialize_with = "crate::source::deserialize_stored"
+    )]
+    pub source: Source,
 }
 
 /// What [`Store::set_entry`] is given.
@@ -172,7 +178,7 @@ pub struct NewEntry {
     /// Its sha256 (the blob must already be installed).
     pub sha256: String,
     /// Where it came from.
-    pub source: String,
+    pub source: Source,
     /// Its kind.
     pub kind: PluginKind,
 }
@@ -740,7 +746,10 @@ mod tests {
             requirement: VersionReq::parse("^0.1").unwrap(),
             version: version.parse().unwrap(),
             sha256: sha256.to_string(),
-            source: format!("http://feed/blobs/sha256/{sha256}"),
+            source: Source::SignedFeed {
+                url: format!("http://feed/blobs/sha256/{sha256}"),
+                key: Some("KEY".into()),
+            },
             kind: PluginKind::Step,
         }
     }
@@ -857,8 +866,64 @@ mod tests {
         assert_eq!(e["kind"], "step");
         assert_eq!(e["previous"]["version"], "0.1.0");
         assert_eq!(e["previous"]["sha256"], a.as_str());
-        assert!(e["source"].as_str().unwrap().ends_with(&b));
+        assert_eq!(e["source"]["type"], "signedFeed");
+        assert!(e["source"]["url"].as_str().unwrap().ends_with(&b));
+        assert_eq!(e["source"]["key"], "KEY");
         assert!(e["installedAt"].is_string());
+    }
+
+    /// A lock file from before sources were typed stays readable: its strings become sources, and
+    /// only the forms Octo wrote for the feed, bundles and built-ins count as signed.
+    #[test]
+    fn an_old_lock_file_with_string_sources_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(dir.path());
+        let a = store.add_blob(b"a").unwrap();
+        let b = store.add_blob(b"b").unwrap();
+        let old = format!(
+            r#"{{"schema":1,"plugins":{{
+            "feed":{{"requirement":"^0.1","version":"0.1.1","sha256":"{b}","source":"https://feed.example/blobs/sha256/{b}","kind":"step","installedAt":"2025-01-31T12:00:00Z",
+                "previous":{{"version":"0.1.0","sha256":"{a}","source":"file:/tmp/a.wasm"}}}},
+            "local":{{"requirement":"=0.1.0","version":"0.1.0","sha256":"{a}","source":"file:/home/me/https://x.wasm","kind":"step","installedAt":"2025-01-31T12:00:00Z"}},
+            "bundled":{{"requirement":"^0.1","version":"0.1.0","sha256":"{a}","source":"bundle:/media/b","kind":"step","installedAt":"2025-01-31T12:00:00Z",
+                "previous":{{"version":"0.0.9","sha256":"{b}"}}}}
+            }}}}"#
+        );
+        fs::write(store.lock_path(), old).unwrap();
+        let listed = store.list().unwrap();
+        assert!(listed["feed"].source.is_signed());
+        assert_eq!(
+            listed["feed"].source.to_string(),
+            format!("https://feed.example/blobs/sha256/{b}")
+        );
+        assert!(!listed["feed"].previous.as_ref().unwrap().source.is_signed());
+        assert_eq!(
+            listed["local"].source,
+            Source::LocalFile {
+                path: "/home/me/https://x.wasm".into()
+            }
+        );
+        assert!(!listed["local"].source.is_signed());
+        assert!(listed["bundled"].source.is_signed());
+        assert!(
+            !listed["bundled"]
+                .previous
+                .as_ref()
+                .unwrap()
+                .source
+                .is_signed()
+        );
+        // Rolling back brings the previous source along: the file install is still unsigned.
+        assert!(!store.rollback("feed").unwrap().source.is_signed());
+        // Written back in the typed form.
+        let doc: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.lock_path()).unwrap()).unwrap();
+        assert_eq!(doc["plugins"]["local"]["source"]["type"], "localFile");
+        assert_eq!(doc["plugins"]["feed"]["source"]["type"], "localFile");
+        assert_eq!(
+            doc["plugins"]["feed"]["previous"]["source"]["type"],
+            "signedFeed"
+        );
     }
 
     #[test]

@@ -604,7 +604,7 @@ async fn fetch_index_then_install_into_the_store() {
                 requirement: "^0.1".parse().unwrap(),
                 version: entry.version.clone(),
                 sha256: entry.sha256.clone(),
-                source: url,
+                source: octo_feed::Source::SignedFeed { url, key: None },
                 kind: entry.manifest.kind,
             },
         )

@@ -15,7 +15,7 @@ fn entry(version: &str, sha256: &str) -> NewEntry {
         requirement: "*".parse().unwrap(),
         version: version.parse().unwrap(),
         sha256: sha256.to_string(),
-        source: "test".into(),
+        source: octo_feed::Source::Embedded,
         kind: octo_manifest::PluginKind::Step,
     }
 }

@@ -16,7 +16,7 @@ mod common;
 use common::*;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use octo_feed::store::NewEntry;
-use octo_feed::{ClientConfig, FeedClient, FeedPublicKey, Store};
+use octo_feed::{ClientConfig, FeedClient, FeedPublicKey, Source, Store};
 use std::time::Duration;
 
 fn install(c: &mut Criterion) {
@@ -94,7 +94,10 @@ fn install(c: &mut Criterion) {
                                 requirement,
                                 version: entry.version.clone(),
                                 sha256: entry.sha256.clone(),
-                                source: fetched.blob_url(entry),
+                                source: Source::SignedFeed {
+                                    url: fetched.blob_url(entry),
+                                    key: None,
+                                },
                                 kind: entry.manifest.kind,
                             },
                         )
@@ -125,7 +128,9 @@ fn verify(c: &mut Criterion) {
                     requirement: "*".parse().unwrap(),
                     version: format!("0.1.{i}").parse().unwrap(),
                     sha256,
-                    source: "bench".into(),
+                    source: Source::LocalFile {
+                        path: "bench".into(),
+                    },
                     kind: octo_manifest::PluginKind::Step,
                 },
             )

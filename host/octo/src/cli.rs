@@ -58,7 +58,7 @@ pub enum Command {
     },
     /// The web request proxy (feeds, plugins' HTTP, scripts' HTTP_PROXY): --proxyEnable=true|false,
     /// --proxyHost, --proxyPort, --proxyUsername, --proxyPassword, --useSystemProxy=true. HTTP only.
-    Proxy(ProxyArgs),
+    Proxy(ProxyCommandArgs),
     /// Named proxies that listening targets are dialled through: add, list, remove.
     Proxies {
         #[command(subcommand)]
@@ -353,65 +353,17 @@ pub enum TargetsCommand {
     },
 }
 
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("expected true or false, got {s:?}")),
-    }
-}
-
-/// The flags shared by `octo proxy` (and, with the same names, `tentacle proxy`/`polling-proxy`).
+/// `octo proxy`: the flags every proxy command shares (octo-web-proxy), with octo's examples.
 #[derive(Debug, Clone, Args)]
 #[command(
     after_help = "Examples:\n  octo proxy --proxyEnable=true --proxyHost proxy.corp --proxyPort 3128\n  \
     octo proxy --useSystemProxy=true      (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, upper or lower case)\n  \
     octo proxy --proxyEnable=false"
 )]
-pub struct ProxyArgs {
-    /// Use a proxy for web requests (feeds, plugins' HTTP, scripts' HTTP_PROXY/HTTPS_PROXY).
-    #[arg(long = "proxyEnable", visible_alias = "proxy-enable", value_name = "true|false", value_parser = parse_bool)]
-    pub enable: Option<bool>,
-    /// Use the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) instead of --proxyHost.
-    #[arg(long = "useSystemProxy", visible_alias = "use-system-proxy", value_name = "true|false", value_parser = parse_bool)]
-    pub use_system: Option<bool>,
-    /// The proxy type: http (SOCKS is not supported).
-    #[arg(long = "proxyType", visible_alias = "proxy-type", value_name = "http")]
-    pub kind: Option<String>,
-    /// The proxy's host name or IP address (http://host:port is accepted too).
-    #[arg(long = "proxyHost", visible_alias = "proxy-host", value_name = "HOST")]
-    pub host: Option<String>,
-    /// The proxy's port.
-    #[arg(long = "proxyPort", visible_alias = "proxy-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
-    /// Basic authentication user name (empty: none).
-    #[arg(
-        long = "proxyUsername",
-        visible_alias = "proxy-username",
-        value_name = "USER"
-    )]
-    pub username: Option<String>,
-    /// Basic authentication password (stored in octo.toml, mode 0600; never printed).
-    #[arg(
-        long = "proxyPassword",
-        visible_alias = "proxy-password",
-        value_name = "PASSWORD"
-    )]
-    pub password: Option<String>,
-}
-
-impl From<ProxyArgs> for octo_server::proxy::ProxyOptions {
-    fn from(a: ProxyArgs) -> Self {
-        octo_server::proxy::ProxyOptions {
-            enable: a.enable,
-            use_system: a.use_system,
-            kind: a.kind,
-            host: a.host,
-            port: a.port,
-            username: a.username,
-            password: a.password,
-        }
-    }
+pub struct ProxyCommandArgs {
+    /// The web request proxy (feeds, plugins' HTTP, scripts' HTTP_PROXY/HTTPS_PROXY).
+    #[command(flatten)]
+    pub flags: octo_web_proxy::ProxyArgs,
 }
 
 /// `octo proxies`.

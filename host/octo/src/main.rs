@@ -184,7 +184,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(args) => {
-            print!("{}", proxy::configure(&home, &args.into())?);
+            print!("{}", proxy::configure(&home, &args.flags)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxies { command } => {

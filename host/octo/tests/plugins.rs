@@ -174,11 +174,9 @@ fn install_a_plugin_by_id_and_from_a_file() {
         text.contains("installed fixture-outputs 0.1.0") && text.contains("kind: step"),
         "{text}"
     );
-    assert!(
-        home.lock()["plugins"]["fixture-outputs"]["source"]
-            .as_str()
-            .unwrap()
-            .starts_with("file:")
+    assert_eq!(
+        home.lock()["plugins"]["fixture-outputs"]["source"]["type"],
+        "localFile"
     );
     let list = home.octo(&["plugins", "list", "--json"]).json();
     let signed = |id: &str| {
@@ -545,4 +543,40 @@ fn sigkill_during_install_leaves_a_consistent_store() {
     home.octo(&["plugins", "install", "run-script@0.1.1"])
         .success();
     assert_eq!(home.run_script_version(), "0.1.1");
+}
+
+/// Regression: provenance is a type, so a `--file` install never counts as signed, even when its path
+/// reads like a feed URL or a bundle (as the old `file:` prefix check would have had to get right).
+#[test]
+fn a_file_install_never_counts_as_signed() {
+    let home = Home::new();
+    for (i, dir) in ["https:/feed.example/blobs", "bundle:x", "builtin"]
+        .iter()
+        .enumerate()
+    {
+        let dir = home.path().join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("outputs.wasm");
+        let bytes = repack(&built("fixture_outputs.wasm"), |m| {
+            m.version = format!("0.1.{i}").parse().unwrap()
+        });
+        std::fs::write(&file, bytes).unwrap();
+        home.octo(&["plugins", "install", "--file", file.to_str().unwrap()])
+            .success();
+        let source = &home.lock()["plugins"]["fixture-outputs"]["source"];
+        assert_eq!(source["type"], "localFile", "{source}");
+        let list = home.octo(&["plugins", "list", "--json"]).json();
+        let entry = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "fixture-outputs")
+            .unwrap()
+            .clone();
+        assert_eq!(entry["signed"], false, "{entry}");
+        assert!(
+            entry["source"].as_str().unwrap().starts_with("file:"),
+            "{entry}"
+        );
+    }
 }

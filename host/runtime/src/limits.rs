@@ -32,6 +32,44 @@ impl Limits {
     /// What each log line costs besides its text, for [`Limits::max_log_bytes`].
     pub const LOG_LINE_OVERHEAD: u64 = 64;
 
+    /// The names of the limits as settings spell them (`[limits]` in `octo.toml` and `tentacle.toml`).
+    pub const NAMES: &'static [&'static str] = &[
+        "maxLineBytes",
+        "maxLogBytes",
+        "maxOutputVariables",
+        "maxOutputValueBytes",
+        "maxOutputBytes",
+        "maxTemplateBytes",
+        "maxComponentBytes",
+        "maxCustomSectionBytes",
+    ];
+
+    /// These limits with the settings' `[limits]` table applied (names as in [`Limits::NAMES`]).
+    /// An unknown name or a zero is a one-line error naming it.
+    pub fn with_settings<'a>(
+        mut self,
+        table: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<Self, LimitError> {
+        for (name, value) in table {
+            if value == 0 {
+                return Err(LimitError::Zero(name.to_string()));
+            }
+            let size = usize::try_from(value).unwrap_or(usize::MAX);
+            match name {
+                "maxLineBytes" => self.max_line_bytes = size,
+                "maxLogBytes" => self.max_log_bytes = value,
+                "maxOutputVariables" => self.max_output_variables = size,
+                "maxOutputValueBytes" => self.max_output_value_bytes = size,
+                "maxOutputBytes" => self.max_output_bytes = size,
+                "maxTemplateBytes" => self.max_template_bytes = size,
+                "maxComponentBytes" => self.max_component_bytes = size,
+                "maxCustomSectionBytes" => self.max_custom_section_bytes = size,
+                other => return Err(LimitError::Unknown(other.to_string())),
+            }
+        }
+        Ok(self)
+    }
+
     /// The component limits, as the manifest reader takes them.
     pub fn component(&self) -> octo_manifest::ComponentLimits {
         octo_manifest::ComponentLimits {
@@ -48,6 +86,17 @@ impl Limits {
             .saturating_add(1)
             .max(self.max_output_value_bytes.saturating_mul(4) / 3 + 8 * 1024)
     }
+}
+
+/// A `[limits]` entry that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// Not one of [`Limits::NAMES`].
+    #[error("unknown limit {0:?} in [limits]; known limits: {names}", names = Limits::NAMES.join(", "))]
+    Unknown(String),
+    /// A limit of zero would refuse everything.
+    #[error("limit {0} in [limits] must be greater than 0")]
+    Zero(String),
 }
 
 impl Default for Limits {
@@ -104,5 +153,34 @@ impl ResourceLimiter for StoreLimits {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_override_by_name() {
+        let limits = Limits::default()
+            .with_settings([("maxLogBytes", 1000), ("maxOutputVariables", 7)])
+            .unwrap();
+        assert_eq!(limits.max_log_bytes, 1000);
+        assert_eq!(limits.max_output_variables, 7);
+        assert_eq!(limits.max_line_bytes, Limits::default().max_line_bytes);
+        let err = Limits::default()
+            .with_settings([("maxLogs", 1)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown limit \"maxLogs\"") && err.contains("maxLogBytes"),
+            "{err}"
+        );
+        assert!(
+            Limits::default()
+                .with_settings([("maxLineBytes", 0)])
+                .is_err()
+        );
+        assert_eq!(Limits::NAMES.len(), 8);
     }
 }

@@ -404,7 +404,7 @@ pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
                 ),
             },
         ),
-        (keys::WEB_PROXY, crate::proxy::describe(&settings.web_proxy)),
+        (keys::WEB_PROXY, settings.web_proxy.describe()),
         (
             keys::PROXIES,
             if settings.proxies.is_empty() {
@@ -416,7 +416,7 @@ pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
                     .map(|(name, p)| {
                         format!(
                             "{name}={}",
-                            crate::proxy::describe_fields(
+                            octo_web_proxy::describe_fields(
                                 &p.host,
                                 p.port,
                                 p.username.as_deref(),

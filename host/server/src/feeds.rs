@@ -14,7 +14,7 @@ use crate::home::Home;
 use crate::outbound::audit::AuditLog;
 use crate::outbound::gate::{self, Allowed};
 use crate::sink::{Event, Sink};
-use octo_feed::{ClientConfig, Entry, FeedClient, FeedPublicKey, FetchedIndex};
+use octo_feed::{ClientConfig, Entry, FeedClient, FeedPublicKey, FetchedIndex, Source};
 use octo_outbound::DestinationId;
 use octo_settings::{Settings, keys};
 use std::path::{Path, PathBuf};
@@ -121,6 +121,15 @@ impl StepsFeed {
     /// The feed's base URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Where a component downloaded for `entry` of `fetched` comes from: this signed feed, with the
+    /// pinned key its index was verified with.
+    pub fn source_of(&self, fetched: &FetchedIndex, entry: &Entry) -> Source {
+        Source::SignedFeed {
+            url: fetched.blob_url(entry),
+            key: Some(self.key.to_base64()),
+        }
     }
 
     /// `GET {feed}/index.json` and `index.json.sig`, verified against the pinned key.

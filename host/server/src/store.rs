@@ -4,7 +4,6 @@
 use crate::error::{Context, Result};
 use crate::home::Home;
 use octo_feed::Store;
-use octo_feed::store::LockEntry;
 
 /// The plugin store, created if missing (for commands that install).
 pub fn open(home: &Home) -> Result<Store> {
@@ -24,19 +23,12 @@ pub fn existing(home: &Home) -> Result<Option<Store>> {
     ))
 }
 
-/// Whether an installed plugin came through a signed feed index or a signed bundle (its bytes were
-/// checked against the pinned key's index). `install --file` entries did not: they are local and unsigned,
-/// and must not be trusted like a feed-installed built-in (e.g. by the outbound policy).
-pub fn from_signed_source(lock: &LockEntry) -> bool {
-    !lock.source.starts_with("file:")
-}
-
 /// The bytes of the plugin installed under `id` if it came from a signed source and still matches its
 /// digest.
 pub fn signed_component(store: Option<&Store>, id: &str) -> Option<Vec<u8>> {
     let store = store?;
     let lock = store.get(id).ok().flatten()?;
-    if !from_signed_source(&lock) {
+    if !lock.source.is_signed() {
         return None;
     }
     store.read_blob(&lock.sha256).ok()

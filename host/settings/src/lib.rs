@@ -125,6 +125,8 @@ pub mod keys {
     pub const WEB_PROXY: &str = "webProxy";
     /// [`Settings::proxies`](crate::Settings::proxies) (a table of tables)
     pub const PROXIES: &str = "proxies";
+    /// [`Settings::limits`](crate::Settings::limits) (a table; edited in the file, no `configure` flag)
+    pub const LIMITS: &str = "limits";
 
     /// Every top-level key, in file order.
     pub const ALL: &[&str] = &[
@@ -238,6 +240,10 @@ pub struct Settings {
     /// `[proxies.NAME]`: named proxies a listening target can be dialled through, set by `octo proxies`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub proxies: std::collections::BTreeMap<String, NamedProxy>,
+    /// `[limits]`: size limits of the plugin runtime by name (`maxLogBytes = 1048576`); unset ones
+    /// keep their defaults (`octo_runtime::Limits`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub limits: std::collections::BTreeMap<String, u64>,
 }
 
 /// What a proxy password is shown as.
@@ -296,6 +302,7 @@ impl Default for Settings {
             script_network: ScriptNetwork::default(),
             web_proxy: WebProxySettings::default(),
             proxies: Default::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -425,7 +432,10 @@ impl Settings {
             path: path.to_path_buf(),
             message: one_line(&e, text),
         })?;
-        if let Some(key) = table.keys().find(|k| !keys::ALL.contains(&k.as_str())) {
+        if let Some(key) = table
+            .keys()
+            .find(|k| !keys::ALL.contains(&k.as_str()) && k.as_str() != keys::LIMITS)
+        {
             return Err(SettingsError::UnknownKey {
                 path: path.to_path_buf(),
                 key: key.clone(),

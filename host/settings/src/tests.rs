@@ -106,6 +106,7 @@ fn round_trip_with_every_field() {
             },
         )]
         .into(),
+        limits: [("maxLogBytes".to_string(), 1_048_576)].into(),
     };
     s.save(&path).unwrap();
     assert_eq!(Settings::load(&path).unwrap(), s);
@@ -119,6 +120,8 @@ fn round_trip_with_every_field() {
         "libraryFeed = ",
         "installationId = ",
         "commsListenPort = 0",
+        "[limits]",
+        "maxLogBytes = 1048576",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }

@@ -33,9 +33,19 @@ pub fn identity(home: &Home) -> anyhow::Result<Identity> {
 
 /// The service over the parts in `home`.
 pub fn service(home: &Home) -> anyhow::Result<(Arc<TentacleService>, Arc<Steps>)> {
+    let settings_path = home.settings();
+    let limits = octo_runtime::Limits::default()
+        .with_settings(
+            settings::load(&settings_path)?
+                .limits
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v)),
+        )
+        .with_context(|| format!("{}", settings_path.display()))?;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(home.compiled_cache()),
         max_instances: 16,
+        limits,
         ..RuntimeConfig::default()
     })
     .map_err(|e| anyhow::anyhow!("cannot start the plugin runtime: {e}"))?;

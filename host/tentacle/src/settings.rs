@@ -41,6 +41,10 @@ pub struct Settings {
     /// `[webProxy]`: the web request proxy for plugins and scripts (`tentacle proxy`).
     #[serde(default, skip_serializing_if = "ProxySettings::is_unset")]
     pub web_proxy: ProxySettings,
+    /// `[limits]`: size limits of the plugin runtime by name (`maxLogBytes = 1048576`); unset ones
+    /// keep their defaults (`octo_runtime::Limits`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub limits: std::collections::BTreeMap<String, u64>,
 }
 
 /// A server the tentacle dials (polling mode).
@@ -77,6 +81,7 @@ impl Default for Settings {
             polling_connection_count: 1,
             polling_proxy: ProxySettings::default(),
             web_proxy: ProxySettings::default(),
+            limits: Default::default(),
         }
     }
 }

@@ -148,7 +148,7 @@ pub fn step_role(store: Option<&Store>, plugin_id: &str, bytes: &[u8]) -> Plugin
         .and_then(|store| store.get(plugin_id).ok().flatten())
         // Only what came through the signed feed (or a signed bundle) counts: `install --file` puts
         // unsigned local components in the store too, and those need an administrator's grant.
-        .is_some_and(|lock| lock.sha256 == sha && crate::store::from_signed_source(&lock));
+        .is_some_and(|lock| lock.sha256 == sha && lock.source.is_signed());
     if installed {
         PluginRole::BuiltInStep
     } else {

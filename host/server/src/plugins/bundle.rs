@@ -22,7 +22,7 @@ use crate::feeds::{StepsFeed, block_on, pinned_key};
 use crate::home::Home;
 use crate::sink::Sink;
 use octo_feed::store::NewEntry;
-use octo_feed::{Entry, FeedIndex};
+use octo_feed::{Entry, FeedIndex, Source};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -320,7 +320,10 @@ pub fn import(home: &Home, dir: &Path) -> Result<Imported> {
                     .unwrap_or_else(|| compatible_with(&entry.version)),
                 version: entry.version.clone(),
                 sha256,
-                source: format!("bundle:{}", source_dir.display()),
+                source: Source::SignedBundle {
+                    path: source_dir.display().to_string(),
+                    key: Some(key.to_base64()),
+                },
                 kind: entry.manifest.kind,
             },
         )?;

@@ -12,7 +12,7 @@ use crate::feeds::{StepsFeed, block_on};
 use crate::home::Home;
 use crate::sink::Sink;
 use octo_feed::store::{LockEntry, NewEntry};
-use octo_feed::{Entry, FetchedIndex, Store};
+use octo_feed::{Entry, FetchedIndex, Source, Store};
 use octo_manifest::Manifest;
 use semver::VersionReq;
 use std::fmt;
@@ -126,7 +126,7 @@ pub async fn install_entry(
     if let Some(path) = temp.0.take() {
         store.install_blob(&path, &entry.sha256)?;
     }
-    let source = fetched.blob_url(entry);
+    let source = feed.source_of(fetched, entry);
     let lock = set_entry(store, &id, entry, requirement, source)?;
     let unchanged = current.as_ref().is_some_and(|c| c.sha256 == lock.sha256);
     Ok(Installed {
@@ -146,7 +146,7 @@ fn set_entry(
     id: &str,
     entry: &Entry,
     requirement: VersionReq,
-    source: String,
+    source: Source,
 ) -> Result<LockEntry> {
     Ok(store.set_entry(
         id,
@@ -204,7 +204,10 @@ pub fn install_file(home: &Home, path: &Path) -> Result<Installed> {
                 .map_err(|e| Error::Invalid(e.to_string()))?,
             version: manifest.version.clone(),
             sha256,
-            source: format!("file:{}", absolute.display()),
+            // A local file is never signed, whatever its path or contents look like.
+            source: Source::LocalFile {
+                path: absolute.display().to_string(),
+            },
             kind: manifest.kind,
         },
     )?;

@@ -250,14 +250,14 @@ fn lock_json(id: &str, e: &LockEntry) -> serde_json::Value {
         "id": id,
         "version": e.version.to_string(),
         "kind": e.kind.to_string(),
-        "source": e.source,
+        "source": e.source.to_string(),
         "requirement": e.requirement.to_string(),
         "sha256": e.sha256,
         "previous": e.previous.as_ref().map(|p| serde_json::json!({
-            "version": p.version.to_string(), "sha256": p.sha256, "source": p.source
+            "version": p.version.to_string(), "sha256": p.sha256, "source": p.source.to_string()
         })),
         "installedAt": e.installed_at,
-        "signed": crate::store::from_signed_source(e),
+        "signed": e.source.is_signed(),
     })
 }
 

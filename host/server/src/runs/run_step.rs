@@ -185,7 +185,9 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         max_instances: 4,
         cache_dir: Some(home.compiled_cache()?),
         trusted_certificates: Vec::new(),
-        limits: Default::default(),
+        limits: octo_runtime::Limits::default()
+            .with_settings(settings.limits.iter().map(|(k, v)| (k.as_str(), *v)))
+            .map_err(|e| err!(Failed, "{e} (octo.toml)"))?,
     })
     .map_err(|e| err!(Failed, "cannot start the plugin runtime: {e}"))?;
     let plugin = runtime.load_step(&bytes).with_context(|| origin.clone())?;
