@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-cargo build --locked -p octo -p tentacle -p registry-mock
+# The same build as the test suite (`cargo test --workspace`): selecting packages with -p would resolve
+# dependency features differently and rebuild wasmtime and its dependencies for nothing.
+cargo test --workspace --locked --no-run
 BIN="$CARGO_TARGET_DIR/debug"
 PLUGINS="${OCTO_PLUGINS_TARGET_DIR:-$CARGO_TARGET_DIR/octo-plugins}/wasm32-wasip2/release"
 octo() { "$BIN/octo" "$@"; }
