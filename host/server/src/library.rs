@@ -369,8 +369,46 @@ pub fn install(home: &Home, query: &str, sink: &Sink) -> Result<TemplateInstalle
             text(raw, "Name")
         )
     })?;
-    let file_id: String = template
-        .id
+    let path = home
+        .steps()
+        .join(format!("{}.json", file_stem(&template.id)));
+    let before = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let mut bytes = serde_json::to_vec_pretty(raw)?;
+    bytes.push(b'\n');
+    octo_fsutil::write_atomic(&path, &bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    remove_legacy_file(home, &template.id, &path);
+    Ok(TemplateInstalled {
+        unchanged: before.as_ref() == Some(raw),
+        before: before.map(|old| text(&old, "Version")),
+        template,
+    })
+}
+
+/// The file name (without `.json`) an installed template is kept under. Letters, digits and `-` stay
+/// as they are (a Library id is usually a GUID); every other byte becomes `_` and two hex digits, so two
+/// different ids can never share a file and silently replace each other.
+fn file_stem(id: &str) -> String {
+    let mut stem = String::with_capacity(id.len());
+    for c in id.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            stem.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                stem.push_str(&format!("_{b:02x}"));
+            }
+        }
+    }
+    stem
+}
+
+/// Earlier versions replaced every other character by a bare `_`. A file of that name that holds this
+/// same template is removed once the template is kept under its new name, so it is not listed twice.
+fn remove_legacy_file(home: &Home, id: &str, current: &std::path::Path) {
+    let legacy: String = id
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -380,19 +418,17 @@ pub fn install(home: &Home, query: &str, sink: &Sink) -> Result<TemplateInstalle
             }
         })
         .collect();
-    let path = home.steps().join(format!("{file_id}.json"));
-    let before = std::fs::read(&path)
+    let legacy = home.steps().join(format!("{legacy}.json"));
+    if legacy == current {
+        return;
+    }
+    let same_template = std::fs::read(&legacy)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-    let mut bytes = serde_json::to_vec_pretty(raw)?;
-    bytes.push(b'\n');
-    octo_fsutil::write_atomic(&path, &bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(TemplateInstalled {
-        unchanged: before.as_ref() == Some(raw),
-        before: before.map(|old| text(&old, "Version")),
-        template,
-    })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .is_some_and(|old| text(&old, "Id").eq_ignore_ascii_case(id));
+    if same_template {
+        let _ = std::fs::remove_file(&legacy);
+    }
 }
 
 fn installed_ids(home: &Home) -> std::collections::HashSet<String> {
@@ -441,6 +477,25 @@ mod tests {
         );
         assert_eq!(slug("  HTTP - Test URL (Bash) "), "http-test-url-bash");
         assert_eq!(slug(".NET Core"), "net-core");
+    }
+
+    #[test]
+    fn different_ids_never_share_a_file() {
+        // A Library GUID keeps its name.
+        let guid = "a4a8c4d0-5b2f-4c1e-9b1a-0123456789ab";
+        assert_eq!(file_stem(guid), guid);
+        // These used to be `a_b` all three, so one install silently replaced the other.
+        let stems = ["a.b", "a_b", "a/b", "a b", "a\u{e9}b"].map(file_stem);
+        for (i, x) in stems.iter().enumerate() {
+            assert!(
+                x.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+            for y in &stems[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        assert_eq!(file_stem("../x"), "_2e_2e_2fx");
     }
 
     #[test]
