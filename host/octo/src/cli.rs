@@ -472,9 +472,14 @@ pub struct RunStepArgs {
     #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = parse_pair)]
     pub variables: Vec<(String, String)>,
 
-    /// A sensitive deployment variable: masked in every log line.
-    #[arg(long = "sensitive-variable", value_name = "NAME=VALUE", value_parser = parse_pair)]
-    pub sensitive_variables: Vec<(String, String)>,
+    /// A sensitive deployment variable: masked in every log line. Give just NAME to type the value on
+    /// the terminal (no echo) or pass it as one line on stdin, so it never shows in `ps`.
+    #[arg(long = "sensitive-variable", value_name = "NAME[=VALUE]", value_parser = parse_sensitive)]
+    pub sensitive_variables: Vec<(String, Option<String>)>,
+
+    /// Sensitive variables from a file of NAME=VALUE lines that only its owner can read (mode 0600).
+    #[arg(long = "variables-file", value_name = "PATH")]
+    pub variables_file: Option<PathBuf>,
 
     /// Grant the step this destination for this run only (scheme://host[:port], wildcards allowed), if its
     /// manifest declares it. Built-in steps need no grant; other steps need this or `octo plugins grant`.
@@ -508,20 +513,23 @@ pub struct RunStepArgs {
 }
 
 impl RunStepArgs {
-    /// The options octo-server runs the step with.
-    pub fn options(&self) -> octo_server::runs::run_step::RunStepOptions {
-        octo_server::runs::run_step::RunStepOptions {
+    /// The options octo-server runs the step with; sensitive values not on the command line are read
+    /// here (terminal, stdin, variables file).
+    pub fn options(&self) -> anyhow::Result<octo_server::runs::run_step::RunStepOptions> {
+        let sensitive_variables =
+            crate::secrets::resolve(&self.sensitive_variables, self.variables_file.as_deref())?;
+        Ok(octo_server::runs::run_step::RunStepOptions {
             plugin: self.plugin.clone(),
             params: self.params.clone(),
             variables: self.variables.clone(),
-            sensitive_variables: self.sensitive_variables.clone(),
+            sensitive_variables,
             allow_outbound: self.allow_outbound.clone(),
             deadline: self.deadline,
             memory_limit_mib: self.memory_limit_mib,
             keep_work_dir: self.keep_work_dir,
             targets: self.targets.clone(),
             roles: self.roles.clone(),
-        }
+        })
     }
 }
 
@@ -549,6 +557,14 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
             Ok((name.trim().to_string(), value.to_string()))
         }
         _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+fn parse_sensitive(s: &str) -> Result<(String, Option<String>), String> {
+    match s.split_once('=') {
+        Some(_) => parse_pair(s).map(|(name, value)| (name, Some(value))),
+        None if !s.trim().is_empty() => Ok((s.trim().to_string(), None)),
+        None => Err("expected NAME or NAME=VALUE".into()),
     }
 }
 

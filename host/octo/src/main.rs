@@ -3,6 +3,7 @@
 
 mod cli;
 mod output;
+mod secrets;
 
 use clap::Parser;
 use cli::{

@@ -156,7 +156,7 @@ pub fn run_step(home: &Home, args: &RunStepArgs) -> anyhow::Result<ExitCode> {
         json: args.json,
         started: Instant::now(),
     };
-    let run = run_step::run(home, &args.options(), &output)?;
+    let run = run_step::run(home, &args.options()?, &output)?;
     let ok = run.succeeded();
     match &run {
         StepRun::Local(local) => {

@@ -396,3 +396,74 @@ fn the_example_step_runs_and_sets_its_output() {
     );
     assert_fails_with(&out, "times");
 }
+
+/// `--sensitive-variable NAME` takes the value from stdin (or the terminal), and `--variables-file` from
+/// a 0600 file: neither value is on the command line, both are masked, and a file others can read is
+/// refused.
+#[test]
+fn sensitive_values_come_from_stdin_or_a_private_file_not_the_command_line() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("vars");
+    std::fs::write(&file, "# deployment secrets\nDbPassword=pw-from-file-77\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let body = "ScriptBody=[ \"$(get_octopusvariable ApiToken)\" = tok-from-stdin-42 ] && \
+                [ \"$(get_octopusvariable DbPassword)\" = pw-from-file-77 ] && echo both-seen; \
+                echo \"$(get_octopusvariable ApiToken) $(get_octopusvariable DbPassword)\"";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_octo"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["run-step", "run-script", "--param", body])
+        .args(["--sensitive-variable", "ApiToken", "--variables-file"])
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"tok-from-stdin-42\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The step's log is on stdout (stderr with --json).
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("both-seen"), "{all}");
+    assert!(all.contains("******** ********"), "{all}");
+    for secret in ["tok-from-stdin-42", "pw-from-file-77"] {
+        assert!(!all.contains(secret), "{all}");
+    }
+
+    // stdin ends before the value: one line, nothing run.
+    let out = octo(
+        home.path(),
+        &[
+            "run-step",
+            "run-script",
+            "--param",
+            "ScriptBody=true",
+            "--sensitive-variable",
+            "X",
+        ],
+    );
+    assert_fails_with(&out, "no value for sensitive variable X");
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = octo(
+        home.path(),
+        &[
+            "run-step",
+            "run-script",
+            "--param",
+            "ScriptBody=true",
+            "--variables-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_fails_with(&out, "can be read by other users (mode 644)");
+}
