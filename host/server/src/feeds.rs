@@ -60,6 +60,18 @@ fn client(settings: &Settings) -> Result<FeedClient> {
     Ok(FeedClient::new(config)?)
 }
 
+/// A feed URL from the settings without its trailing `/`, or the one-line error that says how to set it.
+fn configured_url(value: Option<&str>, what: &str, key: &str) -> Result<String> {
+    let url = value.unwrap_or_default().trim().trim_end_matches('/');
+    if url.is_empty() {
+        bail!(
+            Invalid,
+            "no {what} is configured; set one with `octo configure --{key}=URL`"
+        );
+    }
+    Ok(url.to_string())
+}
+
 /// The pinned feed key from the settings (needed online and for offline bundles).
 pub fn pinned_key(settings: &Settings) -> Result<FeedPublicKey> {
     let Some(text) = settings.feed_public_key.as_deref() else {
@@ -95,20 +107,7 @@ impl StepsFeed {
     /// Download progress goes to `sink`.
     pub fn with(allowed: &Allowed, settings: &Settings, sink: &Sink) -> Result<Self> {
         expect_row(allowed, DestinationId::StepsFeed);
-        let url = settings
-            .feed_url
-            .as_deref()
-            .unwrap_or_default()
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        if url.is_empty() {
-            bail!(
-                Invalid,
-                "no steps feed is configured; set one with `octo configure --{}=URL`",
-                keys::FEED
-            );
-        }
+        let url = configured_url(settings.feed_url.as_deref(), "steps feed", keys::FEED)?;
         let key = pinned_key(settings)?;
         Ok(StepsFeed {
             client: client(settings)?,
@@ -185,20 +184,11 @@ impl LibraryFeed {
     /// Checks the URL, once the gate allowed the library feed; makes no request.
     pub fn with(allowed: &Allowed, settings: &Settings) -> Result<Self> {
         expect_row(allowed, DestinationId::LibraryFeed);
-        let url = settings
-            .library_feed_url
-            .as_deref()
-            .unwrap_or_default()
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        if url.is_empty() {
-            bail!(
-                Invalid,
-                "no library feed is configured; set one with `octo configure --{}=URL`",
-                keys::LIBRARY_FEED
-            );
-        }
+        let url = configured_url(
+            settings.library_feed_url.as_deref(),
+            "library feed",
+            keys::LIBRARY_FEED,
+        )?;
         Ok(LibraryFeed {
             client: client(settings)?,
             url,
