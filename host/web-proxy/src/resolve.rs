@@ -24,42 +24,6 @@ impl WebProxy {
         }
     }
 
-    /// The environment a script gets so that its own web requests (curl, wget...) use the same proxy.
-    pub fn script_env(&self) -> Vec<(String, String)> {
-        let mut env = Vec::new();
-        match self {
-            WebProxy::Fixed(p) => {
-                let url = match p.credentials() {
-                    Some(c) => format!(
-                        "http://{}:{}@{}",
-                        percent_encode(&c.username),
-                        percent_encode(c.password.expose()),
-                        p.authority()
-                    ),
-                    None => format!("http://{}", p.authority()),
-                };
-                for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
-                    env.push((name.to_string(), url.clone()));
-                }
-            }
-            WebProxy::System(_) => {
-                for name in [
-                    "HTTP_PROXY",
-                    "HTTPS_PROXY",
-                    "NO_PROXY",
-                    "http_proxy",
-                    "https_proxy",
-                    "no_proxy",
-                ] {
-                    if let Ok(value) = std::env::var(name) {
-                        env.push((name.to_string(), value));
-                    }
-                }
-            }
-        }
-        env
-    }
-
     /// The proxy password, so it can be masked in the step's log.
     pub fn password(&self) -> Option<&str> {
         match self {
@@ -67,17 +31,6 @@ impl WebProxy {
             WebProxy::System(_) => None,
         }
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl std::fmt::Debug for WebProxy {
@@ -156,11 +109,6 @@ mod tests {
         let proxy = p.resolve().unwrap().unwrap();
         assert_eq!(proxy.password(), Some("p w"));
         assert!(!format!("{proxy:?}").contains("p w"));
-        assert!(
-            proxy
-                .script_env()
-                .contains(&("HTTPS_PROXY".into(), "http://u:p%20w@proxy:3128".into()))
-        );
         p.apply(&ProxyArgs {
             enable: Some(false),
             ..Default::default()
