@@ -119,8 +119,9 @@ pub enum PluginsCommand {
     Inspect(InspectArgs),
     #[command(flatten)]
     Lifecycle(LifecycleCommand),
-    /// Let a step plugin (outside the built-in set) reach a destination its manifest declares.
-    Grant(GrantArgs),
+    /// Let a step plugin (outside the built-in set) reach a destination its manifest declares. The
+    /// grant is bound to the component: the one installed under ID, or the one named by --file/--sha256.
+    Grant(GrantNewArgs),
     /// Take back a grant.
     Revoke(GrantArgs),
     /// List the administrator's grants.
@@ -206,6 +207,19 @@ pub struct GrantArgs {
     /// scheme://host[:port]; `*` and `*.domain` wildcards, `:*` for any port.
     #[arg(value_name = "DESTINATION", value_parser = octo_server::outbound::grants::parse_pattern)]
     pub destination: octo_manifest::DestinationPattern,
+}
+
+/// `octo plugins grant`.
+#[derive(Debug, Args)]
+pub struct GrantNewArgs {
+    #[command(flatten)]
+    pub grant: GrantArgs,
+    /// Bind the grant to this component file (the .wasm you will run) instead of the installed one.
+    #[arg(long, value_name = "PATH", conflicts_with = "sha256")]
+    pub file: Option<PathBuf>,
+    /// Bind the grant to the component with this sha256 (64 hex digits).
+    #[arg(long, value_name = "DIGEST")]
+    pub sha256: Option<String>,
 }
 
 /// `octo plugins grants`.
