@@ -143,7 +143,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
             let (run_script, via) = StepSource::run_script(store.as_ref())?;
             let arguments = BTreeMap::from([
                 ("ScriptBody".to_string(), template.script_body.clone()),
-                ("Syntax".to_string(), template.syntax.clone()),
+                ("Syntax".to_string(), template.syntax.to_string()),
             ]);
             (
                 run_script,
