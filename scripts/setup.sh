@@ -17,6 +17,8 @@ for cmd in "${!needed[@]}"; do
     # squid and tinyproxy live in /usr/sbin, which a non-root PATH may lack.
     command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd || -x /usr/bin/$cmd ]] || missing+=("${needed[$cmd]}")
 done
+# PostgreSQL's tools are not on PATH: the store's tests start a private cluster with them (tests/support).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2
     sudo_cmd=()

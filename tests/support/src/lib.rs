@@ -4,10 +4,13 @@
 //!   directory (no system service is touched), with their access logs readable by the test.
 //! - [`HttpServer`] / [`HttpServer::tls`]: a tiny HTTP/1.1 server answering 200 to everything, plain or
 //!   with a fresh self-signed certificate for `localhost`.
+//! - [`postgres::PgCluster`]: a private PostgreSQL cluster (initdb + pg_ctl) on a free loopback port.
 //!
-//! `scripts/setup.sh` installs squid, tinyproxy and apache2-utils; a test that finds one missing skips
+//! `scripts/setup.sh` installs postgresql, squid, tinyproxy and apache2-utils; a test that finds one missing skips
 //! with a note rather than failing (so a developer without them can still run the rest).
 #![deny(missing_docs)]
+
+pub mod postgres;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+pub mod archive;
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a test's own child process).
 pub fn free_port() -> u16 {

@@ -1,0 +1,363 @@
+//! One suite, run against both backends: SQLite in a temporary directory and PostgreSQL in a private
+//! cluster (tests/support), one database per test.
+
+use octo_store::*;
+use octo_test_support::postgres::{PASSWORD, PgCluster};
+use std::sync::Arc;
+
+fn line(target: &str, sequence: u64, message: &str) -> LogLine {
+    LogLine {
+        target: target.into(),
+        sequence,
+        level: "info".into(),
+        message: message.into(),
+    }
+}
+
+fn new_task(targets: &[&str]) -> NewTask {
+    NewTask {
+        kind: TaskKind::RunStep,
+        name: "hello-step 0.1.0".into(),
+        parts: targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| NewPart {
+                target: t.to_string(),
+                ticket: format!("run-1-{i}"),
+            })
+            .collect(),
+    }
+}
+
+/// What every backend must do.
+async fn suite(store: Arc<dyn Store>) {
+    // A task with its parts, running.
+    let id = store
+        .create_task(&new_task(&["web1", "web2"]))
+        .await
+        .unwrap();
+    let task = store.task(id).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Running);
+    assert_eq!(task.kind, TaskKind::RunStep);
+    assert_eq!(
+        task.parts
+            .iter()
+            .map(|p| p.target.as_str())
+            .collect::<Vec<_>>(),
+        ["web1", "web2"]
+    );
+    assert_eq!(task.parts[1].ticket, "run-1-1");
+    assert!(task.parts.iter().all(|p| p.state == TaskState::Running));
+    assert!(store.task(id + 1000).await.unwrap().is_none());
+
+    // Log lines: each kept exactly once, whatever is sent again.
+    assert_eq!(store.last_sequence(id, "web1").await.unwrap(), 0);
+    let first = [line("web1", 1, "one"), line("web1", 2, "two ünïcode")];
+    assert_eq!(store.append_log(id, "web1", &first).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .append_log(id, "web2", &[line("web2", 1, "w2")])
+            .await
+            .unwrap(),
+        1
+    );
+    let again = [line("web1", 2, "two ünïcode"), line("web1", 3, "three")];
+    assert_eq!(store.append_log(id, "web1", &again).await.unwrap(), 1);
+    assert_eq!(store.last_sequence(id, "web1").await.unwrap(), 3);
+    assert_eq!(store.last_sequence(id, "web2").await.unwrap(), 1);
+    let all = store.log_after(id, 0, 100).await.unwrap();
+    let texts: Vec<_> = all
+        .iter()
+        .map(|(_, l)| (l.target.as_str(), l.sequence, l.message.as_str()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("web1", 1, "one"),
+            ("web1", 2, "two ünïcode"),
+            ("web2", 1, "w2"),
+            ("web1", 3, "three")
+        ]
+    );
+    // Following: after a position, in pages.
+    let page = store.log_after(id, 0, 2).await.unwrap();
+    assert_eq!(page.len(), 2);
+    let rest = store.log_after(id, page[1].0, 100).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0].1.message, "w2");
+
+    // Outcomes.
+    let outcome = PartOutcome {
+        failure: None,
+        outputs: vec![
+            OutputVariable::stored("Greeting", "hello", false),
+            OutputVariable::stored("Token", "hunter2", true),
+        ],
+        artifacts: vec![Artifact {
+            name: "report".into(),
+            path: "out/report.txt".into(),
+        }],
+        outbound: vec![OutboundAttempt {
+            destination: "https://example.com:443".into(),
+            allowed: false,
+            reason: "not granted".into(),
+        }],
+    };
+    store
+        .finish_part(id, "web1", TaskState::Succeeded, &outcome)
+        .await
+        .unwrap();
+    let failed = PartOutcome {
+        failure: Some("exit code 3".into()),
+        ..Default::default()
+    };
+    store
+        .finish_part(id, "web2", TaskState::Failed, &failed)
+        .await
+        .unwrap();
+    let task = store.task(id).await.unwrap().unwrap();
+    assert_eq!(task.parts[0].outcome, outcome);
+    assert_eq!(
+        task.parts[0].outcome.outputs[1].value, "********",
+        "sensitive values are never stored"
+    );
+    assert_eq!(task.parts[1].state, TaskState::Failed);
+    assert_eq!(
+        task.parts[1].outcome.failure.as_deref(),
+        Some("exit code 3")
+    );
+
+    // Unfinished tasks are what a restart resumes.
+    let other = store.create_task(&new_task(&["db1"])).await.unwrap();
+    let unfinished: Vec<_> = store
+        .unfinished_tasks()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(unfinished, [id, other]);
+
+    // Cancel is asked of running tasks only.
+    assert!(store.request_cancel(other).await.unwrap());
+    assert!(store.task(other).await.unwrap().unwrap().cancel_requested);
+    store
+        .finish_task(id, TaskState::Failed, Some("1 of 2 targets failed"))
+        .await
+        .unwrap();
+    assert!(!store.request_cancel(id).await.unwrap());
+    let task = store.task(id).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Failed);
+    assert_eq!(task.message.as_deref(), Some("1 of 2 targets failed"));
+    assert!(task.ended.is_some());
+    assert_eq!(store.unfinished_tasks().await.unwrap().len(), 1);
+
+    // Jobs are tasks without targets.
+    let job = store
+        .create_task(&NewTask {
+            kind: TaskKind::Job,
+            name: "check-updates".into(),
+            parts: vec![],
+        })
+        .await
+        .unwrap();
+    store
+        .finish_task(job, TaskState::Succeeded, Some("up to date"))
+        .await
+        .unwrap();
+
+    // Listing: newest first, by state, limited.
+    let list = store.list_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(
+        list.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [job, other, id]
+    );
+    assert_eq!(list[2].targets, 2);
+    assert_eq!(list[0].kind, TaskKind::Job);
+    let running = store
+        .list_tasks(&TaskFilter {
+            states: vec![TaskState::Running],
+            limit: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.iter().map(|t| t.id).collect::<Vec<_>>(), [other]);
+    let ended = store
+        .list_tasks(&TaskFilter {
+            states: vec![TaskState::Failed, TaskState::Succeeded],
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended.iter().map(|t| t.id).collect::<Vec<_>>(), [job]);
+
+    // Many lines in one call (a chatty step's batch).
+    let many: Vec<_> = (1..=500)
+        .map(|i| line("db1", i, &format!("line {i}")))
+        .collect();
+    assert_eq!(store.append_log(other, "db1", &many).await.unwrap(), 500);
+    assert_eq!(store.last_sequence(other, "db1").await.unwrap(), 500);
+    let back = store.log_after(other, 0, 1000).await.unwrap();
+    assert!(
+        back.iter().map(|(_, l)| l.sequence).eq(1..=500),
+        "stored in order"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octo.db");
+    suite(open(&Location::Sqlite(path.clone())).await.unwrap()).await;
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Opened again (migrations already applied), the data is there.
+    let store = open(&Location::Sqlite(path)).await.unwrap();
+    assert_eq!(
+        store
+            .list_tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn postgres_passes_the_suite() {
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let url = DatabaseUrl::parse(&cluster.new_database()).unwrap();
+    let store = open(&Location::Postgres(url.clone())).await.unwrap();
+    assert!(!store.describe().contains(PASSWORD));
+    suite(store).await;
+    let store = open(&Location::Postgres(url)).await.unwrap();
+    assert_eq!(
+        store
+            .list_tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_by_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octo.db");
+    drop(open(&Location::Sqlite(path.clone())).await.unwrap());
+    {
+        let c = rusqlite_set_version(&path);
+        drop(c);
+    }
+    let e = open(&Location::Sqlite(path)).await.err().unwrap();
+    assert!(matches!(e, Error::SchemaTooNew { found: 99, .. }), "{e}");
+    assert!(
+        e.to_string().contains("newer than this octo supports"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains('\n'));
+
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let raw = cluster.new_database();
+    let url = DatabaseUrl::parse(&raw).unwrap();
+    drop(open(&Location::Postgres(url.clone())).await.unwrap());
+    // Bump the version through the store's own table.
+    let client = tokio_postgres::connect(&raw, tokio_postgres::NoTls).await;
+    let (client, connection) = client.unwrap();
+    tokio::spawn(connection);
+    client
+        .execute("UPDATE octo_schema SET version = 99", &[])
+        .await
+        .unwrap();
+    let e = open(&Location::Postgres(url)).await.err().unwrap();
+    assert!(matches!(e, Error::SchemaTooNew { found: 99, .. }), "{e}");
+    assert!(!e.to_string().contains(PASSWORD), "{e}");
+}
+
+fn rusqlite_set_version(path: &std::path::Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute("UPDATE octo_schema SET version = 99", [])
+        .unwrap();
+    c
+}
+
+#[tokio::test]
+async fn a_corrupt_sqlite_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octo.db");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let e = open(&Location::Sqlite(path)).await.err().unwrap();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("corrupt or not a SQLite database") && text.contains("move it aside"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error_without_the_password() {
+    let port = octo_test_support::free_port();
+    let url =
+        DatabaseUrl::parse(&format!("postgres://octo:{PASSWORD}@127.0.0.1:{port}/octo")).unwrap();
+    let e = open(&Location::Postgres(url)).await.err().unwrap();
+    assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("cannot connect to the database postgres://octo:********@127.0.0.1"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+
+    // A wrong password: refused, and still not shown.
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let url = DatabaseUrl::parse(&format!(
+        "postgres://octo:wrong-pass@127.0.0.1:{}/postgres",
+        cluster.port()
+    ))
+    .unwrap();
+    let text = open(&Location::Postgres(url))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(!text.contains("wrong-pass"), "{text}");
+}
+
+#[tokio::test]
+async fn postgres_reconnects_after_a_restart() {
+    // A cluster of its own: the shared one stays up for the other tests.
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = DatabaseUrl::parse(&cluster.new_database()).unwrap();
+    let store = open(&Location::Postgres(url)).await.unwrap();
+    let id = store.create_task(&new_task(&["web1"])).await.unwrap();
+    cluster.stop();
+    let e = store.append_log(id, "web1", &[line("web1", 1, "x")]).await;
+    assert!(e.is_err(), "the database is down");
+    cluster.restart();
+    // The next call opens a new connection.
+    let mut stored = None;
+    for _ in 0..50 {
+        match store.append_log(id, "web1", &[line("web1", 1, "x")]).await {
+            Ok(n) => {
+                stored = Some(n);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(stored, Some(1));
+}
