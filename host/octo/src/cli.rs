@@ -129,8 +129,9 @@ pub enum PluginsCommand {
     Inspect(InspectArgs),
     #[command(flatten)]
     Lifecycle(LifecycleCommand),
-    /// Let a step plugin (outside the built-in set) reach a destination its manifest declares.
-    Grant(GrantArgs),
+    /// Let a step plugin (outside the built-in set) reach a destination its manifest declares. The
+    /// grant is bound to the component: the one installed under ID, or the one named by --file/--sha256.
+    Grant(GrantNewArgs),
     /// Take back a grant.
     Revoke(GrantArgs),
     /// List the administrator's grants.
@@ -216,6 +217,19 @@ pub struct GrantArgs {
     /// scheme://host[:port]; `*` and `*.domain` wildcards, `:*` for any port.
     #[arg(value_name = "DESTINATION", value_parser = octo_server::outbound::grants::parse_pattern)]
     pub destination: octo_manifest::DestinationPattern,
+}
+
+/// `octo plugins grant`.
+#[derive(Debug, Args)]
+pub struct GrantNewArgs {
+    #[command(flatten)]
+    pub grant: GrantArgs,
+    /// Bind the grant to this component file (the .wasm you will run) instead of the installed one.
+    #[arg(long, value_name = "PATH", conflicts_with = "sha256")]
+    pub file: Option<PathBuf>,
+    /// Bind the grant to the component with this sha256 (64 hex digits).
+    #[arg(long, value_name = "DIGEST")]
+    pub sha256: Option<String>,
 }
 
 /// `octo plugins grants`.
@@ -520,7 +534,28 @@ pub struct RunStepArgs {
     /// Run on every target with this role through the running server (repeatable).
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
+
+    /// deploy-package: the package from a configured feed, FEED:ID[@VERSION] (a version or a range;
+    /// the newest when left out).
+    #[arg(
+        long = "package",
+        value_name = "FEED:ID@REQ",
+        conflicts_with = "package_file"
+    )]
+    pub package: Option<octo_server::runs::package::FeedPackage>,
+
+    /// deploy-package: a package file (.zip, .nupkg, .tar, .tar.gz, .tgz); the id and version come
+    /// from its name (Acme.Web.1.2.3.zip) or --param Package.Id=ID --param Package.Version=V.
+    #[arg(long = "package-file", value_name = "PATH")]
+    pub package_file: Option<PathBuf>,
+
+    /// deploy-package on targets: `server` downloads the package once and uploads it to each target
+    /// that lacks it; `target` has each target download it through its own web request proxy.
+    #[arg(long, value_name = "server|target", default_value = "server")]
+    pub acquire: octo_server::runs::package::Acquire,
 }
+
+use octo_server::runs::package::PackageSource;
 
 impl RunStepArgs {
     /// The options octo-server runs the step with; sensitive values not on the command line are read
@@ -539,6 +574,12 @@ impl RunStepArgs {
             keep_work_dir: self.keep_work_dir,
             targets: self.targets.clone(),
             roles: self.roles.clone(),
+            package: match (&self.package, &self.package_file) {
+                (Some(feed), _) => Some(PackageSource::Feed(feed.clone())),
+                (None, Some(path)) => Some(PackageSource::File(path.clone())),
+                (None, None) => None,
+            },
+            acquire: self.acquire,
         })
     }
 }

@@ -68,9 +68,19 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             }
             PluginsCommand::Lifecycle(command) => lifecycle(&home, command, &sink),
             PluginsCommand::Grant(args) => {
+                let target = match (&args.file, &args.sha256) {
+                    (Some(path), _) => outbound::grants::GrantTarget::File(path),
+                    (None, Some(digest)) => outbound::grants::GrantTarget::Sha256(digest),
+                    (None, None) => outbound::grants::GrantTarget::Installed,
+                };
                 print!(
                     "{}",
-                    outbound::grants::grant(&home, &args.plugin, &args.destination)?
+                    outbound::grants::grant(
+                        &home,
+                        &args.grant.plugin,
+                        &args.grant.destination,
+                        &target
+                    )?
                 );
                 Ok(ExitCode::SUCCESS)
             }

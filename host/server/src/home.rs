@@ -135,6 +135,11 @@ impl Home {
         private_dir(self.root.join("cache").join("compiled"))
     }
 
+    /// `Applications/`: deploy-package's deployments, one directory per package.
+    pub fn applications(&self) -> PathBuf {
+        self.root.join("Applications")
+    }
+
     /// `work/`, created: step work directories.
     pub fn work(&self) -> Result<PathBuf> {
         private_dir(self.root.join("work"))

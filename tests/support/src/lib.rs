@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod archive;
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a test's own child process).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
