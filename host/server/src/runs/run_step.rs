@@ -256,9 +256,13 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     // Decided at each request against the settings file of that moment (see `SettingsPolicy::live`).
     let live = octo_settings::LiveSettings::follow(&home.settings())
         .context("cannot read the settings")?;
-    let policy = Arc::new(SettingsPolicy::live(
+    // Only the grants bound to this very component (its digest, or its signed provenance).
+    let component =
+        crate::outbound::grants::component(store.as_ref(), &plugin.manifest().id, &bytes);
+    let policy = Arc::new(SettingsPolicy::for_component(
         Arc::new(live),
-        grants,
+        &grants,
+        component,
         options.allow_outbound.clone(),
         role,
     ));
