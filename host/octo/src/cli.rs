@@ -39,8 +39,14 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Tasks: every run of a step on targets and every job run, with each target's outcome and log.
+    Tasks {
+        #[command(subcommand)]
+        command: TasksCommand,
+    },
     /// Change settings: the vendor switches (--upgradeCheck=false, ..., --airGapped=true), the
-    /// endpoints (--feed, --updateUrl, ...) and --commsListenPort. Kebab-case aliases are accepted.
+    /// endpoints (--feed, --updateUrl, ...), --commsListenPort and --database. Kebab-case aliases are
+    /// accepted.
     Configure(ConfigureArgs),
     /// Print the settings (never a secret).
     ShowConfiguration(ShowConfigurationArgs),
@@ -263,6 +269,44 @@ pub enum JobsCommand {
     Run(JobsRunArgs),
     /// Run the scheduler in the foreground: start-up jobs now, then each job when it is due.
     Watch,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List tasks, newest first.
+    List(TasksListArgs),
+    /// Show a task: each target's outcome and the log.
+    Show(TasksShowArgs),
+    /// Cancel a running task (its steps are cancelled on their targets).
+    Cancel {
+        /// The task's id.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TasksListArgs {
+    /// Only tasks in this state: running, succeeded, failed, cancelled, unknown, skipped (repeatable).
+    #[arg(long = "state", value_name = "STATE", value_parser = octo_server::tasks::parse_state)]
+    pub states: Vec<octo_store::TaskState>,
+    /// At most this many (0: all).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksShowArgs {
+    /// The task's id.
+    pub id: i64,
+    /// Print log lines as they are stored until the task ends (goes on across a server restart).
+    #[arg(long)]
+    pub follow: bool,
+    /// Print JSON (with --follow: the log lines on stderr, the task at the end on stdout).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -510,6 +554,11 @@ pub struct RunStepArgs {
     /// Run on every target with this role through the running server (repeatable).
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
+
+    /// With --target/--role: print the task's id and return; the task runs on in the server
+    /// (`octo tasks show ID --follow`).
+    #[arg(long)]
+    pub detach: bool,
 }
 
 impl RunStepArgs {
@@ -529,6 +578,7 @@ impl RunStepArgs {
             keep_work_dir: self.keep_work_dir,
             targets: self.targets.clone(),
             roles: self.roles.clone(),
+            detach: self.detach,
         })
     }
 }
