@@ -17,6 +17,7 @@ fn main() {
         "sdk",
         "sdk-macros",
         "run-script",
+        "deploy-package",
         "http-health-check",
         "update-check",
         "telemetry",
@@ -74,6 +75,7 @@ fn main() {
     let built = target_dir.join("wasm32-wasip2").join("release");
     for name in [
         "run_script",
+        "deploy_package",
         "http_health_check",
         "update_check",
         "telemetry",

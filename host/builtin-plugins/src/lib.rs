@@ -23,8 +23,14 @@ pub const HTTP_HEALTH_CHECK: BuiltinPlugin = BuiltinPlugin {
     bytes: include_bytes!(concat!(env!("OCTO_PLUGINS_DIR"), "/http_health_check.wasm")),
 };
 
+/// The deploy-package step: extracts a package the host acquired and runs the Octopus conventions.
+pub const DEPLOY_PACKAGE: BuiltinPlugin = BuiltinPlugin {
+    id: "deploy-package",
+    bytes: include_bytes!(concat!(env!("OCTO_PLUGINS_DIR"), "/deploy_package.wasm")),
+};
+
 /// Every built-in step plugin.
-pub const STEPS: &[BuiltinPlugin] = &[RUN_SCRIPT, HTTP_HEALTH_CHECK];
+pub const STEPS: &[BuiltinPlugin] = &[RUN_SCRIPT, HTTP_HEALTH_CHECK, DEPLOY_PACKAGE];
 
 /// The update-check vendor plugin.
 pub const UPDATE_CHECK: BuiltinPlugin = BuiltinPlugin {
@@ -69,3 +75,5 @@ pub fn find(id: &str) -> Option<BuiltinPlugin> {
 /// Where the build left every component of `plugins/` (built-ins, examples, test fixtures), for tests,
 /// benchmarks and the demo on the machine that built this crate.
 pub const BUILD_DIR: &str = env!("OCTO_PLUGINS_DIR");
+
+pub mod deploy_package;

@@ -81,6 +81,16 @@ pub enum ClientError {
         attempts: u32,
         /// The status.
         status: StatusCode,
+        /// The `WWW-Authenticate` header of a 401, if any (what an OCI registry's token flow needs).
+        challenge: Option<String>,
+    },
+    /// Too many redirects, or a redirect without a usable `Location`.
+    #[error("{url}: {reason}")]
+    Redirect {
+        /// The URL that answered with the redirect.
+        url: String,
+        /// What is wrong.
+        reason: String,
     },
     /// An HTTP protocol error (the connection closed before an answer, a malformed response...).
     #[error("HTTP error from {url} (after {attempts} attempt(s)): {message}")]
@@ -349,12 +359,99 @@ impl Failure {
     }
 }
 
+#[derive(Clone)]
 struct Target {
     https: bool,
     host: String,
     port: u16,
     authority: String,
     path_and_query: String,
+}
+
+impl Target {
+    /// `scheme://host:port`, host lowercase, port explicit: what credentials are scoped to.
+    fn origin(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let host = self.host.to_ascii_lowercase();
+        if host.contains(':') {
+            format!("{scheme}://[{host}]:{}", self.port)
+        } else {
+            format!("{scheme}://{host}:{}", self.port)
+        }
+    }
+}
+
+/// The origin (`scheme://host:port`, host lowercase, port explicit) of an http(s) URL.
+pub fn origin_of(url: &str) -> Result<String, ClientError> {
+    Ok(parse_url(url)?.origin())
+}
+
+/// An `Authorization` header value bound to one origin: [`FeedClient`] sends it to that origin only, so
+/// a redirect to another origin is followed without it. Its `Debug` shows the origin, never the value.
+#[derive(Clone)]
+pub struct Authorization {
+    origin: String,
+    value: header::HeaderValue,
+}
+
+impl Authorization {
+    /// `value` for the origin of `url` (marked sensitive, so hyper never logs it).
+    pub fn new(url: &str, mut value: header::HeaderValue) -> Result<Self, ClientError> {
+        value.set_sensitive(true);
+        Ok(Authorization {
+            origin: origin_of(url)?,
+            value,
+        })
+    }
+
+    /// The origin it is sent to.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorization")
+            .field("origin", &self.origin)
+            .field("value", &"********")
+            .finish()
+    }
+}
+
+/// Headers, credentials and redirect policy of one request, beyond `Host` and `User-Agent`.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// Extra headers (e.g. `Accept`).
+    pub headers: Vec<(header::HeaderName, header::HeaderValue)>,
+    /// Sent as `Authorization`, only while the request goes to its origin.
+    pub authorization: Option<Authorization>,
+    /// How many redirects (301, 302, 303, 307, 308 with a `Location`) are followed. 0, the default, makes a
+    /// redirect an error status, as for the steps feed.
+    pub max_redirects: u32,
+}
+
+/// What a download must be; what is `None` is not checked (but is reported in [`Downloaded`]).
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    /// Lowercase hex sha256.
+    pub sha256: Option<String>,
+    /// Exact size in bytes.
+    pub size: Option<u64>,
+    /// The most bytes accepted: a larger `Content-Length` is refused before the body is read, a body
+    /// that grows past it is cut off ([`ClientError::TooLarge`]).
+    pub max_size: Option<u64>,
+}
+
+/// A complete, fsynced, verified download in a temporary file that the caller renames or removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// The temporary file.
+    pub path: PathBuf,
+    /// Lowercase hex sha256 of its bytes.
+    pub sha256: String,
+    /// Its size.
+    pub size: u64,
 }
 
 fn parse_url(url: &str) -> Result<Target, ClientError> {
@@ -466,8 +563,18 @@ impl FeedClient {
 
     /// GETs `url` into memory with its headers (e.g. to read a signature header), with retries.
     pub async fn get_document(&self, url: &str) -> Result<Document, ClientError> {
+        self.get_document_with(url, &RequestOptions::default())
+            .await
+    }
+
+    /// [`FeedClient::get_document`] with extra headers, origin-bound credentials and redirects.
+    pub async fn get_document_with(
+        &self,
+        url: &str,
+        options: &RequestOptions,
+    ) -> Result<Document, ClientError> {
         let target = parse_url(url)?;
-        self.with_retries(async || self.get_document_once(url, &target).await)
+        self.with_retries(async || self.get_document_once(url, &target, options).await)
             .await
     }
 
@@ -501,27 +608,51 @@ impl FeedClient {
         dest_dir: &Path,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<PathBuf, ClientError> {
+        let expected = Expected {
+            sha256: Some(expected_sha256.to_string()),
+            size: Some(expected_size),
+            max_size: None,
+        };
+        let downloaded = self
+            .download_with(
+                url,
+                &RequestOptions::default(),
+                &expected,
+                dest_dir,
+                progress,
+            )
+            .await?;
+        Ok(downloaded.path)
+    }
+
+    /// Downloads `url` into a new temporary file in `dest_dir`, with `options` (headers, origin-bound
+    /// credentials, redirects), checking what `expected` says as it streams; returns the file, its sha256
+    /// and size once it is complete, fsynced and verified. On any failure the temporary file is removed.
+    /// `progress(bytes_so_far, total)` gets 0 as total when the size is not known.
+    pub async fn download_with(
+        &self,
+        url: &str,
+        options: &RequestOptions,
+        expected: &Expected,
+        dest_dir: &Path,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<Downloaded, ClientError> {
         let target = parse_url(url)?;
-        let expected_sha256 = expected_sha256.to_ascii_lowercase();
+        let expected = Expected {
+            sha256: expected.sha256.as_ref().map(|s| s.to_ascii_lowercase()),
+            ..expected.clone()
+        };
         let (path, std_file) = create_temp(dest_dir)?;
         let mut file = tokio::fs::File::from_std(std_file);
         let result = self
             .with_retries(async || {
-                self.download_once(
-                    url,
-                    &target,
-                    &expected_sha256,
-                    expected_size,
-                    &path,
-                    &mut file,
-                    progress,
-                )
-                .await
+                self.download_once(url, &target, options, &expected, &path, &mut file, progress)
+                    .await
             })
             .await;
         drop(file);
         match result {
-            Ok(()) => Ok(path),
+            Ok((sha256, size)) => Ok(Downloaded { path, sha256, size }),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
                 Err(e)
@@ -563,11 +694,65 @@ impl FeedClient {
         Duration::from_nanos(random % (nanos + 1))
     }
 
-    /// Connects, sends a GET, and returns the response once its headers are in, if its status is 2xx.
+    /// Connects, sends a GET, follows redirects as `options` allow, and returns the response once its
+    /// headers are in, if its status is 2xx. Errors name `url`, the URL asked for (a redirect target may
+    /// carry a signed query string).
     async fn request(
         &self,
         url: &str,
         target: &Target,
+        options: &RequestOptions,
+    ) -> Result<http::Response<Incoming>, Failure> {
+        let mut current_url = url.to_string();
+        let mut current = target.clone();
+        let mut redirects = 0;
+        loop {
+            let response = self.request_once(url, &current, options).await?;
+            let status = response.status();
+            let is_redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
+            if is_redirect && options.max_redirects > 0 {
+                let redirect_err = |reason: String| {
+                    Failure::fatal(ClientError::Redirect {
+                        url: url.into(),
+                        reason,
+                    })
+                };
+                if redirects >= options.max_redirects {
+                    return Err(redirect_err(format!(
+                        "more than {} redirects; not following further",
+                        options.max_redirects
+                    )));
+                }
+                let location = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| redirect_err(format!("{status} without a Location header")))?;
+                let next = url::Url::parse(&current_url)
+                    .and_then(|base| base.join(location))
+                    .map_err(|e| redirect_err(format!("redirect to an invalid Location: {e}")))?
+                    .to_string();
+                let next_target = parse_url(&next).map_err(|e| redirect_err(e.to_string()))?;
+                tracing::debug!(
+                    from = %current.origin(),
+                    to = %next_target.origin(),
+                    "following a redirect"
+                );
+                current_url = next;
+                current = next_target;
+                redirects += 1;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// One GET to `target`; a non-2xx status (other than a redirect, which the caller handles) is an error.
+    async fn request_once(
+        &self,
+        url: &str,
+        target: &Target,
+        options: &RequestOptions,
     ) -> Result<http::Response<Incoming>, Failure> {
         let connect_timeout = self.config.connect_timeout;
         let io = tokio::time::timeout(connect_timeout, self.connect(url, target))
@@ -595,16 +780,23 @@ impl FeedClient {
                 tracing::trace!(error = %e, "feed connection ended");
             }
         });
-        let request = Request::get(target.path_and_query.as_str())
+        let mut builder = Request::get(target.path_and_query.as_str())
             .header(header::HOST, target.authority.as_str())
-            .header(header::USER_AGENT, self.config.user_agent.as_str())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| {
-                Failure::fatal(ClientError::InvalidUrl {
-                    url: url.into(),
-                    reason: e.to_string(),
-                })
-            })?;
+            .header(header::USER_AGENT, self.config.user_agent.as_str());
+        for (name, value) in &options.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(auth) = &options.authorization
+            && auth.origin == target.origin()
+        {
+            builder = builder.header(header::AUTHORIZATION, auth.value.clone());
+        }
+        let request = builder.body(Empty::<Bytes>::new()).map_err(|e| {
+            Failure::fatal(ClientError::InvalidUrl {
+                url: url.into(),
+                reason: e.to_string(),
+            })
+        })?;
         let idle = self.config.idle_timeout;
         let response = tokio::time::timeout(idle, sender.send_request(request))
             .await
@@ -618,16 +810,23 @@ impl FeedClient {
             })?
             .map_err(http_err)?;
         let status = response.status();
-        if !status.is_success() {
+        let is_redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
+        if !(status.is_success() || (is_redirect && options.max_redirects > 0)) {
             let retry = status.is_server_error()
                 || status == StatusCode::REQUEST_TIMEOUT
                 || status == StatusCode::TOO_MANY_REQUESTS;
+            let challenge = response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             return Err(Failure {
                 retry,
                 error: ClientError::Status {
                     url: url.into(),
                     attempts: 1,
                     status,
+                    challenge,
                 },
             });
         }
@@ -704,8 +903,13 @@ impl FeedClient {
         }
     }
 
-    async fn get_document_once(&self, url: &str, target: &Target) -> Result<Document, Failure> {
-        let response = self.request(url, target).await?;
+    async fn get_document_once(
+        &self,
+        url: &str,
+        target: &Target,
+        options: &RequestOptions,
+    ) -> Result<Document, Failure> {
+        let response = self.request(url, target, options).await?;
         let limit = self.config.max_document_size;
         let too_large = || {
             Failure::fatal(ClientError::TooLarge {
@@ -735,12 +939,12 @@ impl FeedClient {
         &self,
         url: &str,
         target: &Target,
-        expected_sha256: &str,
-        expected_size: u64,
+        options: &RequestOptions,
+        expected: &Expected,
         path: &Path,
         file: &mut tokio::fs::File,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> Result<(), Failure> {
+    ) -> Result<(String, u64), Failure> {
         let io_failure = |action: &'static str| {
             move |source: io::Error| {
                 Failure::fatal(ClientError::Io {
@@ -755,21 +959,34 @@ impl FeedClient {
         tokio::io::AsyncSeekExt::seek(file, io::SeekFrom::Start(0))
             .await
             .map_err(io_failure("seek in"))?;
-        progress(0, expected_size);
+        progress(0, expected.size.unwrap_or(0));
 
-        let response = self.request(url, target).await?;
-        let size_mismatch = |actual| {
+        let response = self.request(url, target, options).await?;
+        let size_mismatch = |expected_size, actual| {
             Failure::fatal(ClientError::SizeMismatch {
                 url: url.into(),
                 expected: expected_size,
                 actual,
             })
         };
-        if let Some(announced) = content_length(&response)
+        let too_large = |limit| {
+            Failure::fatal(ClientError::TooLarge {
+                url: url.into(),
+                limit,
+            })
+        };
+        let announced = content_length(&response);
+        if let (Some(announced), Some(expected_size)) = (announced, expected.size)
             && announced != expected_size
         {
-            return Err(size_mismatch(announced));
+            return Err(size_mismatch(expected_size, announced));
         }
+        if let (Some(announced), Some(limit)) = (announced, expected.max_size)
+            && announced > limit
+        {
+            return Err(too_large(limit));
+        }
+        let total = expected.size.or(announced);
         let mut body = response.into_body();
         let mut hasher = octo_fsutil::Sha256Hasher::new();
         let mut received: u64 = 0;
@@ -784,34 +1001,55 @@ impl FeedClient {
                     return Err(Failure::retry(ClientError::Truncated {
                         url: url.into(),
                         attempts: 1,
-                        expected: expected_size,
+                        expected: total.unwrap_or(received),
                         received,
                     }));
                 }
                 Err(other) => return Err(other),
             };
             received += chunk.len() as u64;
-            if received > expected_size {
-                return Err(size_mismatch(received));
+            if let Some(expected_size) = expected.size
+                && received > expected_size
+            {
+                return Err(size_mismatch(expected_size, received));
+            }
+            if let Some(limit) = expected.max_size
+                && received > limit
+            {
+                return Err(too_large(limit));
             }
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io_failure("write"))?;
-            progress(received, expected_size);
+            progress(received, total.unwrap_or(0));
         }
-        if received != expected_size {
-            return Err(size_mismatch(received));
+        if let Some(expected_size) = expected.size
+            && received != expected_size
+        {
+            return Err(size_mismatch(expected_size, received));
+        }
+        if let Some(announced) = announced
+            && received < announced
+        {
+            return Err(Failure::retry(ClientError::Truncated {
+                url: url.into(),
+                attempts: 1,
+                expected: announced,
+                received,
+            }));
         }
         file.flush().await.map_err(io_failure("write"))?;
         file.sync_all().await.map_err(io_failure("fsync"))?;
         let actual = hasher.finish_hex();
-        if actual != expected_sha256 {
+        if let Some(expected_sha256) = &expected.sha256
+            && &actual != expected_sha256
+        {
             return Err(Failure::fatal(ClientError::DigestMismatch {
                 url: url.into(),
-                expected: expected_sha256.to_string(),
+                expected: expected_sha256.clone(),
                 actual,
             }));
         }
-        Ok(())
+        Ok((actual, received))
     }
 }
 

@@ -21,7 +21,10 @@ pub mod signature;
 pub mod source;
 pub mod store;
 
-pub use client::{ClientConfig, ClientError, Connector, FeedClient, FetchedIndex};
+pub use client::{
+    Authorization, ClientConfig, ClientError, Connector, Downloaded, Expected, FeedClient,
+    FetchedIndex, RequestOptions, origin_of,
+};
 pub use index::{Entry, FeedIndex, IndexError, Plugin};
 pub use signature::{FeedPublicKey, FeedSigningKey, SignatureError};
 pub use source::Source;

@@ -30,7 +30,11 @@ fn install_list_update_rollback_remove_verify() {
 
     // Nothing installed: the embedded built-ins are listed and run.
     let list = home.octo(&["plugins", "list", "--json"]).json();
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        octo_builtin_plugins::STEPS.len(),
+        "{list}"
+    );
     assert!(
         list.as_array()
             .unwrap()

@@ -41,7 +41,7 @@ pub use outbound::{
     AllowList, AuditSink, DenyAll, MemoryAudit, OutboundAttempt, OutboundPolicy, OutboundRequest,
     RequestSource, Verdict,
 };
-pub use request::{StepRequest, VendorRequest};
+pub use request::{Mount, StepRequest, VendorRequest};
 pub use step::StepPlugin;
 pub use vendor::{
     Message, Metric, SignedDocument, TelemetryReport, UpdateInfo, VendorOutcome, VendorPlugin,

@@ -36,6 +36,40 @@ pub struct StepRequest {
     pub web_proxy: Option<Arc<WebProxy>>,
     /// How far the commands the step runs reach the network.
     pub script_network: crate::ScriptNetwork,
+    /// Directories the plugin sees besides its work directory (e.g. deploy-package's package and
+    /// applications directory); none by default.
+    pub mounts: Vec<Mount>,
+}
+
+/// A host directory the plugin sees at a guest path, besides its work directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The directory on the host; must exist.
+    pub host: PathBuf,
+    /// Where the plugin sees it, an absolute guest path such as `/package`.
+    pub guest: String,
+    /// Whether the plugin may change what is in it.
+    pub writable: bool,
+}
+
+impl Mount {
+    /// `host` seen at `guest`, read-only: the plugin can list and read, not write.
+    pub fn read_only(host: impl Into<PathBuf>, guest: impl Into<String>) -> Self {
+        Mount {
+            host: host.into(),
+            guest: guest.into(),
+            writable: false,
+        }
+    }
+
+    /// `host` seen at `guest`, read-write.
+    pub fn read_write(host: impl Into<PathBuf>, guest: impl Into<String>) -> Self {
+        Mount {
+            host: host.into(),
+            guest: guest.into(),
+            writable: true,
+        }
+    }
 }
 
 impl StepRequest {
@@ -53,6 +87,7 @@ impl StepRequest {
             process_env: Vec::new(),
             web_proxy: None,
             script_network: crate::ScriptNetwork::default(),
+            mounts: Vec::new(),
         }
     }
 }

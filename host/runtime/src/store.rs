@@ -75,6 +75,20 @@ pub(crate) fn for_step(
                 request.work_dir.display()
             ))
         })?;
+    for mount in &request.mounts {
+        let perms = if mount.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        wasi.preopened_dir(&mount.host, &mount.guest, perms)
+            .map_err(|e| {
+                StepFailure::Host(format!(
+                    "cannot open {} for the plugin: {e}",
+                    mount.host.display()
+                ))
+            })?;
+    }
     let common = Common {
         deadline: request.deadline.unwrap_or(runtime.config.step_deadline),
         policy: &request.policy,

@@ -10,6 +10,7 @@
 //! with a note rather than failing (so a developer without them can still run the rest).
 #![deny(missing_docs)]
 
+pub mod feeds;
 pub mod postgres;
 
 use std::io::{Read, Write};
@@ -19,6 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+pub mod archive;
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for a test's own child process).
 pub fn free_port() -> u16 {

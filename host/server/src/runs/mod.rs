@@ -1,6 +1,8 @@
 //! Runs: `octo run-step` ([`run_step`]) with what it names ([`step_source`]), and packing and
-//! inspecting components ([`pack`]).
+//! inspecting components ([`pack`]); the package of a deploy-package run
+//! ([`package`]).
 
 pub mod pack;
+pub mod package;
 pub mod run_step;
 pub mod step_source;

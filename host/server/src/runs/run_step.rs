@@ -3,6 +3,7 @@
 //! The command loads what it needs from the home once — the settings, the grants, the plugin store —
 //! and hands it down to the step source, the outbound policy and the remote allow-list.
 
+use super::package::{self, Acquire, PackageFile, PackageSource};
 use super::step_source::StepSource;
 use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
 use crate::error::{Context, Error, Result};
@@ -45,6 +46,10 @@ pub struct RunStepOptions {
     pub roles: Vec<String>,
     /// With targets: return once the task is created (it runs on in the daemon).
     pub detach: bool,
+    /// The package deploy-package deploys.
+    pub package: Option<PackageSource>,
+    /// How targets get a feed package.
+    pub acquire: Acquire,
 }
 
 /// Where a run's streaming output goes.
@@ -222,7 +227,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
             let (run_script, via) = StepSource::run_script(store.as_ref())?;
             let arguments = BTreeMap::from([
                 ("ScriptBody".to_string(), template.script_body.clone()),
-                ("Syntax".to_string(), template.syntax.clone()),
+                ("Syntax".to_string(), template.syntax.to_string()),
             ]);
             (
                 run_script,
@@ -232,7 +237,31 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         }
     };
 
+    let package = match &options.package {
+        None if options.plugin == octo_builtin_plugins::DEPLOY_PACKAGE.id => bail!(
+            Invalid,
+            "deploy-package deploys a package: give --package FEED:ID@VERSION or --package-file PATH"
+        ),
+        None => None,
+        Some(source) => {
+            if options.plugin != octo_builtin_plugins::DEPLOY_PACKAGE.id {
+                bail!(
+                    Invalid,
+                    "--package and --package-file go with the deploy-package step, not {}",
+                    options.plugin
+                );
+            }
+            Some(acquire_package(home, source, options)?)
+        }
+    };
+
     if !options.targets.is_empty() || !options.roles.is_empty() {
+        if package.is_some() {
+            bail!(
+                Failed,
+                "deploying a package on targets is not available in this build yet"
+            );
+        }
         // The server decides; the tentacle's sandbox enforces exactly this list.
         let grants = policy::remote_grants(
             &settings,
@@ -286,13 +315,28 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     // Decided at each request against the settings file of that moment (see `SettingsPolicy::live`).
     let live = octo_settings::LiveSettings::follow(&home.settings())
         .context("cannot read the settings")?;
-    let policy = Arc::new(SettingsPolicy::live(
+    // Only the grants bound to this very component (its digest, or its signed provenance).
+    let component =
+        crate::outbound::grants::component(store.as_ref(), &plugin.manifest().id, &bytes);
+    let policy = Arc::new(SettingsPolicy::for_component(
         Arc::new(live),
-        grants,
+        &grants,
+        component,
         options.allow_outbound.clone(),
         role,
     ));
     let manifest = plugin.manifest().clone();
+    let mut arguments = arguments;
+    let mut mounts = Vec::new();
+    let _deployment = match &package {
+        Some(package) => {
+            let deployment = package::prepare_local(home, package)?;
+            arguments.extend(deployment.arguments.clone());
+            mounts = deployment.mounts.clone();
+            Some(deployment)
+        }
+        None => None,
+    };
     // The runtime's log callback must be 'static: lines come back over a channel and are handed to
     // `output` on this thread while the step runs on another.
     let (tx, rx) = std::sync::mpsc::channel::<LogLine>();
@@ -307,6 +351,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         }),
         web_proxy: web_proxy.map(Arc::new),
         script_network,
+        mounts,
         ..StepRequest::new(work.path())
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -466,6 +511,21 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
     })
     .context("cannot run the step through the server")?;
     Ok(summary)
+}
+
+/// The package of a deploy-package run, on this machine.
+fn acquire_package(
+    _home: &Home,
+    source: &PackageSource,
+    options: &RunStepOptions,
+) -> Result<PackageFile> {
+    match source {
+        PackageSource::File(path) => package::local_file(path, &options.params),
+        PackageSource::Feed(spec) => bail!(
+            Failed,
+            "package {spec}: acquiring packages from feeds is not available in this build; give --package-file PATH"
+        ),
+    }
 }
 
 /// The runtime's script network mode for the settings (confined while air-gapped).
