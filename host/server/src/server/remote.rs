@@ -233,10 +233,19 @@ pub async fn run_part(
     // 1. Start (retried until it is known to have started).
     let mut cursor = LogCursor::new();
     if let Some(job) = &part.job {
-        let start = StartStep {
+        let mut start = StartStep {
             ticket: ticket.clone(),
             ..job.start.clone()
         };
+        // Each target is `Octopus.Machine.Name` of its own run (unless the run names one itself).
+        let machine = crate::runs::system_variables::MACHINE_NAME;
+        if !start.variables.iter().any(|v| v.name == machine) {
+            start.variables.push(octo_protocol::Variable {
+                name: machine.to_owned(),
+                value: target.name.clone(),
+                sensitive: false,
+            });
+        }
         if let Some(state) = start_step(&mut runner, job, &start, budget, &cancel).await {
             return state;
         }
