@@ -148,3 +148,97 @@ async fn docker_registry_with_basic_auth_oras_artifacts_and_image_layers() {
         "{e}"
     );
 }
+
+/// The pull benchmark (not part of the suite; it never asserts a time): a 256 MiB artifact pushed with
+/// oras, pulled into a verified file directly from docker-registry and through squid (CONNECT), three
+/// times each. `OCTO_BENCH_MIB` changes the size.
+///
+/// `cargo test --workspace --test registry -- --ignored --nocapture pull_benchmark`
+#[tokio::test]
+#[ignore]
+async fn pull_benchmark() {
+    use octo_comms::proxy::{ProxyConfig, connect_via_proxy};
+    use std::sync::Arc;
+    let mib: usize = std::env::var("OCTO_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let registry = Registry::start(None);
+    let squid = octo_test_support::Squid::start(None)
+        .expect("squid is not installed: install the Debian package squid");
+    let work = tempfile::tempdir().unwrap();
+    let mut data = vec![0u8; mib << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(work.path().join("big.bin"), &data).unwrap();
+    drop(data);
+    oras_push(
+        &registry.host(),
+        "bench/big:1.0.0",
+        None,
+        work.path(),
+        &["big.bin"],
+    );
+
+    let proxy = ProxyConfig::from_fields("http", "127.0.0.1", squid.port, None, None).unwrap();
+    let proxy = Arc::new(proxy);
+    let via_squid = move |host: String, port: u16| {
+        let proxy = proxy.clone();
+        async move {
+            let stream = connect_via_proxy(&proxy, &host, port, Duration::from_secs(10))
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok(Box::new(stream) as octo_feed::client::BoxedIo)
+        }
+    };
+    let spec = FeedSpec {
+        name: "bench".into(),
+        kind: FeedKind::Oci,
+        url: registry.url(),
+        credentials: None,
+    };
+    let direct = PackageClient::new(
+        spec.clone(),
+        FeedClient::new(ClientConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let proxied = PackageClient::new(
+        spec,
+        FeedClient::new(ClientConfig {
+            connector: Arc::new(via_squid),
+            ..ClientConfig::default()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, client) in [("direct", &direct), ("squid", &proxied)] {
+        let d = client.resolve("bench/big", Some("1.0.0")).await.unwrap();
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            let done = client
+                .download_file(&d, &d.files[0], dir.path(), None, &|_, _| {})
+                .await
+                .unwrap();
+            let secs = start.elapsed().as_secs_f64();
+            std::fs::remove_file(&done.path).unwrap();
+            rates.push(mib as f64 / secs);
+        }
+        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+        println!("pull {mib} MiB {name}: {rates:.0?} MiB/s, mean {mean:.0} MiB/s");
+        results.push(mean);
+    }
+    println!("squid / direct: {:.2}", results[1] / results[0]);
+    let needle = format!("CONNECT 127.0.0.1:{}", registry.port);
+    assert!(
+        squid.access_log_containing(&needle).contains(&needle),
+        "the squid pulls went through squid"
+    );
+}

@@ -292,9 +292,9 @@ impl Drop for Registry {
 /// The pusher: oras-py (`pip install oras`), pushing files as one artifact with their titles.
 const ORAS_PUSH: &str = r#"
 import sys, oras.client
-host, target, user, password = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-files = sys.argv[5:]
-client = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic" if user else "token")
+host, target, user, password, backend = sys.argv[1:6]
+files = sys.argv[6:]
+client = oras.client.OrasClient(hostname=host, insecure=True, auth_backend=backend)
 if user:
     client.login(username=user, password=password, hostname=host)
 client.push(target=target, files=files, disable_path_validation=True)
@@ -306,6 +306,29 @@ pub fn oras_push(
     host: &str,
     reference: &str,
     auth: Option<(&str, &str)>,
+    dir: &Path,
+    files: &[&str],
+) {
+    let backend = if auth.is_some() { "basic" } else { "token" };
+    oras_push_with(host, reference, auth, backend, dir, files)
+}
+
+/// [`oras_push`] to a registry with token auth: oras asks the registry's realm for tokens.
+pub fn oras_push_token(
+    host: &str,
+    reference: &str,
+    auth: (&str, &str),
+    dir: &Path,
+    files: &[&str],
+) {
+    oras_push_with(host, reference, Some(auth), "token", dir, files)
+}
+
+fn oras_push_with(
+    host: &str,
+    reference: &str,
+    auth: Option<(&str, &str)>,
+    backend: &str,
     dir: &Path,
     files: &[&str],
 ) {
@@ -327,6 +350,7 @@ pub fn oras_push(
             &format!("{host}/{reference}"),
             user,
             password,
+            backend,
         ])
         .args(files)
         .output()
