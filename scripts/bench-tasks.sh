@@ -5,6 +5,10 @@
 #                                                        end (`octo run-step --role fan`), after a warm-up run
 #   scripts/bench-tasks.sh resume [BIN_DIR]              SIGKILL the daemon during a chatty step; time from
 #                                                        starting it again to the next stored log line
+#   scripts/bench-tasks.sh chatty [BIN_DIR] [LINES]      one step printing LINES lines on one listening
+#                                                        tentacle: lines/s stored by the server, end to end
+#
+# OCTO_BENCH_DATABASE=postgres://… keeps the tasks in that PostgreSQL database instead of SQLite.
 #
 # BIN_DIR holds `octo` and `tentacle` (default: $CARGO_TARGET_DIR/debug or target/debug).
 set -euo pipefail
@@ -29,6 +33,9 @@ wait_for() { # file word
 }
 
 start_daemon() {
+    if [ -n "${OCTO_BENCH_DATABASE:-}" ]; then
+        "$octo" --home "$work/octo" configure --database "$OCTO_BENCH_DATABASE" >/dev/null
+    fi
     "$octo" --home "$work/octo" run --listen-address 127.0.0.1 --comms-listen-port 0 >"$work/daemon.out" 2>"$work/daemon.err" &
     daemon=$!
     disown "$daemon"
@@ -94,10 +101,22 @@ resume)
     echo "daemon start to the next stored line: $(awk "BEGIN{print $t1 - $t0}") s"
     "$octo" --home "$work/octo" tasks show "$id" --follow >/dev/null
     echo "task $id: $("$octo" --home "$work/octo" tasks show "$id" --json | grep -m1 '"state"' | tr -d ' ,')," \
-        "$("$octo" --home "$work/octo" tasks show "$id" --json | grep -c '"sequence"') lines stored (400 + outputs expected: 400)"
+        "$("$octo" --home "$work/octo" tasks show "$id" --json | grep -c '"sequence"') lines stored (of 400)"
+    ;;
+chatty)
+    n=${3:-100000}
+    "$octo" --home "$work/octo" show-thumbprint >/dev/null
+    start_daemon
+    add_tentacles 1
+    "$octo" --home "$work/octo" run-step run-script --param 'ScriptBody=echo warm' --target t1 >/dev/null 2>&1
+    t0=$(now)
+    "$octo" --home "$work/octo" run-step run-script --param "ScriptBody=seq 1 $n" --target t1 --json >/dev/null 2>&1
+    t1=$(now)
+    echo "$n lines in $(awk "BEGIN{print $t1 - $t0}") s end to end: $(awk "BEGIN{printf \"%.0f\", $n / ($t1 - $t0)}") lines/s" \
+        "($([ -n "${OCTO_BENCH_DATABASE:-}" ] && echo PostgreSQL || echo SQLite))"
     ;;
 *)
-    echo "usage: $0 fanout|resume [BIN_DIR] [N] [RUNS]" >&2
+    echo "usage: $0 fanout|resume|chatty [BIN_DIR] [N] [RUNS]" >&2
     exit 2
     ;;
 esac

@@ -60,7 +60,10 @@ fn journal_rate(dir: &std::path::Path, all: &[LogLine]) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let n = args.first().copied().unwrap_or(100_000);
     let pages: Vec<usize> = match args.get(1) {
         Some(p) => vec![*p as usize],
@@ -69,8 +72,13 @@ async fn main() {
     let all = lines(n);
     let dir = tempfile::tempdir().unwrap();
     println!("{n} lines of {} bytes", all[0].message.len());
-    println!("tentacle journal (write per line): {:>10.0} lines/s", journal_rate(dir.path(), &all));
-    let sqlite = open(&Location::Sqlite(dir.path().join("octo.db"))).await.unwrap();
+    println!(
+        "tentacle journal (write per line): {:>10.0} lines/s",
+        journal_rate(dir.path(), &all)
+    );
+    let sqlite = open(&Location::Sqlite(dir.path().join("octo.db")))
+        .await
+        .unwrap();
     let cluster = octo_test_support::postgres::PgCluster::start().expect("PostgreSQL");
     let url = DatabaseUrl::parse(&cluster.new_database()).unwrap();
     let postgres = open(&Location::Postgres(url)).await.unwrap();
