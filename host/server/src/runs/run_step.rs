@@ -177,12 +177,31 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     };
 
     if !options.targets.is_empty() || !options.roles.is_empty() {
-        if package.is_some() {
-            bail!(
-                Failed,
-                "deploying a package on targets is not available in this build yet"
-            );
-        }
+        let package = match package {
+            None => None,
+            Some(_) if options.acquire == Acquire::Target => bail!(
+                Invalid,
+                "--acquire target has each target download the package from its feed: give --package FEED:ID@VERSION, not a file"
+            ),
+            Some(file) => Some(Box::new(crate::admin::RemotePackage {
+                step: octo_protocol::StepPackage {
+                    feed: file.feed.clone().unwrap_or_default(),
+                    id: file.id.clone(),
+                    version: file.version.clone(),
+                    files: vec![octo_protocol::PackageFileRef {
+                        name: file.file_name(),
+                        sha256: octo_protocol::Sha256Digest::parse(&file.sha256)
+                            .map_err(|e| err!(Failed, "{}: {e}", file.describe()))?,
+                        size: file.size,
+                    }],
+                    direct: None,
+                },
+                paths: vec![
+                    std::fs::canonicalize(&file.path)
+                        .with_context(|| format!("cannot find {}", file.path.display()))?,
+                ],
+            })),
+        };
         // The server decides; the tentacle's sandbox enforces exactly this list.
         let grants = policy::remote_grants(
             &settings,
@@ -202,6 +221,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
                 deadline: options.deadline,
                 targets: options.targets.clone(),
                 roles: options.roles.clone(),
+                package,
             },
             output,
         )
@@ -372,6 +392,7 @@ struct RemoteStep {
     deadline: Duration,
     targets: Vec<String>,
     roles: Vec<String>,
+    package: Option<Box<crate::admin::RemotePackage>>,
 }
 
 /// Runs through the daemon; each event goes to `output` as it comes.
@@ -393,6 +414,7 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
         deadline_ms: step.deadline.as_millis() as u64,
         targets: step.targets,
         roles: step.roles,
+        package: step.package,
     });
     let mut failed = 0usize;
     let mut succeeded = 0usize;
