@@ -54,6 +54,15 @@ impl Source {
         }
     }
 
+    /// The pinned feed key a signed feed or bundle install was verified with, when it was recorded
+    /// (what a grant bound to signed provenance names).
+    pub fn signing_key(&self) -> Option<&str> {
+        match self {
+            Source::SignedFeed { key, .. } | Source::SignedBundle { key, .. } => key.as_deref(),
+            Source::LocalFile { .. } | Source::Embedded => None,
+        }
+    }
+
     /// Reads a source as lock files before this type wrote it. Only the three forms Octo wrote count
     /// as signed (`http(s)://` feed URLs, `bundle:`, `builtin`); anything else (`file:`, an empty or
     /// hand-edited value) is a local file.

@@ -64,6 +64,16 @@ pub enum Command {
         #[command(subcommand)]
         command: ProxiesCommand,
     },
+    /// Package feeds (NuGet v3, OCI registries, plain HTTP): add, list, remove, test.
+    Feeds {
+        #[command(subcommand)]
+        command: FeedsCommand,
+    },
+    /// Packages from the feeds, in the server's package cache: versions, download, list, prune.
+    Packages {
+        #[command(subcommand)]
+        command: PackagesCommand,
+    },
     /// Deployment targets (tentacles): add, list, remove, health.
     Targets {
         #[command(subcommand)]
@@ -119,8 +129,9 @@ pub enum PluginsCommand {
     Inspect(InspectArgs),
     #[command(flatten)]
     Lifecycle(LifecycleCommand),
-    /// Let a step plugin (outside the built-in set) reach a destination its manifest declares.
-    Grant(GrantArgs),
+    /// Let a step plugin (outside the built-in set) reach a destination its manifest declares. The
+    /// grant is bound to the component: the one installed under ID, or the one named by --file/--sha256.
+    Grant(GrantNewArgs),
     /// Take back a grant.
     Revoke(GrantArgs),
     /// List the administrator's grants.
@@ -206,6 +217,19 @@ pub struct GrantArgs {
     /// scheme://host[:port]; `*` and `*.domain` wildcards, `:*` for any port.
     #[arg(value_name = "DESTINATION", value_parser = octo_server::outbound::grants::parse_pattern)]
     pub destination: octo_manifest::DestinationPattern,
+}
+
+/// `octo plugins grant`.
+#[derive(Debug, Args)]
+pub struct GrantNewArgs {
+    #[command(flatten)]
+    pub grant: GrantArgs,
+    /// Bind the grant to this component file (the .wasm you will run) instead of the installed one.
+    #[arg(long, value_name = "PATH", conflicts_with = "sha256")]
+    pub file: Option<PathBuf>,
+    /// Bind the grant to the component with this sha256 (64 hex digits).
+    #[arg(long, value_name = "DIGEST")]
+    pub sha256: Option<String>,
 }
 
 /// `octo plugins grants`.
@@ -616,4 +640,114 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+/// `octo feeds …`.
+#[derive(Debug, Subcommand)]
+pub enum FeedsCommand {
+    /// Add a package feed.
+    #[command(after_help = "Examples:\n  \
+        octo feeds add nuget-org --type nuget --url https://api.nuget.org/v3/index.json\n  \
+        octo feeds add registry --type oci --url https://registry.corp:5000 --username ci --password\n  \
+        octo feeds add files --type http --url 'https://files.corp/{id}/{id}-{version}.tar.gz'\n\n\
+        --password without a value reads it from the terminal (no echo) or one line of stdin, so it is \
+        not visible in `ps`.")]
+    Add(FeedAddArgs),
+    /// List the feeds (passwords are never shown: `password: set`).
+    List(JsonArgs),
+    /// Remove a feed.
+    Remove {
+        /// The feed's name.
+        name: String,
+    },
+    /// Reach a feed and say what it found (NuGet resources, the OCI auth scheme, the HTTP answer).
+    Test {
+        /// The feed's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `octo feeds add`.
+#[derive(Debug, Args)]
+pub struct FeedAddArgs {
+    /// Unique name.
+    pub name: String,
+    /// nuget, oci or http.
+    #[arg(long = "type", value_parser = parse_feed_kind)]
+    pub kind: octo_packages::FeedKind,
+    /// NuGet: the service index (…/v3/index.json); OCI: the registry (optionally with a namespace
+    /// path); http: a template with {id} and {version}.
+    #[arg(long)]
+    pub url: String,
+    /// User name (Basic authentication; the token server for OCI).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password; without a value it is read from the terminal (no echo) or stdin. Stored in
+    /// feeds.json (mode 0600), never printed.
+    #[arg(long, num_args = 0..=1, requires = "username")]
+    pub password: Option<Option<String>>,
+    /// Read the password from one line of stdin.
+    #[arg(long, conflicts_with = "password", requires = "username")]
+    pub password_stdin: bool,
+    /// The largest package accepted from this feed (e.g. 512MiB; default 4GiB).
+    #[arg(long, value_parser = parse_size)]
+    pub max_package_size: Option<u64>,
+}
+
+fn parse_feed_kind(s: &str) -> Result<octo_packages::FeedKind, String> {
+    s.parse()
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    octo_server::packages::parse_size(s)
+}
+
+/// `octo packages …`.
+#[derive(Debug, Subcommand)]
+pub enum PackagesCommand {
+    /// List a package's versions on a feed (OCI: its tags).
+    Versions {
+        /// The feed's name.
+        feed: String,
+        /// The package id (OCI: the repository).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a package into the server's cache: ID (the latest stable version), ID@1.2.3,
+    /// ID@[1.0,2.0), ID@1.*; OCI also ID@TAG and ID@sha256:….
+    Download {
+        /// The feed's name.
+        feed: String,
+        /// ID[@REQ].
+        package: String,
+        /// The largest package accepted (default: the feed's --max-package-size).
+        #[arg(long, value_parser = parse_size)]
+        max_size: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the packages in the cache.
+    List(JsonArgs),
+    /// Remove cached packages (--all, --older-than 30d) and every file no package refers to.
+    Prune {
+        /// Remove every package.
+        #[arg(long)]
+        all: bool,
+        /// Remove packages fetched longer ago than this (e.g. 30d, 12h).
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    octo_server::duration::parse(s)
 }

@@ -7,8 +7,8 @@ mod secrets;
 
 use clap::Parser;
 use cli::{
-    Command, JobsCommand, LibraryCommand, LifecycleCommand, PluginsCommand, ProxiesCommand,
-    TargetsCommand, TelemetryCommand,
+    Command, FeedsCommand, JobsCommand, LibraryCommand, LifecycleCommand, PackagesCommand,
+    PluginsCommand, ProxiesCommand, TargetsCommand, TelemetryCommand,
 };
 use octo_server::jobs::{Outcome, Selection};
 use octo_server::targets::{Reach, Target};
@@ -68,9 +68,19 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             }
             PluginsCommand::Lifecycle(command) => lifecycle(&home, command, &sink),
             PluginsCommand::Grant(args) => {
+                let target = match (&args.file, &args.sha256) {
+                    (Some(path), _) => outbound::grants::GrantTarget::File(path),
+                    (None, Some(digest)) => outbound::grants::GrantTarget::Sha256(digest),
+                    (None, None) => outbound::grants::GrantTarget::Installed,
+                };
                 print!(
                     "{}",
-                    outbound::grants::grant(&home, &args.plugin, &args.destination)?
+                    outbound::grants::grant(
+                        &home,
+                        &args.grant.plugin,
+                        &args.grant.destination,
+                        &target
+                    )?
                 );
                 Ok(ExitCode::SUCCESS)
             }
@@ -231,6 +241,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Targets { command } => targets(&home, command, &sink),
+        Command::Feeds { command } => feeds(&home, command, &sink),
+        Command::Packages { command } => packages(&home, command, &sink),
         Command::CheckUpdates { json: as_json } => {
             let status = vendor::check_updates_now(&home, &sink)?;
             if as_json {
@@ -420,4 +432,123 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+fn feeds(home: &Home, command: FeedsCommand, sink: &octo_server::Sink) -> anyhow::Result<ExitCode> {
+    use octo_server::package_feeds;
+    match command {
+        FeedsCommand::Add(args) => {
+            let credentials = match (args.username, args.password, args.password_stdin) {
+                (None, _, _) => None,
+                (Some(username), Some(Some(password)), _) => Some((username, password)),
+                (Some(username), Some(None), from_stdin)
+                | (Some(username), None, from_stdin @ true) => {
+                    let password =
+                        secrets::read_password(&format!("feed {}", args.name), from_stdin)?;
+                    Some((username, password))
+                }
+                (Some(_), None, false) => anyhow::bail!(
+                    "feed {}: --username needs --password (read from the terminal or stdin without a value) or --password-stdin",
+                    args.name
+                ),
+            };
+            let row = package_feeds::add(
+                home,
+                package_feeds::NewFeed {
+                    name: args.name,
+                    kind: args.kind,
+                    url: args.url,
+                    credentials: credentials.map(|(username, password)| {
+                        octo_packages::Credentials { username, password }
+                    }),
+                    max_package_size: args.max_package_size,
+                },
+            )?;
+            println!("added feed {row}");
+        }
+        FeedsCommand::List(args) => {
+            let list = package_feeds::list(home)?;
+            if args.json {
+                json(&list.0)?;
+            } else {
+                print!("{list}");
+            }
+        }
+        FeedsCommand::Remove { name } => {
+            package_feeds::remove(home, &name)?;
+            println!("removed feed {name}");
+        }
+        FeedsCommand::Test {
+            name,
+            json: as_json,
+        } => {
+            let report = package_feeds::test(home, &name, sink)?;
+            if as_json {
+                json(&report)?;
+            } else {
+                println!("feed {}: {}", report.feed, report.summary);
+                for d in &report.details {
+                    println!("  {d}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn packages(
+    home: &Home,
+    command: PackagesCommand,
+    sink: &octo_server::Sink,
+) -> anyhow::Result<ExitCode> {
+    use octo_server::packages;
+    match command {
+        PackagesCommand::Versions {
+            feed,
+            id,
+            json: as_json,
+        } => {
+            let list = packages::versions(home, &feed, &id, sink)?;
+            if as_json {
+                json(&list)?;
+            } else {
+                print!("{list}");
+            }
+        }
+        PackagesCommand::Download {
+            feed,
+            package,
+            max_size,
+            json: as_json,
+        } => {
+            let options = packages::DownloadOptions { max_size };
+            let acquired = packages::download(home, &feed, &package, &options, sink)?;
+            if as_json {
+                json(&acquired)?;
+            } else {
+                print!("{acquired}");
+            }
+        }
+        PackagesCommand::List(args) => {
+            let list = packages::list(home)?;
+            if args.json {
+                json(&list.0)?;
+            } else {
+                print!("{list}");
+            }
+        }
+        PackagesCommand::Prune {
+            all,
+            older_than,
+            json: as_json,
+        } => {
+            let report = packages::prune(home, &packages::PruneOptions { all, older_than })?;
+            if as_json {
+                json(&report)?;
+            } else {
+                print!("{report}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -30,13 +30,31 @@ pub fn resolve(
     Ok(resolved)
 }
 
+/// A password for `what` (e.g. `feed nuget-org`): from the terminal without echo, or one line of stdin.
+pub fn read_password(what: &str, from_stdin: bool) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    let line = if !from_stdin && stdin.is_terminal() {
+        read_hidden(&format!("Password for {what}: "), what)?
+    } else {
+        read_line(&mut stdin.lock(), what)?
+    };
+    if line.is_empty() {
+        bail!("the password for {what} is empty");
+    }
+    Ok(line)
+}
+
 fn read_from_terminal(name: &str) -> anyhow::Result<String> {
+    read_hidden(&format!("Value of sensitive variable {name}: "), name)
+}
+
+fn read_hidden(prompt: &str, name: &str) -> anyhow::Result<String> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
     let saved = tcgetattr(&stdin).context("cannot read the terminal's settings")?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
-    eprint!("Value of sensitive variable {name}: ");
+    eprint!("{prompt}");
     let _ = std::io::stderr().flush();
     tcsetattr(&stdin, OptionalActions::Now, &quiet).context("cannot turn off the echo")?;
     let line = read_line(&mut stdin.lock(), name);

@@ -296,8 +296,15 @@ fn air_gapped_step_plugins_reach_granted_internal_destinations_only() {
     )
     .unwrap();
     let custom = custom.display().to_string();
-    home.octo(&["plugins", "grant", "custom-health-check", &origin])
-        .success();
+    home.octo(&[
+        "plugins",
+        "grant",
+        "custom-health-check",
+        &origin,
+        "--file",
+        &custom,
+    ])
+    .success();
 
     // Air-gapped with no internal networks: nothing leaves, granted or built-in.
     home.octo(&["configure", "--airGapped=true"]).success();

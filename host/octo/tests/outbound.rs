@@ -407,21 +407,51 @@ fn a_broken_settings_file_is_reported_with_the_key() {
 #[test]
 fn grants_are_added_listed_and_revoked() {
     let home = tempfile::tempdir().unwrap();
+    let digest = "aa".repeat(32);
+    // Nothing installed under the id: the component must be named.
+    fails_with(
+        &octo(
+            home.path(),
+            &["plugins", "grant", "my-step", "https://API.example.com"],
+        ),
+        "plugin my-step is not installed, so there is no component to bind the grant to; name it with `--file PATH` (the .wasm you will run) or `--sha256 DIGEST`",
+    );
     let out = ok(
         home.path(),
-        &["plugins", "grant", "my-step", "https://API.example.com"],
+        &[
+            "plugins",
+            "grant",
+            "my-step",
+            "https://API.example.com",
+            "--sha256",
+            &digest,
+        ],
     );
     assert_eq!(
         out.trim(),
-        "Granted https://api.example.com:443 to plugin my-step."
+        format!("Granted https://api.example.com:443 to plugin my-step (sha256 {digest}).")
     );
     ok(
         home.path(),
-        &["plugins", "grant", "my-step", "https://*.corp.example:*"],
+        &[
+            "plugins",
+            "grant",
+            "my-step",
+            "https://*.corp.example:*",
+            "--sha256",
+            &digest,
+        ],
     );
     ok(
         home.path(),
-        &["plugins", "grant", "other", "http://10.0.0.1:8080"],
+        &[
+            "plugins",
+            "grant",
+            "other",
+            "http://10.0.0.1:8080",
+            "--sha256",
+            &digest,
+        ],
     );
     let list = json(home.path(), &["plugins", "grants", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 3);
@@ -429,8 +459,8 @@ fn grants_are_added_listed_and_revoked() {
     assert_eq!(
         mine,
         serde_json::json!([
-            {"plugin": "my-step", "destination": "https://*.corp.example:*"},
-            {"plugin": "my-step", "destination": "https://api.example.com:443"},
+            {"plugin": "my-step", "destination": "https://*.corp.example:*", "component": {"sha256": digest}},
+            {"plugin": "my-step", "destination": "https://api.example.com:443", "component": {"sha256": digest}},
         ])
     );
     let file = home.path().join("grants.toml");
@@ -461,7 +491,12 @@ fn grants_are_added_listed_and_revoked() {
         ),
         "plugin nobody has no grants",
     );
-    let out = octo(home.path(), &["plugins", "grant", "my-step", "ftp://x"]);
+    let out = octo(
+        home.path(),
+        &[
+            "plugins", "grant", "my-step", "ftp://x", "--sha256", &digest,
+        ],
+    );
     assert!(!out.status.success());
     let report = json(home.path(), &["outbound", "--json"]);
     let steps = report["destinations"]
@@ -543,7 +578,14 @@ fn run_step_applies_the_policy_and_records_attempts() {
     );
     ok(
         home.path(),
-        &["plugins", "grant", "custom-health-check", &origin],
+        &[
+            "plugins",
+            "grant",
+            "custom-health-check",
+            &origin,
+            "--file",
+            &custom,
+        ],
     );
     ok(home.path(), &["run-step", &custom, "--param", &param]);
     let attempts = step_attempts(home.path());
@@ -615,4 +657,76 @@ fn a_locally_installed_component_still_needs_a_grant() {
         "{}",
         text(&out.stdout)
     );
+}
+
+/// Finding 7: a grant is bound to the component granted (here the one installed under the id, by
+/// digest); another build carrying the same id — run from a file, or installed over it from a
+/// file — does not inherit it.
+#[test]
+fn a_grant_is_not_inherited_by_another_component_with_the_same_id() {
+    let home = tempfile::tempdir().unwrap();
+    let url = http_server();
+    let origin = url.trim_end_matches('/').to_string();
+    let param = format!("url={url}");
+    let custom = custom_health_check(home.path());
+    ok(home.path(), &["plugins", "install", "--file", &custom]);
+    let out = ok(
+        home.path(),
+        &["plugins", "grant", "custom-health-check", &origin],
+    );
+    let digest = octo_runtime::sha256_hex(&std::fs::read(&custom).unwrap());
+    assert!(out.contains(&format!("(sha256 {digest})")), "{out}");
+    // The granted component, installed or from its file: allowed.
+    ok(
+        home.path(),
+        &["run-step", "custom-health-check", "--param", &param],
+    );
+    ok(home.path(), &["run-step", &custom, "--param", &param]);
+
+    // Another component packed with the same id.
+    let other = {
+        let bytes = octo_builtin_plugins::HTTP_HEALTH_CHECK.bytes;
+        let mut manifest = octo_manifest::read_manifest(bytes).unwrap();
+        manifest.id = "custom-health-check".into();
+        manifest.description = "not what the administrator granted".into();
+        let path = home.path().join("relabelled.wasm");
+        std::fs::write(
+            &path,
+            octo_manifest::embed_manifest(bytes, &manifest).unwrap(),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let out = octo(home.path(), &["run-step", &other, "--param", &param]);
+    assert!(
+        !out.status.success(),
+        "a relabelled component inherited the grant"
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("grants do not follow an id to another build"),
+        "{stdout}"
+    );
+    let attempts = step_attempts(home.path());
+    assert_eq!(attempts[0]["allowed"], false);
+    // Installed over the granted one from a file: no grant either.
+    ok(home.path(), &["plugins", "install", "--file", &other]);
+    let out = octo(
+        home.path(),
+        &["run-step", "custom-health-check", "--param", &param],
+    );
+    assert!(
+        !out.status.success(),
+        "an update from a file inherited the grant"
+    );
+    // The report shows the grant with the component it is bound to.
+    let report = json(home.path(), &["outbound", "--json"]);
+    let steps = report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "step-plugins")
+        .unwrap()
+        .clone();
+    assert_eq!(steps["grants"][0]["component"]["sha256"], digest);
 }

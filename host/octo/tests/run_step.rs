@@ -310,7 +310,7 @@ fn malformed_templates_are_refused() {
     );
     assert_fails_with(
         &octo(home.path(), &["run-step", powershell.to_str().unwrap()]),
-        "only Bash scripts can be run",
+        "the step template's script is PowerShell; Octo runs Bash and Python scripts only",
     );
 }
 

@@ -28,6 +28,10 @@ pub struct AuditRecord {
     pub allowed: bool,
     /// Why it was denied (or allowed).
     pub reason: String,
+    /// The proxy the connection went through (`http://host:port`, never a password), when the host's
+    /// own client recorded it; absent for a direct connection or when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 impl AuditRecord {
@@ -47,7 +51,14 @@ impl AuditRecord {
             destination: destination.to_string(),
             allowed,
             reason: reason.to_string(),
+            proxy: None,
         }
+    }
+
+    /// The same record, naming the proxy used (`None`: direct).
+    pub fn with_proxy(mut self, proxy: Option<String>) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// The line (without the newline).

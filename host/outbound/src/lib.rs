@@ -25,7 +25,7 @@ use octo_manifest::{Destination, DestinationPattern, PluginKind};
 use octo_settings::{InternalNetwork, InternalNetworks, Settings, keys};
 use serde::Serialize;
 
-pub use grants::Grants;
+pub use grants::{Binding, ComponentIdentity, Grants, GrantsFile};
 
 /// One row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

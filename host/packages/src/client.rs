@@ -49,6 +49,8 @@ pub struct PackageClient {
     tokens: Mutex<HashMap<String, Authorization>>,
     /// NuGet: the flat container's base URL, once fetched.
     nuget_base: Mutex<Option<String>>,
+    /// OCI: tags asked for per page.
+    tag_page_size: u32,
 }
 
 impl std::fmt::Debug for PackageClient {
@@ -89,7 +91,15 @@ impl PackageClient {
             basic,
             tokens: Mutex::new(HashMap::new()),
             nuget_base: Mutex::new(None),
+            tag_page_size: 100,
         })
+    }
+
+    /// OCI: how many tags to ask for per page (`?n=`; default 100). The registry's `Link` header leads to
+    /// the next page.
+    pub fn with_tag_page_size(mut self, n: u32) -> Self {
+        self.tag_page_size = n.max(1);
+        self
     }
 
     /// A client for what a server resolved (a tentacle downloading directly), with the credentials
@@ -546,7 +556,11 @@ impl PackageClient {
 
     async fn oci_tags(&self, id: &PackageId) -> Result<Vec<String>, PackageError> {
         let repo = self.repository(id.as_str());
-        let mut url = format!("{}/v2/{repo}/tags/list?n=100", self.registry_origin());
+        let mut url = format!(
+            "{}/v2/{repo}/tags/list?n={}",
+            self.registry_origin(),
+            self.tag_page_size
+        );
         let mut tags = Vec::new();
         for _ in 0..MAX_TAG_PAGES {
             let doc = self.get_oci(&url, None, &repo).await?;

@@ -271,7 +271,7 @@ fn handle_line(ctx: &mut StepContext, level: &mut OutputLevel, stream: Stream, l
     match parse_line(line) {
         None => {
             let log_level = match level {
-                OutputLevel::Default => LogLevel::Info,
+                OutputLevel::Default | OutputLevel::Wait => LogLevel::Info,
                 OutputLevel::Verbose => LogLevel::Verbose,
                 OutputLevel::Highlight => LogLevel::Highlight,
                 OutputLevel::Warning => LogLevel::Warn,

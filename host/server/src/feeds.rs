@@ -29,9 +29,15 @@ fn env_duration(name: &str, default: Duration) -> Result<Duration> {
     }
 }
 
-/// The HTTP client configuration for vendor feeds: the trusted certificate from the settings, and the
-/// tuning knobs from the environment.
+/// The HTTP client for vendor feeds (see [`client_config`]).
 fn client(settings: &Settings) -> Result<FeedClient> {
+    Ok(FeedClient::new(client_config(settings)?)?)
+}
+
+/// The HTTP client configuration of the host's feeds (steps feed, library, package feeds): the trusted
+/// certificate from the settings, the web request proxy's connector, and the tuning knobs from the
+/// environment.
+pub(crate) fn client_config(settings: &Settings) -> Result<ClientConfig> {
     let defaults = ClientConfig::default();
     let attempts = match std::env::var("OCTO_FEED_ATTEMPTS") {
         Ok(text) => text
@@ -57,7 +63,7 @@ fn client(settings: &Settings) -> Result<FeedClient> {
     if let Some(connector) = crate::proxy::feed_connector(settings)? {
         config.connector = connector;
     }
-    Ok(FeedClient::new(config)?)
+    Ok(config)
 }
 
 /// A feed URL from the settings without its trailing `/`, or the one-line error that says how to set it.

@@ -4,6 +4,8 @@
 //! <home>/octo.toml                  settings (`octo configure`, `octo proxy`, `octo proxies`)
 //! <home>/grants.toml                administrator grants (`octo plugins grant`)
 //! <home>/targets.json               deployment targets
+//! <home>/feeds.json                 package feeds, credentials included (mode 0600)
+//! <home>/packages/                  the package cache (blobs/sha256/<hex>, entries/, locks/, tmp/)
 //! <home>/jobs.json, .jobs.lock      last and next run of each background job
 //! <home>/plugins/                   the plugin store (blobs/sha256/<hex>, plugins.lock)
 //! <home>/library/templates.json     the community library, as last synced
@@ -76,6 +78,16 @@ impl Home {
     /// `grants.toml`.
     pub fn grants(&self) -> PathBuf {
         self.root.join("grants.toml")
+    }
+
+    /// `feeds.json`: the package feeds (`octo feeds`), credentials included (mode 0600).
+    pub fn feeds(&self) -> PathBuf {
+        self.root.join("feeds.json")
+    }
+
+    /// `packages/`: the package cache (`octo packages`).
+    pub fn packages(&self) -> PathBuf {
+        self.root.join("packages")
     }
 
     /// `targets.json`.

@@ -10,6 +10,7 @@
 //!   runs               run-step (here or through the daemon), step sources, pack/inspect
 //!   jobs               the scheduled jobs, one row each, each naming its outbound destination
 //!   vendor · library · plugins     vendor plugins, community templates, the plugin lifecycle
+//!   packages · package_feeds   package feeds (`octo feeds`), the package cache (`octo packages`)
 //!   feeds              the steps feed and library clients (built only from the gate's pass)
 //!   targets · proxy · configure    targets file, proxies, settings and `configure`
 //!   outbound           the one gate, grants, audit file, sandbox policy, `octo outbound` report
@@ -32,6 +33,8 @@ pub mod home;
 pub mod jobs;
 pub mod library;
 pub mod outbound;
+pub mod package_feeds;
+pub mod packages;
 pub mod plugins;
 pub mod proxy;
 pub mod runs;

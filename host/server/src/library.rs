@@ -65,7 +65,7 @@ pub fn sync(home: &Home, settings: &Settings, allowed: &Allowed) -> Result<Strin
     octo_fsutil::write_atomic(&path, &bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(format!(
-        "synced {} templates ({runnable} runnable Bash templates) from {source}",
+        "synced {} templates ({runnable} runnable Bash or Python templates) from {source}",
         cache.templates.len()
     ))
 }
@@ -363,12 +363,7 @@ impl fmt::Display for TemplateInstalled {
 pub fn install(home: &Home, query: &str, sink: &Sink) -> Result<TemplateInstalled> {
     let cache = cache(home, sink)?;
     let raw = find(&cache.templates, query)?;
-    let template = parse(raw).with_context(|| {
-        format!(
-            "cannot install {:?}: Octo runs Bash script templates only",
-            text(raw, "Name")
-        )
-    })?;
+    let template = parse(raw).with_context(|| format!("cannot install {:?}", text(raw, "Name")))?;
     let path = home
         .steps()
         .join(format!("{}.json", file_stem(&template.id)));

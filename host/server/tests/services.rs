@@ -58,16 +58,30 @@ fn configure_and_show_round_trip() {
 fn grants_are_added_listed_and_revoked() {
     let (_dir, home) = home();
     let destination = grants::parse_pattern("https://api.example.com").unwrap();
-    let granted = grants::grant(&home, "my-step", &destination).unwrap();
+    // Nothing installed under the id: the grant needs the component named.
+    assert!(matches!(
+        grants::grant(&home, "my-step", &destination, &grants::GrantTarget::Installed),
+        Err(Error::NotFound(m)) if m.contains("--file PATH")
+    ));
+    let digest = "ab".repeat(32);
+    let by_digest = grants::GrantTarget::Sha256(&digest);
+    let granted = grants::grant(&home, "my-step", &destination, &by_digest).unwrap();
     assert!(granted.added && !granted.air_gapped);
-    assert!(!grants::grant(&home, "my-step", &destination).unwrap().added);
+    assert!(
+        !grants::grant(&home, "my-step", &destination, &by_digest)
+            .unwrap()
+            .added
+    );
     let list = grants::list(&home, None).unwrap();
+    assert_eq!(list.0.len(), 1);
+    assert_eq!(list.0[0].plugin, "my-step");
     assert_eq!(
-        list.0,
-        vec![(
-            "my-step".to_string(),
-            "https://api.example.com:443".to_string()
-        )]
+        list.0[0].binding,
+        octo_outbound::Binding::Sha256(digest.clone())
+    );
+    assert_eq!(
+        list.0[0].destinations[0].to_string(),
+        "https://api.example.com:443"
     );
     assert!(grants::list(&home, Some("other")).unwrap().0.is_empty());
     grants::revoke(&home, "my-step", &destination).unwrap();
@@ -76,6 +90,74 @@ fn grants_are_added_listed_and_revoked() {
         Err(Error::NotFound(_))
     ));
     assert!(grants::parse_pattern("https://{{host}}").is_err());
+}
+
+/// The built http-health-check under another id, as a file in `dir`.
+fn relabelled_health_check(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    let bytes = octo_builtin_plugins::HTTP_HEALTH_CHECK.bytes;
+    let mut manifest = octo_manifest::read_manifest(bytes).unwrap();
+    manifest.id = id.into();
+    let path = dir.join(format!("{id}.wasm"));
+    std::fs::write(
+        &path,
+        octo_manifest::embed_manifest(bytes, &manifest).unwrap(),
+    )
+    .unwrap();
+    path
+}
+
+/// A grants file from before grants were bound: on first load each id's grants are bound to the
+/// component installed under it then (with a note); an id with nothing installed stays unbound and
+/// its grants apply to nothing.
+#[test]
+fn old_grants_are_bound_to_the_installed_component_on_first_load() {
+    let (dir, home) = home();
+    let installed = relabelled_health_check(dir.path(), "my-step");
+    octo_server::plugins::install::install_file(&home, &installed).unwrap();
+    std::fs::write(
+        home.grants(),
+        "[grants]\nmy-step = [\"https://api.example.com\"]\ngone = [\"https://x.example\"]\n",
+    )
+    .unwrap();
+    let list = grants::list(&home, None).unwrap();
+    let digest = octo_fsutil::sha256_hex(&std::fs::read(&installed).unwrap());
+    let mine = list.0.iter().find(|e| e.plugin == "my-step").unwrap();
+    assert_eq!(mine.binding, octo_outbound::Binding::Sha256(digest.clone()));
+    assert!(
+        mine.note.as_deref().unwrap().contains("bound on"),
+        "{mine:?}"
+    );
+    let gone = list.0.iter().find(|e| e.plugin == "gone").unwrap();
+    assert_eq!(gone.binding, octo_outbound::Binding::Unbound);
+    // Written back, once: the file now names the digest.
+    let text = std::fs::read_to_string(home.grants()).unwrap();
+    assert!(text.contains(&format!("sha256 = \"{digest}\"")), "{text}");
+    // Another build under the same id installed later does not inherit it.
+    let other = {
+        let bytes = octo_builtin_plugins::HTTP_HEALTH_CHECK.bytes;
+        let mut manifest = octo_manifest::read_manifest(bytes).unwrap();
+        manifest.id = "my-step".into();
+        manifest.description = "another build".into();
+        let path = dir.path().join("other.wasm");
+        std::fs::write(
+            &path,
+            octo_manifest::embed_manifest(bytes, &manifest).unwrap(),
+        )
+        .unwrap();
+        path
+    };
+    let other_digest = octo_fsutil::sha256_hex(&std::fs::read(&other).unwrap());
+    assert_ne!(other_digest, digest);
+    let store = octo_server::store::existing(&home).unwrap();
+    let file = grants::load(&home).unwrap();
+    let this = grants::component(store.as_ref(), "my-step", &std::fs::read(&other).unwrap());
+    assert!(file.for_component(&this).is_empty());
+    let that = grants::component(
+        store.as_ref(),
+        "my-step",
+        &std::fs::read(&installed).unwrap(),
+    );
+    assert!(!file.for_component(&that).is_empty());
 }
 
 fn target(name: &str, reach: Reach, proxy: Option<&str>) -> Target {

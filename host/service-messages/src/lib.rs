@@ -54,6 +54,8 @@ pub enum OutputLevel {
     Default,
     /// `stdout-highlight`.
     Highlight,
+    /// `stdout-wait` (Python's `printwait`): shown as ordinary output.
+    Wait,
     /// `stdout-warning`.
     Warning,
     /// `stdout-error`.
@@ -99,6 +101,7 @@ pub fn parse_line(line: &str) -> Option<ServiceMessage> {
         "stdout-verbose" => ServiceMessage::OutputLevel(OutputLevel::Verbose),
         "stdout-default" => ServiceMessage::OutputLevel(OutputLevel::Default),
         "stdout-highlight" => ServiceMessage::OutputLevel(OutputLevel::Highlight),
+        "stdout-wait" => ServiceMessage::OutputLevel(OutputLevel::Wait),
         "stdout-warning" => ServiceMessage::OutputLevel(OutputLevel::Warning),
         "stdout-error" => ServiceMessage::OutputLevel(OutputLevel::Error),
         other => ServiceMessage::Other {
@@ -222,6 +225,10 @@ mod tests {
         assert_eq!(
             parse_line("##octopus[stdout-default]\n"),
             Some(ServiceMessage::OutputLevel(OutputLevel::Default))
+        );
+        assert_eq!(
+            parse_line("##octopus[stdout-wait]"),
+            Some(ServiceMessage::OutputLevel(OutputLevel::Wait))
         );
         assert_eq!(
             parse_line("##octopus[progress percentage='NTA=']"),

@@ -2,8 +2,8 @@
 //!
 //! A template is a script step: `ActionType` `Octopus.Script`, a script body in
 //! `Properties["Octopus.Action.Script.ScriptBody"]`, a syntax, and parameters with defaults. Octo runs the
-//! Bash ones with the built-in run-script plugin; each parameter becomes a deployment variable that the
-//! script reads with `get_octopusvariable` or `#{Name}`.
+//! Bash and Python ones with the built-in run-script plugin; each parameter becomes a deployment variable
+//! that the script reads with `get_octopusvariable` or `#{Name}`.
 //!
 //! This crate only parses and validates; it does no I/O.
 #![deny(missing_docs)]
@@ -22,14 +22,49 @@ pub struct StepTemplate {
     pub description: String,
     /// The Library's own revision counter.
     pub version: u64,
-    /// Script language; always `Bash` for a template this crate accepts.
-    pub syntax: String,
+    /// Script language: one Octo runs.
+    pub syntax: ScriptSyntax,
     /// The script, exactly as in the template.
     pub script_body: String,
     /// Inputs, in template order.
     pub parameters: Vec<TemplateParameter>,
     /// Library category, if given.
     pub category: Option<String>,
+}
+
+/// The script languages Octo runs (`Octopus.Action.Script.Syntax`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptSyntax {
+    /// `Bash`.
+    Bash,
+    /// `Python`, run with `python3`.
+    Python,
+}
+
+impl ScriptSyntax {
+    /// The syntaxes Octo runs, as a template names them.
+    pub const ALL: [ScriptSyntax; 2] = [ScriptSyntax::Bash, ScriptSyntax::Python];
+
+    /// The name a template (and run-script's `Syntax` argument) uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScriptSyntax::Bash => "Bash",
+            ScriptSyntax::Python => "Python",
+        }
+    }
+
+    /// The syntax named `name` (case-insensitive, surrounding spaces ignored), if Octo runs it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+impl std::fmt::Display for ScriptSyntax {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One input of a template.
@@ -66,9 +101,9 @@ pub enum TemplateError {
     /// Another action type, e.g. a package deployment.
     #[error("the step template is a {0} template; only Octopus.Script templates can be run")]
     NotScript(String),
-    /// A PowerShell, Python, C# or F# script.
-    #[error("the step template's script is {0}; only Bash scripts can be run")]
-    NotBash(String),
+    /// A PowerShell, C# or F# script.
+    #[error("the step template's script is {0}; Octo runs Bash and Python scripts only")]
+    UnsupportedSyntax(String),
     /// Two parameters with the same name.
     #[error("the step template declares parameter {0:?} twice")]
     DuplicateParameter(String),
@@ -113,7 +148,7 @@ pub enum ValueError {
 }
 
 impl StepTemplate {
-    /// Parses a Library-format template and checks that it is a Bash script template. Refuses
+    /// Parses a Library-format template and checks that it is a Bash or Python script template. Refuses
     /// JSON larger than [`DEFAULT_MAX_TEMPLATE_BYTES`].
     pub fn from_json(bytes: &[u8]) -> Result<Self, TemplateError> {
         Self::from_json_within(bytes, DEFAULT_MAX_TEMPLATE_BYTES)
@@ -147,9 +182,10 @@ impl StepTemplate {
             .remove("Octopus.Action.Script.Syntax")
             .and_then(|v| v.into_string())
             .unwrap_or_else(|| "PowerShell".to_string()); // Octopus's default when unset
-        if syntax != "Bash" {
-            return Err(TemplateError::NotBash(syntax));
-        }
+        let syntax = ScriptSyntax::ALL
+            .into_iter()
+            .find(|s| s.as_str() == syntax)
+            .ok_or(TemplateError::UnsupportedSyntax(syntax))?;
         let id = raw
             .id
             .filter(|s| !s.is_empty())
@@ -318,6 +354,18 @@ mod tests {
     }
 
     #[test]
+    fn parses_a_python_template() {
+        let t = StepTemplate::from_json(
+            template(r#","Octopus.Action.Script.Syntax":"Python""#, "").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(t.syntax, ScriptSyntax::Python);
+        assert_eq!(t.syntax.to_string(), "Python");
+        assert_eq!(ScriptSyntax::parse(" python "), Some(ScriptSyntax::Python));
+        assert_eq!(ScriptSyntax::parse("PowerShell"), None);
+    }
+
+    #[test]
     fn refuses_what_it_cannot_run() {
         assert!(matches!(
             StepTemplate::from_json(b"{"),
@@ -325,13 +373,15 @@ mod tests {
         ));
         assert_eq!(
             StepTemplate::from_json(template("", "").as_bytes()),
-            Err(TemplateError::NotBash("PowerShell".into()))
+            Err(TemplateError::UnsupportedSyntax("PowerShell".into()))
         );
+        let err = StepTemplate::from_json(
+            template(r#","Octopus.Action.Script.Syntax":"CSharp""#, "").as_bytes(),
+        )
+        .unwrap_err();
         assert_eq!(
-            StepTemplate::from_json(
-                template(r#","Octopus.Action.Script.Syntax":"Python""#, "").as_bytes()
-            ),
-            Err(TemplateError::NotBash("Python".into()))
+            err.to_string(),
+            "the step template's script is CSharp; Octo runs Bash and Python scripts only"
         );
         let pkg =
             br#"{"Id":"x","Name":"x","ActionType":"Octopus.TentaclePackage","Properties":{}}"#;
@@ -408,7 +458,7 @@ mod tests {
             if path.extension().is_some_and(|e| e == "json") {
                 let t = StepTemplate::from_json(&std::fs::read(&path).unwrap())
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                assert_eq!(t.syntax, "Bash");
+                assert_eq!(t.syntax, ScriptSyntax::Bash);
                 count += 1;
             }
         }

@@ -10,6 +10,7 @@
 //! with a note rather than failing (so a developer without them can still run the rest).
 #![deny(missing_docs)]
 
+pub mod feeds;
 pub mod postgres;
 
 use std::io::{Read, Write};

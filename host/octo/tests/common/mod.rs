@@ -139,6 +139,11 @@ pub struct Mock {
 impl Mock {
     /// Serves `feed` (if any) and the community library in `../shared/library` (if present).
     pub fn start(feed: Option<&Feed>) -> Mock {
+        Mock::start_with_library(feed, library_dir().as_deref())
+    }
+
+    /// Serves `feed` (if any) and the Library-format templates in `library` (if any).
+    pub fn start_with_library(feed: Option<&Feed>, library: Option<&Path>) -> Mock {
         let state = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(state.path().join("stderr.log")).unwrap();
         let mut command = Command::new(registry_mock_bin());
@@ -152,7 +157,7 @@ impl Mock {
                 .arg("--key")
                 .arg(&feed.key_file);
         }
-        if let Some(library) = library_dir() {
+        if let Some(library) = library {
             command.arg("--library").arg(library);
         }
         let mut child = command

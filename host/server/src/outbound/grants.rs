@@ -1,27 +1,94 @@
 //! `octo plugins grant|revoke|grants`: administrator grants in `<home>/grants.toml` (format: see
 //! [`octo_outbound::grants`]), changed under a lock and written atomically (mode 0600).
+//!
+//! A grant is bound to the component granted: the one installed under the id (its sha256, or — when
+//! it came from a signed feed or bundle whose key was recorded — that key, so updates from the same
+//! feed keep the grant), or the file / digest the administrator names with `--file` / `--sha256`.
+//!
+//! A grants file from before grants were bound is bound once, when the server first reads it: each
+//! id's grants to the component installed under that id at that moment (with a note in the file); an
+//! id with nothing installed stays unbound and its grants apply to nothing until granted again.
 
 use crate::error::{Context, Result};
 use crate::home::Home;
+use octo_feed::Store;
 use octo_manifest::DestinationPattern;
-use octo_outbound::Grants;
+use octo_outbound::grants::GrantEntry;
+use octo_outbound::{Binding, ComponentIdentity, GrantsFile};
 use std::fmt;
+use std::path::Path;
 
-/// The grants; none when the file does not exist.
-pub fn load(home: &Home) -> Result<Grants> {
+/// The grants; none when the file does not exist. Grants of an older file are bound first (see the
+/// module documentation); if that cannot be written they stay unbound (and apply to nothing).
+pub fn load(home: &Home) -> Result<GrantsFile> {
+    let grants = read(home)?;
+    if grants.unbound().next().is_none() {
+        return Ok(grants);
+    }
+    let store = crate::store::existing(home).ok().flatten();
+    let migrated = update(home, |g| {
+        bind_unbound(g, store.as_ref());
+        Ok(g.clone())
+    });
+    Ok(migrated.unwrap_or(grants))
+}
+
+fn read(home: &Home) -> Result<GrantsFile> {
     let path = home.grants();
     match std::fs::read_to_string(&path) {
-        Ok(text) => Grants::parse(&text).with_context(|| format!("{}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Grants::default()),
+        Ok(text) => GrantsFile::parse(&text).with_context(|| format!("{}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GrantsFile::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 
+/// Binds each unbound id's grants to what is installed under it now.
+fn bind_unbound(grants: &mut GrantsFile, store: Option<&Store>) {
+    let ids: Vec<String> = grants.unbound().map(str::to_string).collect();
+    let when = octo_fsutil::rfc3339(std::time::SystemTime::now());
+    for id in ids {
+        if let Some(binding) = installed_binding(store, &id) {
+            grants.bind(
+                &id,
+                &binding,
+                &format!(
+                    "bound on {when} to the component installed then: the grant was written before grants named their component"
+                ),
+            );
+        }
+    }
+}
+
+/// The binding for the component installed under `id`: its feed key when it came from a signed
+/// feed or bundle that recorded one, else its digest.
+fn installed_binding(store: Option<&Store>, id: &str) -> Option<Binding> {
+    let lock = store?.get(id).ok().flatten()?;
+    Some(match lock.source.signing_key() {
+        Some(key) => Binding::SignedBy(key.to_string()),
+        None => Binding::Sha256(lock.sha256),
+    })
+}
+
+/// The component a run is about: its manifest id, its digest, and — when the bytes are exactly what
+/// the store installed under that id from a signed feed or bundle — the key that signed it.
+pub fn component(store: Option<&Store>, id: &str, bytes: &[u8]) -> ComponentIdentity {
+    let sha256 = octo_fsutil::sha256_hex(bytes);
+    let signed_by = store
+        .and_then(|s| s.get(id).ok().flatten())
+        .filter(|lock| lock.sha256 == sha256 && lock.source.is_signed())
+        .and_then(|lock| lock.source.signing_key().map(str::to_string));
+    ComponentIdentity {
+        id: id.to_string(),
+        sha256,
+        signed_by,
+    }
+}
+
 /// Locked read-modify-write of the grants file; nothing is written if `f` fails.
-fn update<T>(home: &Home, f: impl FnOnce(&mut Grants) -> Result<T>) -> Result<T> {
+fn update<T>(home: &Home, f: impl FnOnce(&mut GrantsFile) -> Result<T>) -> Result<T> {
     let path = home.grants();
     octo_settings::file::with_lock(&path, || {
-        let mut grants = load(home)?;
+        let mut grants = read(home)?;
         let result = f(&mut grants)?;
         octo_settings::file::write_private_atomically(&path, grants.to_toml().as_bytes())?;
         Ok(result)
@@ -38,11 +105,24 @@ pub fn parse_pattern(s: &str) -> std::result::Result<DestinationPattern, String>
     DestinationPattern::parse(s).map_err(|e| e.to_string())
 }
 
+/// Which component `octo plugins grant` binds the grant to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantTarget<'a> {
+    /// The one installed under the id (`octo plugins list`).
+    Installed,
+    /// This component file (`--file`); its manifest id must be the id.
+    File(&'a Path),
+    /// This digest (`--sha256`).
+    Sha256(&'a str),
+}
+
 /// What `octo plugins grant` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Granted {
     /// The plugin id.
     pub plugin: String,
+    /// The component.
+    pub binding: Binding,
     /// The destination.
     pub destination: DestinationPattern,
     /// False when the plugin already had it.
@@ -54,12 +134,23 @@ pub struct Granted {
 impl fmt::Display for Granted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.added {
-            writeln!(f, "Granted {} to plugin {}.", self.destination, self.plugin)?;
+            writeln!(
+                f,
+                "Granted {} to plugin {} ({}).",
+                self.destination, self.plugin, self.binding
+            )?;
         } else {
             writeln!(
                 f,
-                "Plugin {} already had {}.",
-                self.plugin, self.destination
+                "Plugin {} ({}) already had {}.",
+                self.plugin, self.binding, self.destination
+            )?;
+        }
+        if let Binding::SignedBy(_) = self.binding {
+            writeln!(
+                f,
+                "Note: updates of {} from a feed signed with that key keep the grant; a file or another feed's build does not.",
+                self.plugin
             )?;
         }
         if self.air_gapped {
@@ -72,30 +163,72 @@ impl fmt::Display for Granted {
     }
 }
 
-/// `octo plugins grant ID DESTINATION`.
-pub fn grant(home: &Home, plugin: &str, destination: &DestinationPattern) -> Result<Granted> {
+/// The binding `octo plugins grant` records.
+fn binding_for(home: &Home, plugin: &str, target: &GrantTarget<'_>) -> Result<Binding> {
+    match target {
+        GrantTarget::Sha256(digest) => Ok(Binding::sha256(plugin, digest)?),
+        GrantTarget::File(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let manifest = octo_manifest::read_manifest(&bytes)
+                .with_context(|| format!("{}", path.display()))?;
+            if manifest.id != plugin {
+                bail!(
+                    Invalid,
+                    "{} is plugin {}, not {plugin}; a grant names the plugin in the component's manifest",
+                    path.display(),
+                    manifest.id
+                );
+            }
+            Ok(Binding::Sha256(octo_fsutil::sha256_hex(&bytes)))
+        }
+        GrantTarget::Installed => {
+            let store = crate::store::existing(home)?;
+            if let Some(binding) = installed_binding(store.as_ref(), plugin) {
+                return Ok(binding);
+            }
+            if let Some(builtin) = octo_builtin_plugins::find(plugin) {
+                return Ok(Binding::Sha256(octo_fsutil::sha256_hex(builtin.bytes)));
+            }
+            bail!(
+                NotFound,
+                "plugin {plugin} is not installed, so there is no component to bind the grant to; name it with `--file PATH` (the .wasm you will run) or `--sha256 DIGEST`"
+            )
+        }
+    }
+}
+
+/// `octo plugins grant ID DESTINATION [--file PATH | --sha256 DIGEST]`.
+pub fn grant(
+    home: &Home,
+    plugin: &str,
+    destination: &DestinationPattern,
+    target: &GrantTarget<'_>,
+) -> Result<Granted> {
     octo_outbound::grants::check_plugin_id(plugin)?;
+    let binding = binding_for(home, plugin, target)?;
     let pattern = destination.clone();
-    let added = update(home, |g| Ok(g.grant(plugin, pattern)?))?;
+    let added = update(home, |g| Ok(g.grant(plugin, &binding, pattern)?))?;
     let air_gapped = octo_settings::Settings::load(&home.settings()).is_ok_and(|s| s.air_gapped());
     Ok(Granted {
         plugin: plugin.to_string(),
+        binding,
         destination: destination.clone(),
         added,
         air_gapped,
     })
 }
 
-/// `octo plugins revoke ID DESTINATION`.
+/// `octo plugins revoke ID DESTINATION`: from every component of that id.
 pub fn revoke(home: &Home, plugin: &str, destination: &DestinationPattern) -> Result<()> {
     update(home, |g| {
         if g.revoke(plugin, destination) {
             return Ok(());
         }
         let held: Vec<String> = g
-            .for_plugin(plugin)
             .iter()
-            .map(ToString::to_string)
+            .filter(|(id, _, _)| *id == plugin)
+            .map(|(_, _, p)| p.to_string())
             .collect();
         if held.is_empty() {
             bail!(NotFound, "plugin {plugin} has no grants");
@@ -108,28 +241,50 @@ pub fn revoke(home: &Home, plugin: &str, destination: &DestinationPattern) -> Re
     })
 }
 
-/// `octo plugins grants [ID]`: `(plugin, destination)` rows.
+/// `octo plugins grants [ID]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GrantList(pub Vec<(String, String)>);
+pub struct GrantList(pub Vec<GrantEntry>);
 
 /// The grants of every plugin, or of `plugin`.
 pub fn list(home: &Home, plugin: Option<&str>) -> Result<GrantList> {
     let grants = load(home)?;
     Ok(GrantList(
         grants
+            .entries()
             .iter()
-            .filter(|(id, _)| plugin.is_none_or(|p| p == *id))
-            .map(|(id, p)| (id.to_string(), p.to_string()))
+            .filter(|e| plugin.is_none_or(|p| p == e.plugin))
+            .cloned()
             .collect(),
     ))
 }
 
+/// A binding as `--json` shows it.
+pub fn binding_json(binding: &Binding) -> serde_json::Value {
+    match binding {
+        Binding::Sha256(d) => serde_json::json!({ "sha256": d }),
+        Binding::SignedBy(k) => serde_json::json!({ "signedBy": k }),
+        Binding::Unbound => serde_json::Value::Null,
+    }
+}
+
 impl GrantList {
-    /// `[{"plugin", "destination"}]`.
+    /// `[{"plugin", "destination", "component", "note"?}]`, one object per destination.
     pub fn to_json(&self) -> serde_json::Value {
         self.0
             .iter()
-            .map(|(id, d)| serde_json::json!({ "plugin": id, "destination": d }))
+            .flat_map(|e| {
+                e.destinations.iter().map(move |d| {
+                    let mut v = serde_json::json!({
+                        "plugin": e.plugin,
+                        "destination": d.to_string(),
+                        "component": binding_json(&e.binding),
+                    });
+                    if let Some(note) = &e.note {
+                        v["note"] = note.clone().into();
+                    }
+                    v
+                })
+            })
             .collect()
     }
 }
@@ -145,13 +300,25 @@ impl fmt::Display for GrantList {
         let width = self
             .0
             .iter()
-            .map(|(id, _)| id.len())
+            .map(|e| e.plugin.len())
             .max()
             .unwrap_or(0)
             .max(6);
-        writeln!(f, "{:<width$}  DESTINATION", "PLUGIN")?;
-        for (id, d) in &self.0 {
-            writeln!(f, "{id:<width$}  {d}")?;
+        writeln!(f, "{:<width$}  DESTINATION  (COMPONENT)", "PLUGIN")?;
+        for e in &self.0 {
+            for d in &e.destinations {
+                writeln!(f, "{:<width$}  {d}  ({})", e.plugin, e.binding)?;
+            }
+            if e.binding == Binding::Unbound {
+                writeln!(
+                    f,
+                    "{:<width$}  ^ applies to nothing: grant again with `octo plugins grant {} DESTINATION --file PATH`",
+                    "", e.plugin
+                )?;
+            }
+            if let Some(note) = &e.note {
+                writeln!(f, "{:<width$}  note: {note}", "")?;
+            }
         }
         Ok(())
     }

@@ -14,7 +14,7 @@
 use crate::error::Result;
 use octo_feed::Store;
 use octo_manifest::DestinationPattern;
-use octo_outbound::{Grants, PluginRole};
+use octo_outbound::{ComponentIdentity, Grants, GrantsFile, PluginRole};
 use octo_runtime::{OutboundPolicy, OutboundRequest, Verdict};
 use octo_settings::{LiveSettings, Settings};
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub struct SettingsPolicy {
     grants: Grants,
     one_run: Vec<DestinationPattern>,
     role: PluginRole,
+    /// Every grant and the component being run, to say so when a grant exists for another build.
+    other_builds: Option<Arc<(GrantsFile, ComponentIdentity)>>,
 }
 
 impl SettingsPolicy {
@@ -56,6 +58,22 @@ impl SettingsPolicy {
             grants,
             one_run,
             role,
+            other_builds: None,
+        }
+    }
+
+    /// A step run's policy: the grants of `file` bound to `component` (and no others), the one-run
+    /// grants, asking `settings` at every request. A denial names a grant held by another build.
+    pub fn for_component(
+        settings: Arc<LiveSettings>,
+        file: &GrantsFile,
+        component: ComponentIdentity,
+        one_run: Vec<DestinationPattern>,
+        role: PluginRole,
+    ) -> Self {
+        SettingsPolicy {
+            other_builds: Some(Arc::new((file.clone(), component.clone()))),
+            ..Self::live(settings, file.for_component(&component), one_run, role)
         }
     }
 }
@@ -64,16 +82,17 @@ impl SettingsPolicy {
 /// enforced there by the tentacle's sandbox. Air-gapped means an empty list.
 pub fn remote_grants(
     settings: &Settings,
-    grants: &Grants,
+    grants: &GrantsFile,
     store: Option<&Store>,
     bytes: &[u8],
     one_run: &[DestinationPattern],
 ) -> Result<Vec<DestinationPattern>> {
     let manifest = octo_manifest::read_manifest(bytes)?;
     let role = step_role(store, &manifest.id, bytes);
+    let component = super::grants::component(store, &manifest.id, bytes);
     Ok(octo_outbound::remote_grants(
         settings,
-        grants,
+        &grants.for_component(&component),
         one_run,
         role,
         &manifest.id,
@@ -111,14 +130,25 @@ impl SettingsPolicy {
                 ),
             };
         }
-        octo_outbound::decide_plugin(
+        let mut decision = octo_outbound::decide_plugin(
             &settings,
             &self.grants,
             &self.one_run,
             self.role,
             &request.plugin_id,
             &request.destination,
-        )
+        );
+        if !decision.allowed
+            && self.role == PluginRole::Step
+            && let Some(both) = &self.other_builds
+            && let Some(entry) = both.0.held_by_another_build(&both.1, &request.destination)
+        {
+            decision.reason = format!(
+                "{} (a grant of {} for it is bound to {}, and this component is sha256 {}: grants do not follow an id to another build)",
+                decision.reason, entry.plugin, entry.binding, both.1.sha256
+            );
+        }
+        decision
     }
 }
 

@@ -6,7 +6,9 @@ use super::audit::AuditLog;
 use crate::error::{Context, Result};
 use crate::home::Home;
 use octo_outbound::audit::AuditRecord;
-use octo_outbound::{DestinationId, Endpoint, Grants, OutboundDestination, PluginRole};
+use octo_outbound::{
+    Binding, DestinationId, Endpoint, Grants, GrantsFile, OutboundDestination, PluginRole,
+};
 use octo_settings::Settings;
 use serde_json::json;
 use std::fmt;
@@ -23,7 +25,7 @@ pub struct OutboundReport {
     /// The settings.
     pub settings: Settings,
     /// The administrator's grants.
-    pub grants: Grants,
+    pub grants: GrantsFile,
     /// The audit file.
     pub audit_path: PathBuf,
     /// Every attempt still in the audit file, oldest first.
@@ -57,21 +59,39 @@ fn endpoint_text(row: &OutboundDestination, settings: &Settings) -> String {
     }
 }
 
-/// Each grant with what it lets through now and why: a grant of one destination gets the policy's
-/// decision for it; a wildcard grant, while air-gapped, is cut to the internal networks.
-fn grant_verdicts(settings: &Settings, grants: &Grants) -> Vec<(String, String, bool, String)> {
+/// One grant as the report shows it.
+struct GrantVerdict {
+    plugin: String,
+    binding: Binding,
+    destination: String,
+    allowed: bool,
+    reason: String,
+}
+
+/// Each grant with what it lets through now (for the component it is bound to) and why: a grant of
+/// one destination gets the policy's decision for it; a wildcard grant, while air-gapped, is cut to
+/// the internal networks; an unbound grant lets nothing through.
+fn grant_verdicts(settings: &Settings, grants: &GrantsFile) -> Vec<GrantVerdict> {
     grants
         .iter()
-        .map(|(id, pattern)| {
+        .map(|(id, binding, pattern)| {
             let shown = pattern.to_string();
             let exact = (!shown.contains('*'))
                 .then(|| octo_manifest::Destination::from_url(&shown).ok())
                 .flatten();
+            let mut held = Grants::default();
+            let _ = held.grant(id, pattern.clone());
             let (allowed, reason) = match exact {
+                _ if *binding == Binding::Unbound => (
+                    false,
+                    format!(
+                        "bound to no component (written before grants named one); `octo plugins grant {id} {shown} --file PATH` binds it"
+                    ),
+                ),
                 Some(destination) => {
                     let d = octo_outbound::decide_plugin(
                         settings,
-                        grants,
+                        &held,
                         &[],
                         PluginRole::Step,
                         id,
@@ -108,7 +128,13 @@ fn grant_verdicts(settings: &Settings, grants: &Grants) -> Vec<(String, String, 
                     }
                 }
             };
-            (id.to_string(), shown, allowed, reason)
+            GrantVerdict {
+                plugin: id.to_string(),
+                binding: binding.clone(),
+                destination: shown,
+                allowed,
+                reason,
+            }
         })
         .collect()
 }
@@ -150,8 +176,14 @@ impl OutboundReport {
                 if row.id == DestinationId::StepPlugins {
                     let list: Vec<_> = grant_verdicts(settings, grants)
                         .into_iter()
-                        .map(|(id, p, allowed, reason)| {
-                            json!({ "plugin": id, "destination": p, "allowed": allowed, "reason": reason })
+                        .map(|g| {
+                            json!({
+                                "plugin": g.plugin,
+                                "component": super::grants::binding_json(&g.binding),
+                                "destination": g.destination,
+                                "allowed": g.allowed,
+                                "reason": g.reason,
+                            })
                         })
                         .collect();
                     o.insert("grants".into(), list.into());
@@ -222,12 +254,16 @@ impl fmt::Display for OutboundReport {
                 if list.is_empty() {
                     field("grants", "none")?;
                 }
-                for (i, (id, p, allowed, reason)) in list.iter().enumerate() {
+                for (i, g) in list.iter().enumerate() {
                     field(
                         if i == 0 { "grants" } else { "" },
                         &format!(
-                            "{id} -> {p}: {} ({reason})",
-                            if *allowed { "allowed" } else { "DENIED" }
+                            "{} ({}) -> {}: {} ({})",
+                            g.plugin,
+                            g.binding,
+                            g.destination,
+                            if g.allowed { "allowed" } else { "DENIED" },
+                            g.reason
                         ),
                     )?;
                 }

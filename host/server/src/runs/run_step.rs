@@ -148,7 +148,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
             let (run_script, via) = StepSource::run_script(store.as_ref())?;
             let arguments = BTreeMap::from([
                 ("ScriptBody".to_string(), template.script_body.clone()),
-                ("Syntax".to_string(), template.syntax.clone()),
+                ("Syntax".to_string(), template.syntax.to_string()),
             ]);
             (
                 run_script,
@@ -255,9 +255,13 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     // Decided at each request against the settings file of that moment (see `SettingsPolicy::live`).
     let live = octo_settings::LiveSettings::follow(&home.settings())
         .context("cannot read the settings")?;
-    let policy = Arc::new(SettingsPolicy::live(
+    // Only the grants bound to this very component (its digest, or its signed provenance).
+    let component =
+        crate::outbound::grants::component(store.as_ref(), &plugin.manifest().id, &bytes);
+    let policy = Arc::new(SettingsPolicy::for_component(
         Arc::new(live),
-        grants,
+        &grants,
+        component,
         options.allow_outbound.clone(),
         role,
     ));
