@@ -467,3 +467,49 @@ fn sensitive_values_come_from_stdin_or_a_private_file_not_the_command_line() {
     );
     assert_fails_with(&out, "can be read by other users (mode 644)");
 }
+
+/// Issue 11, deliverable 6 (finding 8): no file in the step's work directory holds a sensitive value
+/// while the script runs (run-script hands the bootstrap, the variables and the substituted body to
+/// bash on stdin), and the kept work directory holds none afterwards.
+#[test]
+fn no_work_file_holds_a_secret_while_the_script_runs() {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let body = "ScriptBody=: '#{ApiToken}'\n\
+                s=$(get_octopusvariable ApiToken)\n\
+                if grep -rqF -- \"$s\" . ; then echo LEAKED-IN-WORK-FILES; ls -la; exit 1; fi\n\
+                echo \"files: $(ls -A | wc -l)\"";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_octo"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["run-step", "run-script", "--param", body, "--keep-work-dir"])
+        .args(["--sensitive-variable", "ApiToken"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"tok-in-no-file-31\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("files: 0"), "{stdout}");
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Work directory kept at "))
+        .expect("the kept work directory");
+    for entry in std::fs::read_dir(kept.trim()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("tok-in-no-file-31"),
+            "{} holds the secret",
+            path.display()
+        );
+    }
+}

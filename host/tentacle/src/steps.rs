@@ -5,7 +5,10 @@
 //!   sensitive), to tell a retried start from a conflicting one;
 //! * `log.jsonl`: one [`LogEntry`] per line, appended as the step logs;
 //! * `state.json`: [`StepState`] and, once finished, the [`StepResult`]; rewritten atomically;
-//! * `step/`: the plugin's work directory.
+//! * `step/`: the plugin's work directory, removed as soon as the step ends (success, failure,
+//!   deadline, cancel; by then every process it started is dead), since what a step writes there may
+//!   hold secrets; a run found running after a restart loses it too. The journal stays until
+//!   `complete`.
 //!
 //! When the tentacle starts, it reads every run back; a run whose state still says `running`
 //! died with the previous process and becomes [`StepState::Unknown`] with its log intact.
@@ -356,6 +359,7 @@ impl Steps {
         let ticket = request.ticket.clone();
         tracing::info!(%ticket, plugin = %request.plugin, "step started");
         let package_dir = dir.join("package");
+        let step_dir = dir.join(STEP_DIR);
         tokio::spawn(async move {
             let mut _in_use = None;
             if let Some(((cache, applications), package)) = package {
@@ -382,6 +386,8 @@ impl Steps {
                 }
             }
             let outcome = plugin.run(&runtime, step_request).await;
+            remove_step_dir(&step_dir);
+            let _ = fs::remove_dir_all(&package_dir);
             let (state, result) = summarize(outcome, run.cancel.is_cancelled());
             tracing::info!(%ticket, state = state.as_str(), "step finished");
             run.finish(state, result);
@@ -560,6 +566,7 @@ fn recover(dir: &Path) -> anyhow::Result<Run> {
         }
     }
     let (state, result) = if state.state == StepState::Running {
+        remove_step_dir(&dir.join(STEP_DIR));
         let result = StepResult {
             failure: Some(Failure {
                 kind: "unknown".into(),
@@ -585,6 +592,18 @@ fn recover(dir: &Path) -> anyhow::Result<Run> {
         changed: watch::channel(0).0,
         cancel: CancelHandle::new(),
     })
+}
+
+/// Removes a step's work directory once the step is over; a failure is logged, never fatal.
+fn remove_step_dir(dir: &Path) {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            "cannot remove the step's work directory {}: {e}",
+            dir.display()
+        ),
+    }
 }
 
 fn level_of(level: octo_runtime::LogLevel) -> LogLevel {

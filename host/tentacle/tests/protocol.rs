@@ -79,6 +79,8 @@ async fn a_step_runs_remotely_with_its_log_and_result() {
     assert!(dir.join("log.jsonl").is_file() && dir.join("state.json").is_file());
     let log = std::fs::read_to_string(dir.join("log.jsonl")).unwrap();
     assert!(!log.contains("s3cret-value"));
+    // The step's work directory went with the step (issue 11, deliverable 6).
+    assert!(!dir.join("step").exists());
 
     // Status after the last line answers at once with no lines.
     let status: StepStatus = client

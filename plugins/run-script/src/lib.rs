@@ -4,8 +4,9 @@
 //! The host passes the script as the `ScriptBody` argument, its language as `Syntax`, and a library
 //! template's parameter values as deployment variables. The step substitutes `#{...}` in the body
 //! ([`substitute`]) and runs it through the `process` import:
-//! - Bash: writes the body and a bootstrap that defines the helper functions and the variables
-//!   ([`bootstrap`]) into the step's work directory and runs `bash octo-bootstrap.sh`;
+//! - Bash: runs `bash -c '. /dev/stdin'` with a bootstrap on standard input that defines the
+//!   variables and the helper functions and then sources the body as a here-document
+//!   ([`bootstrap`]): no file in the work directory ever holds a value;
 //! - Python: runs `python3 -u -c` with the helper functions ([`python`]) and hands the body and the
 //!   variables over on standard input (no file).
 //!
@@ -23,7 +24,7 @@ use octo_plugin_sdk::prelude::*;
 use octo_plugin_sdk::process::{Command, ProcessError};
 use octo_plugin_sdk::variables;
 
-use bootstrap::{BOOTSTRAP_FILE, SCRIPT_FILE};
+use bootstrap::BOOTSTRAP_FILE;
 
 /// Arguments that configure run-script itself rather than the script.
 const OWN_PARAMETERS: [&str; 2] = ["ScriptBody", "Syntax"];
@@ -90,17 +91,12 @@ enum Syntax {
 }
 
 fn run_bash(script: &str, pairs: Vec<(&str, &str)>) -> Result {
-    std::fs::write(SCRIPT_FILE, script)
-        .context("could not write the script into the step's work directory")?;
-    std::fs::write(BOOTSTRAP_FILE, bootstrap::bootstrap(pairs, SCRIPT_FILE))
-        .context("could not write the script bootstrap into the step's work directory")?;
-
-    let status = Command::new("bash").arg(BOOTSTRAP_FILE).status();
-
-    // The bootstrap holds the variables, sensitive ones included: do not leave it behind.
-    let _ = std::fs::remove_file(BOOTSTRAP_FILE);
-    let _ = std::fs::remove_file(SCRIPT_FILE);
-
+    // Nothing that holds a value touches the disk: the variables, the helpers and the script come
+    // on standard input (see `bootstrap_with_script`); `$0` stays the bootstrap's name.
+    let status = Command::new("bash")
+        .args(["-c", ". /dev/stdin", BOOTSTRAP_FILE])
+        .stdin(bootstrap::bootstrap_with_script(pairs, script).into_bytes())
+        .status();
     outcome("bash", status)
 }
 
