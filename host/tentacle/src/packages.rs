@@ -276,7 +276,8 @@ impl PackageCache {
             [one] => {
                 let dir = self.file_dir(&one.sha256);
                 let cached = cached_name(&dir)?;
-                Ok((dir, cached, guard))
+                let name = octo_builtin_plugins::deploy_package::mount_name([cached.as_str()]);
+                Ok((dir, name, guard))
             }
             files => {
                 octo_fsutil::create_private_dir(staging)?;

@@ -236,3 +236,84 @@ async fn a_package_upload_with_the_wrong_digest_is_refused_and_not_cached() {
     let list = tentacle_cmd(home.path(), &["packages", "list"]);
     assert!(list.contains("No packages are cached"), "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_package_is_downloaded_once_by_the_server_and_deployed_here_and_on_a_tentacle() {
+    use octo_test_support::feeds::{Reply, Routed};
+    let bytes = archive::tar_gz(&[Entry::file("version.txt", "2.0.0\n")]);
+    let digest = Sha256Digest::of(&bytes).to_hex();
+    let served = bytes.clone();
+    let feed = Routed::start(move |req| match req.path.as_str() {
+        "/shop/shop-2.0.0.tar.gz" => Reply::ok(served.clone()),
+        "/shop/shop-2.0.0.tar.gz.sha256" => Reply::ok(format!("{digest}  shop-2.0.0.tar.gz\n")),
+        _ => Reply::status(404),
+    });
+    let octo_home = tempfile::tempdir().unwrap();
+    let home = octo_home.path();
+    let template = format!("{}/{{id}}/{{id}}-{{version}}.tar.gz", feed.base_url);
+    let out = octo(
+        home,
+        &[
+            "feeds", "add", "files", "--type", "http", "--url", &template,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Here: into the server's cache, deployed under the server's home.
+    let out = octo(
+        home,
+        &[
+            "run-step",
+            "deploy-package",
+            "--package",
+            "files:shop@2.0.0",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(home.join("Applications/shop/2.0.0/version.txt")).unwrap(),
+        "2.0.0\n"
+    );
+    assert_eq!(
+        feed.count("/shop/shop-2.0.0.tar.gz"),
+        2,
+        "the package and its sidecar"
+    );
+
+    // On a tentacle: from the server's cache (no new download), uploaded once.
+    let server = Thumbprint::parse(
+        String::from_utf8(octo(home, &["show-thumbprint"]).stdout)
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let _daemon = Daemon::start(home);
+    let (web1, web1_home) = Tentacle::listening(server).await;
+    add_listening(home, "web1", &web1);
+    for sent in [true, false] {
+        let out = octo(
+            home,
+            &[
+                "run-step",
+                "deploy-package",
+                "--package",
+                "files:shop@2.0.0",
+                "--target",
+                "web1",
+            ],
+        );
+        let all = text(&out);
+        assert!(out.status.success(), "{all}");
+        assert_eq!(all.contains("sending package shop 2.0.0"), sent, "{all}");
+    }
+    assert_eq!(feed.count("/shop/shop-2.0.0.tar.gz"), 2, "no new download");
+    assert_eq!(
+        dirs(web1_home.path().join("Applications/shop")),
+        ["2.0.0", "2.0.0_1"]
+    );
+    let list = tentacle_cmd(web1_home.path(), &["packages", "list"]);
+    assert!(
+        list.starts_with("files shop 2.0.0 shop-2.0.0.tar.gz"),
+        "{list}"
+    );
+}

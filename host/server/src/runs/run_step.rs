@@ -3,7 +3,7 @@
 //! The command loads what it needs from the home once — the settings, the grants, the plugin store —
 //! and hands it down to the step source, the outbound policy and the remote allow-list.
 
-use super::package::{self, Acquire, PackageFile, PackageSource};
+use super::package::{self, Acquire, LocalPackage, PackageSource};
 use super::step_source::StepSource;
 use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
 use crate::error::{Context, Error, Result};
@@ -158,48 +158,41 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         }
     };
 
+    let remote = !options.targets.is_empty() || !options.roles.is_empty();
     let package = match &options.package {
         None if options.plugin == octo_builtin_plugins::DEPLOY_PACKAGE.id => bail!(
             Invalid,
             "deploy-package deploys a package: give --package FEED:ID@VERSION or --package-file PATH"
         ),
         None => None,
-        Some(source) => {
-            if options.plugin != octo_builtin_plugins::DEPLOY_PACKAGE.id {
-                bail!(
-                    Invalid,
-                    "--package and --package-file go with the deploy-package step, not {}",
-                    options.plugin
-                );
-            }
-            Some(acquire_package(home, source, options)?)
+        Some(_) if options.plugin != octo_builtin_plugins::DEPLOY_PACKAGE.id => bail!(
+            Invalid,
+            "--package and --package-file go with the deploy-package step, not {}",
+            options.plugin
+        ),
+        Some(PackageSource::File(_)) if remote && options.acquire == Acquire::Target => bail!(
+            Invalid,
+            "--acquire target has each target download the package from its feed: give --package FEED:ID@VERSION, not a file"
+        ),
+        Some(PackageSource::Feed(spec)) if remote && options.acquire == Acquire::Target => {
+            Some(Acquired::ForTargets(package::for_targets(home, spec)?))
+        }
+        Some(PackageSource::Feed(spec)) => Some(Acquired::Here(package::from_feed(home, spec)?)),
+        Some(PackageSource::File(path)) => {
+            Some(Acquired::Here(package::local_file(path, &options.params)?))
         }
     };
 
-    if !options.targets.is_empty() || !options.roles.is_empty() {
+    if remote {
         let package = match package {
             None => None,
-            Some(_) if options.acquire == Acquire::Target => bail!(
-                Invalid,
-                "--acquire target has each target download the package from its feed: give --package FEED:ID@VERSION, not a file"
-            ),
-            Some(file) => Some(Box::new(crate::admin::RemotePackage {
-                step: octo_protocol::StepPackage {
-                    feed: file.feed.clone().unwrap_or_default(),
-                    id: file.id.clone(),
-                    version: file.version.clone(),
-                    files: vec![octo_protocol::PackageFileRef {
-                        name: file.file_name(),
-                        sha256: octo_protocol::Sha256Digest::parse(&file.sha256)
-                            .map_err(|e| err!(Failed, "{}: {e}", file.describe()))?,
-                        size: file.size,
-                    }],
-                    direct: None,
-                },
-                paths: vec![
-                    std::fs::canonicalize(&file.path)
-                        .with_context(|| format!("cannot find {}", file.path.display()))?,
-                ],
+            Some(Acquired::ForTargets(step)) => Some(Box::new(crate::admin::RemotePackage {
+                step,
+                paths: Vec::new(),
+            })),
+            Some(Acquired::Here(local)) => Some(Box::new(crate::admin::RemotePackage {
+                step: local.step_package()?,
+                paths: local.files.iter().map(|f| f.path.clone()).collect(),
             })),
         };
         // The server decides; the tentacle's sandbox enforces exactly this list.
@@ -269,7 +262,8 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     let mut arguments = arguments;
     let mut mounts = Vec::new();
     let _deployment = match &package {
-        Some(package) => {
+        Some(Acquired::ForTargets(_)) => unreachable!("only for runs on targets"),
+        Some(Acquired::Here(package)) => {
             let deployment = package::prepare_local(home, package)?;
             arguments.extend(deployment.arguments.clone());
             mounts = deployment.mounts.clone();
@@ -440,19 +434,12 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
     })
 }
 
-/// The package of a deploy-package run, on this machine.
-fn acquire_package(
-    _home: &Home,
-    source: &PackageSource,
-    options: &RunStepOptions,
-) -> Result<PackageFile> {
-    match source {
-        PackageSource::File(path) => package::local_file(path, &options.params),
-        PackageSource::Feed(spec) => bail!(
-            Failed,
-            "package {spec}: acquiring packages from feeds is not available in this build; give --package-file PATH"
-        ),
-    }
+/// A deploy-package run's package once acquired.
+enum Acquired {
+    /// On this machine (a file, or in the server's cache).
+    Here(LocalPackage),
+    /// Resolved for targets that download it themselves.
+    ForTargets(octo_protocol::StepPackage),
 }
 
 /// The runtime's script network mode for the settings (confined while air-gapped).
