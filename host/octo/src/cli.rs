@@ -23,7 +23,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a step here, in the plugin sandbox: a .wasm component, a Library step template .json, or a
     /// built-in step (run-script, http-health-check).
-    RunStep(RunStepArgs),
+    RunStep(Box<RunStepArgs>),
     /// Work with plugin components.
     Plugins {
         #[command(subcommand)]
@@ -535,6 +535,10 @@ pub struct RunStepArgs {
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
 
+    /// The environment the step deploys to: `Octopus.Environment.Name` in its scripts.
+    #[arg(long, value_name = "NAME")]
+    pub environment: Option<String>,
+
     /// deploy-package: the package from a configured feed, FEED:ID[@VERSION] (a version or a range;
     /// the newest when left out).
     #[arg(
@@ -574,6 +578,7 @@ impl RunStepArgs {
             keep_work_dir: self.keep_work_dir,
             targets: self.targets.clone(),
             roles: self.roles.clone(),
+            environment: self.environment.clone(),
             package: match (&self.package, &self.package_file) {
                 (Some(feed), _) => Some(PackageSource::Feed(feed.clone())),
                 (None, Some(path)) => Some(PackageSource::File(path.clone())),

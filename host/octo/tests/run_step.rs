@@ -468,6 +468,53 @@ fn sensitive_values_come_from_stdin_or_a_private_file_not_the_command_line() {
     assert_fails_with(&out, "can be read by other users (mode 644)");
 }
 
+#[test]
+fn a_template_sees_the_system_variables_and_octostache() {
+    let home = tempfile::tempdir().unwrap();
+    let template = home.path().join("sys.json");
+    std::fs::write(
+        &template,
+        r##"{"Id":"sys-1","Name":"Show context","ActionType":"Octopus.Script","Properties":{
+            "Octopus.Action.Script.Syntax":"Bash",
+            "Octopus.Action.Script.ScriptBody":"echo \"action=#{Octopus.Action.Name} step=#{Octopus.Step.Name | ToUpper} env=#{Octopus.Environment.Name}\"\necho \"machine=#{if Octopus.Machine.Name}set#{else}unset#{/if} id=#{Octopus.Deployment.Id | Replace \"[0-9]+\" N}\"\necho \"#{each r in Regions}[#{r}#{unless Octopus.Template.Each.Last},#{/unless}]#{/each} #{Name | Truncate 3} #{Name | JsonEscape}\""},
+          "Parameters":[{"Name":"Regions","DefaultValue":"eu, us"},{"Name":"Name","DefaultValue":"Ada \"L\""}]}"##,
+    )
+    .unwrap();
+    let out = octo(
+        home.path(),
+        &[
+            "run-step",
+            template.to_str().unwrap(),
+            "--environment",
+            "Production",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("action=Show context step=SHOW CONTEXT env=Production"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("machine=set id=Deployments-N"), "{stdout}");
+    // JsonEscape made `\"` of each quote, which the double quotes of Bash turn back into `"`.
+    assert!(stdout.contains("[eu,][us] Ada... Ada \"L\""), "{stdout}");
+    // A variable given on the command line wins over a system variable.
+    let out = octo(
+        home.path(),
+        &[
+            "run-step",
+            template.to_str().unwrap(),
+            "--variable",
+            "Octopus.Action.Name=Mine",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("action=Mine step=SHOW CONTEXT env=#{Octopus.Environment.Name}"),
+        "{stdout}"
+    );
+}
+
 /// Issue 11, deliverable 6 (finding 8): no file in the step's work directory holds a sensitive value
 /// while the script runs (run-script hands the bootstrap, the variables and the substituted body to
 /// bash on stdin), and the kept work directory holds none afterwards.

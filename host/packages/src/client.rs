@@ -160,15 +160,12 @@ impl PackageClient {
             }
             FeedKind::Oci => {
                 let url = format!("{}/v2/", self.registry_origin());
-                let options = self.options(None, None, false);
-                match self.http.get_document_with(&url, &options).await {
+                // First without credentials, to learn the auth scheme; then as a client would.
+                let anonymous = RequestOptions::default();
+                match self.http.get_document_with(&url, &anonymous).await {
                     Ok(_) => (
-                        format!("OCI registry answered {url} (200)"),
-                        vec![if self.basic.is_some() {
-                            "authentication: Basic credentials accepted".to_string()
-                        } else {
-                            "authentication: none needed".to_string()
-                        }],
+                        format!("OCI registry answered {url} (200, no authentication)"),
+                        vec!["authentication: none needed".to_string()],
                     ),
                     Err(ClientError::Status {
                         status, challenge, ..
@@ -178,18 +175,16 @@ impl PackageClient {
                             .iter()
                             .map(|c| c.scheme.clone())
                             .collect();
-                        let mut details = vec![format!("auth scheme: {}", schemes.join(", "))];
-                        // Prove the credentials (or the anonymous token flow) work.
-                        match self.get_oci(&url, None, "").await {
-                            Ok(_) => details.push("authenticated: /v2/ answered 200".into()),
-                            Err(e) => return Err(e),
-                        }
+                        self.get_oci(&url, None, "").await?;
                         (
                             format!("OCI registry answered {url} (401, {})", schemes.join(", ")),
-                            details,
+                            vec![
+                                format!("auth scheme: {}", schemes.join(", ")),
+                                "authenticated: /v2/ answered 200".to_string(),
+                            ],
                         )
                     }
-                    Err(e) => return Err(self.client_error(None, e, self.basic.is_some())),
+                    Err(e) => return Err(self.client_error(None, e, false)),
                 }
             }
             FeedKind::Http => {

@@ -40,22 +40,8 @@ pub fn stdin<'a>(body: &str, variables: impl IntoIterator<Item = (&'a str, &'a s
     out
 }
 
-/// Standard base64 with padding, appended to `out`.
 fn base64_into(bytes: &[u8], out: &mut Vec<u8>) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                ALPHABET[(n >> (18 - 6 * i) & 63) as usize]
-            } else {
-                b'='
-            });
-        }
-    }
+    out.extend_from_slice(crate::substitute::filters::base64_encode(bytes).as_bytes());
 }
 
 #[cfg(test)]

@@ -1,25 +1,47 @@
-//! Octostache-style `#{...}` substitution in script bodies, the subset community step templates use.
+//! Octostache `#{...}` substitution in script bodies: what community step templates use.
+//!
+//! Parsing (`octostache/parse.rs`) is apart from evaluation (here) and the filters
+//! (`octostache/filters.rs`); both follow the Octostache project's own tests.
 //!
 //! - `#{Name}` becomes the variable's value. An undefined name is left as is: templates test for
-//!   that (`case "$X" in "#{"*) ...`).
-//! - `#{Name | ToLower}`, `#{Name | ToUpper}`, `#{Name | Trim}` apply filters (names
-//!   case-insensitive, several may be chained).
-//! - `#{if Name}...#{else}...#{/if}` and `#{unless Name}...#{else}...#{/unless}`: a name is truthy
-//!   when it is defined, not empty and not `False` or `0`; undefined names are falsy. A condition
-//!   may also compare: `#{if Name == "value"}`, `#{if Name != "value"}`.
+//!   that (`case "$X" in "#{"*) ...`). Values are inserted verbatim (a `#{...}` inside a value is
+//!   not evaluated again).
+//! - Names may hold indexers, which may hold nested expressions:
+//!   `#{Octopus.Action[Deploy web].Output.Url}`, `#{Octopus.Step[#{a.StepName}].Status}`.
+//! - Filters, chained, names case-insensitive, with arguments (bare words, `"quoted"`, nested
+//!   `#{...}`): `ToLower`, `ToUpper`, `Trim [start|end]`, `ToBase64`/`Base64 [utf8|unicode]`,
+//!   `FromBase64`, `HtmlEscape`, `XmlEscape`, `JsonEscape`, `UriEscape`, `UriDataEscape`,
+//!   `Truncate N`, `Substring [START] LENGTH`, `Replace REGEX [WITH]`, `Match REGEX`,
+//!   `StartsWith`/`EndsWith`/`Contains TEXT`, `Append`/`Prepend TEXT...`, `Format [TYPE] F2|N0|D5|X`,
+//!   `NowDate`/`NowDateUtc [FORMAT]` (UTC).
+//! - `#{if Name}...#{else}...#{/if}` and `#{unless Name}...#{/unless}`: a name is truthy when it is
+//!   defined, not empty and not `0`, `False` or `No`; undefined names are falsy. A condition may
+//!   compare with `==` or `!=` to a `"literal"` or another variable.
+//! - `#{each item in Collection}...#{/each}`: over the keys of an indexed collection
+//!   (`Octopus.Action[A].Name`, `Octopus.Action[B].Name` → `A`, `B`; `#{item.Name}`, `#{item.Key}`),
+//!   else over the comma-separated items of the value; `Octopus.Template.Each.Index`, `.First` and
+//!   `.Last` inside.
 //! - `##{` is an escape for a literal `#{`.
 //!
-//! Anything else (unknown filters, `#{each}`, unbalanced blocks, text that only looks like a tag)
-//! is left untouched, so substitution never makes a script fail.
+//! Anything else (unknown filters, filters that cannot apply, unbalanced blocks, text that only
+//! looks like a tag) is left untouched, so substitution never makes a script fail.
 
 use std::collections::HashMap;
 
+#[path = "octostache/filters.rs"]
+pub mod filters;
+#[path = "octostache/parse.rs"]
+mod parse;
+
+use parse::{Cond, Expr, Node, Operand, Piece, Symbol};
+
 /// Variable lookup for substitution: exact name first, then case-insensitive (Octopus variable
-/// names are case-insensitive).
+/// names are case-insensitive). Keeps the order names were given in (for `#{each}`).
 #[derive(Debug, Default, Clone)]
 pub struct Variables<'a> {
     exact: HashMap<&'a str, &'a str>,
     folded: HashMap<String, &'a str>,
+    ordered: Vec<&'a str>,
 }
 
 impl<'a> Variables<'a> {
@@ -27,7 +49,9 @@ impl<'a> Variables<'a> {
     pub fn new(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut v = Self::default();
         for (name, value) in pairs {
-            v.exact.insert(name, value);
+            if v.exact.insert(name, value).is_none() {
+                v.ordered.push(name);
+            }
             v.folded.insert(name.to_lowercase(), value);
         }
         v
@@ -44,293 +68,278 @@ impl<'a> Variables<'a> {
 
 /// Substitute `#{...}` expressions in `text`.
 pub fn substitute(text: &str, vars: &Variables<'_>) -> String {
-    let tokens = tokenize(text);
-    let blocks = match_blocks(&tokens);
+    let nodes = parse::parse(text);
     let mut out = String::with_capacity(text.len());
-    render(&tokens, &blocks, 0, tokens.len(), vars, &mut out);
+    Eval {
+        vars,
+        frames: Vec::new(),
+    }
+    .render(&nodes, &mut out);
     out
 }
 
-/// The longest text between `#{` and `}` that can be an expression.
-const MAX_TAG_LEN: usize = 512;
-
-#[derive(Debug, Clone, PartialEq)]
-enum Token<'a> {
-    Text(&'a str),
-    Tag { raw: &'a str, tag: Tag<'a> },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tag<'a> {
-    /// `if`/`unless`; `cond` is `None` when the condition does not parse.
-    Open {
-        unless: bool,
-        cond: Option<Cond<'a>>,
-    },
-    Else,
-    Close {
-        unless: bool,
-    },
-    /// `Name | Filter...`; `None` when it does not parse.
-    Subst(Option<Expr<'a>>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Cond<'a> {
-    Truthy(&'a str),
-    Eq(&'a str, &'a str),
-    Ne(&'a str, &'a str),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Expr<'a> {
-    name: &'a str,
-    filters: Vec<Filter>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Filter {
-    ToLower,
-    ToUpper,
-    Trim,
-}
-
-fn tokenize(text: &str) -> Vec<Token<'_>> {
-    let bytes = text.as_bytes();
-    let mut tokens = Vec::new();
-    let (mut start, mut i) = (0, 0);
-    while i + 1 < bytes.len() {
-        if bytes[i] == b'#' && bytes[i + 1] == b'#' && bytes.get(i + 2) == Some(&b'{') {
-            // `##{` is an escaped `#{`.
-            tokens.push(Token::Text(&text[start..i]));
-            tokens.push(Token::Text("#{"));
-            i += 3;
-            start = i;
-            continue;
-        }
-        if bytes[i] == b'#' && bytes[i + 1] == b'{' {
-            let inner_start = i + 2;
-            let end = bytes[inner_start..]
-                .iter()
-                .take(MAX_TAG_LEN + 1)
-                .position(|&b| matches!(b, b'}' | b'{' | b'\n' | b'\r'));
-            if let Some(len) = end.filter(|&len| bytes[inner_start + len] == b'}') {
-                let close = inner_start + len;
-                tokens.push(Token::Text(&text[start..i]));
-                tokens.push(Token::Tag {
-                    raw: &text[i..=close],
-                    tag: classify(&text[inner_start..close]),
-                });
-                i = close + 1;
-                start = i;
-                continue;
-            }
-            i += 2;
-            continue;
-        }
-        i += 1;
-    }
-    tokens.push(Token::Text(&text[start..]));
-    tokens.retain(|t| !matches!(t, Token::Text("")));
-    tokens
-}
-
-fn classify(inner: &str) -> Tag<'_> {
-    let t = inner.trim();
-    if let Some(rest) = keyword(t, "if") {
-        return Tag::Open {
-            unless: false,
-            cond: parse_cond(rest),
-        };
-    }
-    if let Some(rest) = keyword(t, "unless") {
-        return Tag::Open {
-            unless: true,
-            cond: parse_cond(rest),
-        };
-    }
-    match t {
-        "else" => Tag::Else,
-        "/if" => Tag::Close { unless: false },
-        "/unless" => Tag::Close { unless: true },
-        _ => Tag::Subst(parse_expr(t)),
-    }
-}
-
-/// `rest` when `t` is `word` followed by whitespace and more.
-fn keyword<'a>(t: &'a str, word: &str) -> Option<&'a str> {
-    let rest = t.strip_prefix(word)?;
-    rest.starts_with(char::is_whitespace).then(|| rest.trim())
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('/') && !name.contains(['"', '|', '{', '}'])
-}
-
-fn parse_cond(rest: &str) -> Option<Cond<'_>> {
-    let comparison = |op: &str| -> Option<Option<(&str, &str)>> {
-        let (name, literal) = rest.split_once(op)?;
-        let name = name.trim();
-        let literal = literal.trim();
-        let literal = literal
-            .strip_prefix('"')
-            .and_then(|l| l.strip_suffix('"'))
-            .filter(|l| !l.contains('"'));
-        Some(literal.filter(|_| valid_name(name)).map(|l| (name, l)))
-    };
-    if let Some(parsed) = comparison("==") {
-        return parsed.map(|(n, l)| Cond::Eq(n, l));
-    }
-    if let Some(parsed) = comparison("!=") {
-        return parsed.map(|(n, l)| Cond::Ne(n, l));
-    }
-    valid_name(rest).then_some(Cond::Truthy(rest))
-}
-
-fn parse_expr(t: &str) -> Option<Expr<'_>> {
-    let mut parts = t.split('|');
-    let name = parts.next()?.trim();
-    if !valid_name(name) {
-        return None;
-    }
-    let filters = parts
-        .map(|f| match f.trim().to_ascii_lowercase().as_str() {
-            "tolower" => Some(Filter::ToLower),
-            "toupper" => Some(Filter::ToUpper),
-            "trim" => Some(Filter::Trim),
-            _ => None,
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(Expr { name, filters })
-}
-
-/// A matched block: the indices of its open, optional else, and close tags.
-#[derive(Debug, Clone, Copy)]
-struct Block {
-    else_at: Option<usize>,
-    close_at: usize,
-}
-
-/// Pair `if`/`unless` tags with their `else` and closing tags. Unbalanced tags stay unmatched
-/// (and are rendered as text).
-fn match_blocks(tokens: &[Token<'_>]) -> HashMap<usize, Block> {
-    struct Open {
-        at: usize,
-        unless: bool,
-        else_at: Option<usize>,
-    }
-    let mut stack: Vec<Open> = Vec::new();
-    let mut blocks = HashMap::new();
-    for (at, token) in tokens.iter().enumerate() {
-        let Token::Tag { tag, .. } = token else {
-            continue;
-        };
-        match tag {
-            Tag::Open { unless, .. } => stack.push(Open {
-                at,
-                unless: *unless,
-                else_at: None,
-            }),
-            Tag::Else => {
-                if let Some(open) = stack.last_mut().filter(|o| o.else_at.is_none()) {
-                    open.else_at = Some(at);
-                }
-            }
-            Tag::Close { unless } => {
-                if let Some(pos) = stack.iter().rposition(|o| o.unless == *unless) {
-                    // Opens above `pos` never closed: they stay unmatched.
-                    let open = stack.drain(pos..).next().expect("pos is in the stack");
-                    blocks.insert(
-                        open.at,
-                        Block {
-                            else_at: open.else_at,
-                            close_at: at,
-                        },
-                    );
-                }
-            }
-            Tag::Subst(_) => {}
-        }
-    }
-    blocks
-}
-
-fn render(
-    tokens: &[Token<'_>],
-    blocks: &HashMap<usize, Block>,
-    start: usize,
-    end: usize,
-    vars: &Variables<'_>,
-    out: &mut String,
-) {
-    let mut i = start;
-    while i < end {
-        match &tokens[i] {
-            Token::Text(t) => out.push_str(t),
-            Token::Tag { raw, tag } => match (tag, blocks.get(&i)) {
-                (Tag::Open { unless, cond }, Some(block)) => {
-                    let then_end = block.else_at.unwrap_or(block.close_at);
-                    match cond.as_ref().map(|c| eval(c, vars) != *unless) {
-                        Some(true) => render(tokens, blocks, i + 1, then_end, vars, out),
-                        Some(false) => {
-                            if let Some(e) = block.else_at {
-                                render(tokens, blocks, e + 1, block.close_at, vars, out);
-                            }
-                        }
-                        None => {
-                            // A condition we cannot evaluate: keep the tags, substitute inside.
-                            out.push_str(raw);
-                            render(tokens, blocks, i + 1, then_end, vars, out);
-                            if let Some(e) = block.else_at {
-                                out.push_str(raw_of(&tokens[e]));
-                                render(tokens, blocks, e + 1, block.close_at, vars, out);
-                            }
-                            out.push_str(raw_of(&tokens[block.close_at]));
-                        }
-                    }
-                    i = block.close_at + 1;
-                    continue;
-                }
-                (Tag::Subst(Some(expr)), _) => match vars.get(expr.name) {
-                    Some(value) => out.push_str(&apply(value, &expr.filters)),
-                    None => out.push_str(raw),
-                },
-                _ => out.push_str(raw),
-            },
-        }
-        i += 1;
-    }
-}
-
-fn raw_of<'a>(token: &Token<'a>) -> &'a str {
-    match token {
-        Token::Text(t) => t,
-        Token::Tag { raw, .. } => raw,
-    }
-}
-
-fn eval(cond: &Cond<'_>, vars: &Variables<'_>) -> bool {
-    match cond {
-        Cond::Truthy(name) => vars.get(name).is_some_and(truthy),
-        Cond::Eq(name, literal) => vars.get(name) == Some(*literal),
-        Cond::Ne(name, literal) => vars.get(name) != Some(*literal),
-    }
-}
-
-/// Defined, non-empty, and not `False` (any case) or `0`.
+/// Defined, non-empty, and not `0`, `False` or `No` (any case).
 pub fn truthy(value: &str) -> bool {
     let v = value.trim();
-    !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
+    !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false") || v.eq_ignore_ascii_case("no"))
 }
 
-fn apply(value: &str, filters: &[Filter]) -> String {
-    filters
-        .iter()
-        .fold(value.to_owned(), |v, filter| match filter {
-            Filter::ToLower => v.to_lowercase(),
-            Filter::ToUpper => v.to_uppercase(),
-            Filter::Trim => v.trim().to_owned(),
-        })
+/// The loop variables of the `#{each}` blocks being rendered, innermost last.
+struct Frame {
+    item: String,
+    value: Item,
+    index: usize,
+    last: bool,
+}
+
+/// What a loop variable stands for.
+enum Item {
+    /// A key of an indexed collection: `prefix` is `Collection[key]`.
+    Indexed { prefix: String, key: String },
+    /// One of the comma-separated items of a value.
+    Value(String),
+}
+
+struct Eval<'v, 'a> {
+    vars: &'v Variables<'a>,
+    frames: Vec<Frame>,
+}
+
+impl Eval<'_, '_> {
+    fn render(&mut self, nodes: &[Node<'_>], out: &mut String) {
+        for node in nodes {
+            match node {
+                Node::Text(t) => out.push_str(t),
+                Node::Subst { raw, expr } => match expr.as_ref().and_then(|e| self.expr(e)) {
+                    Some(value) => out.push_str(&value),
+                    None => out.push_str(raw),
+                },
+                Node::If {
+                    open,
+                    unless,
+                    cond,
+                    then,
+                    otherwise,
+                    close,
+                } => match cond.as_ref().map(|c| self.cond(c) != *unless) {
+                    Some(true) => self.render(then, out),
+                    Some(false) => {
+                        if let Some((_, nodes)) = otherwise {
+                            self.render(nodes, out);
+                        }
+                    }
+                    None => {
+                        // A condition we cannot evaluate: keep the tags, substitute inside.
+                        out.push_str(open);
+                        self.render(then, out);
+                        if let Some((raw, nodes)) = otherwise {
+                            out.push_str(raw);
+                            self.render(nodes, out);
+                        }
+                        out.push_str(close);
+                    }
+                },
+                Node::Each {
+                    open,
+                    each,
+                    body,
+                    close,
+                } => match each {
+                    Some(each) => {
+                        let items = self.items(&each.collection);
+                        let count = items.len();
+                        for (index, value) in items.into_iter().enumerate() {
+                            self.frames.push(Frame {
+                                item: each.item.to_owned(),
+                                value,
+                                index,
+                                last: index + 1 == count,
+                            });
+                            self.render(body, out);
+                            self.frames.pop();
+                        }
+                    }
+                    None => {
+                        out.push_str(open);
+                        self.render(body, out);
+                        out.push_str(close);
+                    }
+                },
+            }
+        }
+    }
+
+    /// The value of an expression; `None` leaves its tag as written.
+    fn expr(&self, expr: &Expr<'_>) -> Option<String> {
+        let mut value = if expr.symbol.is_empty() {
+            None
+        } else {
+            Some(self.symbol_value(&expr.symbol)?)
+        };
+        for filter in &expr.filters {
+            let args = filter
+                .args
+                .iter()
+                .map(|a| self.piece(a))
+                .collect::<Option<Vec<_>>>()?;
+            value = Some(filters::apply(filter.name, value.as_deref(), &args)?);
+        }
+        value
+    }
+
+    fn piece(&self, piece: &Piece<'_>) -> Option<String> {
+        match piece {
+            Piece::Lit(t) => Some((*t).to_owned()),
+            Piece::Nested(e) => self.expr(e),
+        }
+    }
+
+    /// The name a symbol spells, nested expressions evaluated.
+    fn name(&self, symbol: &Symbol<'_>) -> Option<String> {
+        symbol.iter().map(|p| self.piece(p)).collect()
+    }
+
+    fn symbol_value(&self, symbol: &Symbol<'_>) -> Option<String> {
+        self.lookup(&self.name(symbol)?)
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        if let Some(frame) = self.frames.last() {
+            let special = |suffix: &str| {
+                name.eq_ignore_ascii_case(&format!("Octopus.Template.Each.{suffix}"))
+            };
+            if special("Index") {
+                return Some(frame.index.to_string());
+            }
+            if special("First") {
+                return Some(capitalised(frame.index == 0));
+            }
+            if special("Last") {
+                return Some(capitalised(frame.last));
+            }
+        }
+        for frame in self.frames.iter().rev() {
+            if name.eq_ignore_ascii_case(&frame.item) {
+                return Some(match &frame.value {
+                    Item::Indexed { prefix, key } => {
+                        self.vars.get(prefix).unwrap_or(key.as_str()).to_owned()
+                    }
+                    Item::Value(v) => v.clone(),
+                });
+            }
+            if let Some(rest) =
+                strip_prefix_folded(name, &frame.item).and_then(|r| r.strip_prefix('.'))
+            {
+                return match &frame.value {
+                    Item::Indexed { prefix, key } => {
+                        let full = format!("{prefix}.{rest}");
+                        match self.vars.get(&full) {
+                            Some(v) => Some(v.to_owned()),
+                            None if rest.eq_ignore_ascii_case("Key") => Some(key.clone()),
+                            None => None,
+                        }
+                    }
+                    Item::Value(_) => None,
+                };
+            }
+        }
+        self.vars.get(name).map(str::to_owned)
+    }
+
+    /// The name `name` stands for outside the loops (`a.Roles` → `Octopus.Action[A].Roles`).
+    fn absolute(&self, name: &str) -> String {
+        for frame in self.frames.iter().rev() {
+            if let (Some(rest), Item::Indexed { prefix, .. }) = (
+                strip_prefix_folded(name, &frame.item).and_then(|r| r.strip_prefix('.')),
+                &frame.value,
+            ) {
+                return format!("{prefix}.{rest}");
+            }
+        }
+        name.to_owned()
+    }
+
+    /// What `#{each}` iterates over: the keys of an indexed collection, else the comma-separated
+    /// items of the value.
+    fn items(&self, collection: &Symbol<'_>) -> Vec<Item> {
+        let Some(name) = self.name(collection) else {
+            return Vec::new();
+        };
+        let absolute = self.absolute(&name);
+        let mut keys: Vec<String> = Vec::new();
+        for variable in &self.vars.ordered {
+            if let Some(key) = index_key(variable, &absolute)
+                && !keys.iter().any(|k| k == key)
+            {
+                keys.push(key.to_owned());
+            }
+        }
+        if !keys.is_empty() {
+            return keys
+                .into_iter()
+                .map(|key| Item::Indexed {
+                    prefix: format!("{absolute}[{key}]"),
+                    key,
+                })
+                .collect();
+        }
+        self.lookup(&name)
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Item::Value(s.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn cond(&self, cond: &Cond<'_>) -> bool {
+        match cond {
+            Cond::Truthy(symbol) => self.symbol_value(symbol).is_some_and(|v| truthy(&v)),
+            Cond::Compare { left, equal, right } => {
+                let left = self.symbol_value(left);
+                let right = match right {
+                    Operand::Literal(l) => Some((*l).to_owned()),
+                    Operand::Symbol(s) => self.symbol_value(s),
+                };
+                (left == right) == *equal
+            }
+        }
+    }
+}
+
+fn capitalised(b: bool) -> String {
+    if b { "True" } else { "False" }.to_owned()
+}
+
+/// The rest of `name` after `prefix`, compared case-insensitively.
+fn strip_prefix_folded<'n>(name: &'n str, prefix: &str) -> Option<&'n str> {
+    let head = name.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &name[prefix.len()..])
+}
+
+/// `key` when `variable` is `collection[key]` or `collection[key].more` (brackets in the key
+/// balanced, as in `Package[container[0]]`).
+fn index_key<'n>(variable: &'n str, collection: &str) -> Option<&'n str> {
+    let rest = strip_prefix_folded(variable, collection)?.strip_prefix('[')?;
+    let mut depth = 1usize;
+    for (i, b) in rest.bytes().enumerate() {
+        match b {
+            b'[' => depth += 1,
+            b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    let after = &rest[i + 1..];
+                    return (after.is_empty() || after.starts_with('.')).then(|| &rest[..i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -359,7 +368,8 @@ mod tests {
         assert_eq!(sub("#{Id|ToUpper}", &vars), "DEPLOYMENTS-12");
         assert_eq!(sub("[#{Pad | Trim | toupper}]", &vars), "[A]");
         assert_eq!(sub("#{Id | Format \"x\"}", &vars), "#{Id | Format \"x\"}");
-        assert_eq!(sub("#{Id | HtmlEscape}", &vars), "#{Id | HtmlEscape}");
+        // HtmlEscape is supported since issue 10 (it used to stay as written).
+        assert_eq!(sub("#{Id | HtmlEscape}", &vars), "Deployments-12");
     }
 
     #[test]
@@ -400,11 +410,17 @@ mod tests {
             sub("#{if On | ToLower}#{X}#{/if}", &vars),
             "#{if On | ToLower}1#{/if}"
         );
-        // `#{each}` is not supported.
+        // `#{each}` over an undefined collection renders nothing (it used to stay as written,
+        // before issue 10 added loops); a loop header that does not parse stays.
+        assert_eq!(sub("#{each a in B}#{a}#{/each}", &vars), "");
         assert_eq!(
-            sub("#{each a in B}#{a}#{/each}", &vars),
-            "#{each a in B}#{a}#{/each}"
+            sub("#{each a.b in B}#{X}#{/each}", &vars),
+            "#{each a.b in B}1#{/each}"
         );
+        // Unknown filters, and filters that cannot apply, leave the tag.
+        assert_eq!(sub("#{X | ToBazooka 6}", &vars), "#{X | ToBazooka 6}");
+        assert_eq!(sub("#{X | Substring 20}", &vars), "#{X | Substring 20}");
+        assert_eq!(sub("#{ | Trim}", &vars), "#{ | Trim}");
         // Bash that only looks like a tag, spanning lines.
         let bash = "case \"$V\" in \"#{\"*) V=\"\" ;; esac\necho }";
         assert_eq!(sub(bash, &vars), bash);
@@ -445,6 +461,190 @@ mod tests {
         assert_eq!(
             sub(body, &vars),
             "deployer:\n\n\ncommit:\n  sha: \"abc\"\n\n\nEOF\n"
+        );
+    }
+
+    /// From Octostache's IterationFixture.
+    #[test]
+    fn iteration() {
+        let actions = [
+            ("Octopus.Action[Package A].Name", "A"),
+            ("Octopus.Action[Package A].TargetRoles", "a,b"),
+            ("Octopus.Action[Package B].Name", "B"),
+            ("Octopus.Action[Package B].TargetRoles", "c"),
+            ("Octopus.Action[].Name", "Z"),
+            ("Octopus.Action[].TargetRoles", "y"),
+        ];
+        assert_eq!(
+            sub("Ok#{each nothing in missing}#{nothing}#{/each}", &[]),
+            "Ok"
+        );
+        assert_eq!(
+            sub(
+                "#{each a in Octopus.Action}#{a}-#{a.Name}#{/each}",
+                &actions
+            ),
+            "Package A-APackage B-B-Z"
+        );
+        assert_eq!(
+            sub(
+                "#{  each  a  in  Octopus.Action  }#{ a }-#{a.Name}#{/each}",
+                &actions
+            ),
+            "Package A-APackage B-B-Z"
+        );
+        assert_eq!(
+            sub(
+                "#{each a in Octopus.Action}#{each tr in a.TargetRoles}#{a.Name}#{tr}#{/each}#{/each}",
+                &actions
+            ),
+            "AaAbBcZy"
+        );
+        assert_eq!(
+            sub(
+                "#{each a in Numbers}#{a} First:#{Octopus.Template.Each.First} Last:#{Octopus.Template.Each.Last} Index:#{Octopus.Template.Each.Index}, #{/each}",
+                &[("Numbers", "A,B,C")]
+            ),
+            "A First:True Last:False Index:0, B First:False Last:False Index:1, C First:False Last:True Index:2, "
+        );
+        assert_eq!(
+            sub(
+                "#{each a in Octopus.Action.Package}#{a}: #{a.Name} #{/each}",
+                &[
+                    ("Octopus.Action.Package[container[0]].Name", "A"),
+                    ("Octopus.Action.Package[container[1]].Name", "B"),
+                ]
+            ),
+            "container[0]: A container[1]: B "
+        );
+        let keyed = [
+            ("Simple[a]", "5"),
+            ("Simple[b]", "7"),
+            ("NoDirect[a].Name", "Alpha"),
+            ("NoDirect[b].Name", "Beta"),
+            ("Cert[a]", "Certificate-1"),
+            ("Cert[a].Thumbprint", "AAA"),
+            ("Cert[b]", "Certificate-2"),
+            ("Cert[b].Thumbprint", "BBB"),
+            ("Coll[a]", "val-a"),
+            ("Coll[a].Key", "user-supplied"),
+        ];
+        assert_eq!(
+            sub("#{each x in Simple}[#{x.Key}]#{/each}", &keyed),
+            "[a][b]"
+        );
+        assert_eq!(
+            sub("#{each x in NoDirect}[#{x.Key}]#{/each}", &keyed),
+            "[a][b]"
+        );
+        assert_eq!(
+            sub(
+                "#{each x in Cert}[#{x.Key}=#{x.Thumbprint}]#{/each}",
+                &keyed
+            ),
+            "[a=AAA][b=BBB]"
+        );
+        assert_eq!(sub("#{each x in Simple}[#{x}]#{/each}", &keyed), "[5][7]");
+        assert_eq!(sub("#{each x in NoDirect}[#{x}]#{/each}", &keyed), "[a][b]");
+        assert_eq!(
+            sub("#{each x in Cert}[#{x}]#{/each}", &keyed),
+            "[Certificate-1][Certificate-2]"
+        );
+        assert_eq!(
+            sub("#{each x in Coll}[#{x.Key}]#{/each} #{Coll[a].Key}", &keyed),
+            "[user-supplied] user-supplied"
+        );
+        // A scoped indexer with a nested expression.
+        assert_eq!(
+            sub(
+                "#{each action in Octopus.Action}#{if Octopus.Step[#{action.StepName}].Status != \"Skipped\"}#{Octopus.Step[#{action.StepName}].Details}#{/if}#{/each}",
+                &[
+                    ("Octopus.Action[Action 1].StepName", "Step 1"),
+                    ("Octopus.Action[Action 2].StepName", "Step 2"),
+                    ("Octopus.Step[Step 1].Details", "Step 1 Details"),
+                    ("Octopus.Step[Step 2].Details", "Step 2 Details"),
+                    ("Octopus.Step[Step 1].Status", "Skipped"),
+                    ("Octopus.Step[Step 2].Status", "Running"),
+                ]
+            ),
+            "Step 2 Details"
+        );
+    }
+
+    /// From Octostache's ConditionalsFixture.
+    #[test]
+    fn conditionals_compare_literals_and_variables() {
+        let vars = [
+            ("Result", "result"),
+            ("ElseResult", "elseresult"),
+            ("Truthy", "true"),
+            ("Octopus", "octopus"),
+            ("Compare", "octopus"),
+            ("Fooey", "foo"),
+            ("No", "no"),
+        ];
+        for template in [
+            "#{ if Truthy}#{Result}#{/if}",
+            "#{if Truthy }#{Result}#{/if}",
+            "#{if  Truthy}#{ Result }#{/if}",
+            "#{if Truthy  == \"true\"}#{Result}#{/if}",
+            "#{if Truthy  != \"false\"}#{Result}#{/if}",
+            "#{if Octopus == Compare}#{Result}#{/if}",
+            "#{if Octopus == \"octopus\"}#{Result}#{/if}",
+            "#{if Missing != \"software\"}#{Result}#{/if}",
+            "#{if Truthy}#{if Fooey==\"foo\"}#{Result}#{/if}#{/if}",
+            "#{if No}#{ElseResult}#{else}#{Result}#{/if}",
+            "#{if Octopus != Compare}x#{else}#{if Fooey==\"foo\"}#{Result}#{/if}#{/if}",
+        ] {
+            assert_eq!(sub(template, &vars), "result", "{template}");
+        }
+    }
+
+    /// From Octostache's FiltersFixture: filters with arguments, in a template.
+    #[test]
+    fn filters_with_arguments() {
+        let vars = [
+            ("foo", "abc"),
+            ("regex", "b"),
+            ("replacement", "x"),
+            ("Long", "Octopus Deploy"),
+            ("Url", "A b:c+d/e"),
+        ];
+        assert_eq!(sub("#{foo | Replace abc def}", &vars), "def");
+        assert_eq!(sub("#{foo | Replace \"b\" \"d ef\"}", &vars), "ad efc");
+        assert_eq!(sub("#{foo | Replace #{regex}#{replacement}}", &vars), "axc");
+        assert_eq!(sub("#{foo | Replace}", &vars), "#{foo | Replace}");
+        assert_eq!(sub("#{Long | Substring 8 | Trim}", &vars), "Octopus");
+        assert_eq!(sub("#{Long | Truncate 7}", &vars), "Octopus...");
+        assert_eq!(sub("#{Long|ToUpper|ToLower}", &vars), "octopus deploy");
+        assert_eq!(sub("#{Url | UriEscape}", &vars), "A%20b:c+d/e");
+        assert_eq!(sub("#{foo | tobase64 | FromBase64}", &vars), "abc");
+        assert_eq!(sub("#{|Append foo}", &vars), "foo");
+        assert_eq!(
+            sub("#{foo | Append \" \" #{foo} \" \" value}", &vars),
+            "abc abc value"
+        );
+        assert_eq!(sub("#{foo | Match #{regex}}", &vars), "true");
+        let stamp = sub("#{ | NowDateUtc \"yyMMddHHmmss\"}", &[]);
+        assert!(
+            stamp.len() == 12 && stamp.bytes().all(|b| b.is_ascii_digit()),
+            "{stamp}"
+        );
+    }
+
+    #[test]
+    fn system_variables_and_output_indexers() {
+        let vars = [
+            ("Octopus.Action.Name", "Deploy web"),
+            ("Octopus.Deployment.Id", "Deployments-12"),
+            ("Octopus.Action[Build].Output.Version", "1.2.3"),
+        ];
+        assert_eq!(
+            sub(
+                "#{Octopus.Action.Name}: #{Octopus.Deployment.Id | ToLower} #{Octopus.Action[Build].Output.Version}",
+                &vars
+            ),
+            "Deploy web: deployments-12 1.2.3"
         );
     }
 }

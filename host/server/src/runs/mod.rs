@@ -6,3 +6,4 @@ pub mod pack;
 pub mod package;
 pub mod run_step;
 pub mod step_source;
+pub mod system_variables;

@@ -5,6 +5,7 @@
 
 use super::package::{self, Acquire, LocalPackage, PackageSource};
 use super::step_source::StepSource;
+use super::system_variables;
 use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
 use crate::error::{Context, Error, Result};
 use crate::home::Home;
@@ -44,6 +45,8 @@ pub struct RunStepOptions {
     pub targets: Vec<String>,
     /// Run on every target with these roles through the daemon.
     pub roles: Vec<String>,
+    /// `Octopus.Environment.Name` for the step's scripts.
+    pub environment: Option<String>,
     /// The package deploy-package deploys.
     pub package: Option<PackageSource>,
     /// How targets get a feed package.
@@ -125,6 +128,24 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
             sensitive,
         });
     };
+    // The system variables first, so that a variable given on the command line wins.
+    let action = match &source {
+        StepSource::Template(template) => template.name.clone(),
+        StepSource::Component { bytes, .. } => octo_manifest::read_manifest(bytes)
+            .map(|m| m.id)
+            .unwrap_or_else(|_| options.plugin.clone()),
+    };
+    let on_targets = !options.targets.is_empty() || !options.roles.is_empty();
+    let deployment_id = system_variables::new_deployment_id();
+    let machine = (!on_targets).then(system_variables::host_name);
+    for (name, value) in system_variables::system_variables(&system_variables::RunContext {
+        action: &action,
+        environment: options.environment.as_deref(),
+        machine: machine.as_deref(),
+        deployment_id: &deployment_id,
+    }) {
+        push_var(name, value, false);
+    }
     for (name, value) in &options.variables {
         push_var(name.clone(), value.clone(), false);
     }

@@ -166,10 +166,19 @@ pub async fn run_on_target(
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(3)),
     };
     let budget = reconnect_budget();
-    let start = StartStep {
+    let mut start = StartStep {
         ticket: ticket.clone(),
         ..job.start.clone()
     };
+    // Each target is `Octopus.Machine.Name` of its own run (unless the run names one itself).
+    let machine = crate::runs::system_variables::MACHINE_NAME;
+    if !start.variables.iter().any(|v| v.name == machine) {
+        start.variables.push(octo_protocol::Variable {
+            name: machine.to_owned(),
+            value: target.name.clone(),
+            sensitive: false,
+        });
+    }
 
     // 1. Start (retried until it is known to have started).
     let mut last_contact = Instant::now();
