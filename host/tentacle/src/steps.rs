@@ -341,6 +341,12 @@ impl Steps {
                 })
                 .collect(),
             deadline: Some(Duration::from_millis(request.deadline_ms.max(1))),
+            // Granted raw TCP destinations: forwarded into a confined script's namespace.
+            tcp_forwards: grants
+                .iter()
+                .filter(|p| p.is_tcp())
+                .filter_map(|p| p.exact_destination())
+                .collect(),
             policy: Arc::new(AllowList::new(grants)),
             log: Arc::new(log),
             cancel: run.cancel.clone(),

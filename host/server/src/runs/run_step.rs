@@ -352,6 +352,16 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     // Only the grants bound to this very component (its digest, or its signed provenance).
     let component =
         crate::outbound::grants::component(store.as_ref(), &plugin.manifest().id, &bytes);
+    // Raw TCP destinations granted to this component (or for this run): forwarded into a confined
+    // script's namespace, each connection still decided by the policy.
+    let tcp_forwards: Vec<octo_manifest::Destination> = grants
+        .for_component(&component)
+        .for_plugin(&component.id)
+        .iter()
+        .chain(&options.allow_outbound)
+        .filter(|p| p.is_tcp())
+        .filter_map(|p| p.exact_destination())
+        .collect();
     let policy = Arc::new(SettingsPolicy::for_component(
         Arc::new(live),
         &grants,
@@ -386,6 +396,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         }),
         web_proxy: web_proxy.map(Arc::new),
         script_network,
+        tcp_forwards,
         mounts,
         ..StepRequest::new(work.path())
     };
