@@ -34,6 +34,20 @@ if ! command -v componentize-py >/dev/null 2>&1; then
         || echo "setup: componentize-py could not be installed; the Python plugin test will be skipped" >&2
 fi
 
+# A third: JavaScript steps with componentize-js from npm (host/octo/tests/other_languages.rs looks here).
+OCTO_JS_TOOLS="${OCTO_JS_TOOLS:-$HOME/.cache/octo-componentize-js}"
+if ! [[ -x "$OCTO_JS_TOOLS/node_modules/.bin/componentize-js" ]]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "setup: installing @bytecodealliance/componentize-js from npm into $OCTO_JS_TOOLS" >&2
+        mkdir -p "$OCTO_JS_TOOLS"
+        npm install --prefix "$OCTO_JS_TOOLS" --no-audit --no-fund --silent \
+            @bytecodealliance/componentize-js@0.23.0 \
+            || echo "setup: componentize-js could not be installed; the JavaScript plugin test will be skipped" >&2
+    else
+        echo "setup: no npm (Node.js 20 or later); the JavaScript plugin test will be skipped" >&2
+    fi
+fi
+
 # One target directory outside the clone, so a fresh clone (CI) reuses compiled dependencies.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/octo-target}"
 HOST_TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
