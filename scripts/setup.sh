@@ -35,6 +35,20 @@ if ! command -v componentize-py >/dev/null 2>&1; then
         || echo "setup: componentize-py could not be installed; the Python plugin test will be skipped" >&2
 fi
 
+# A third: JavaScript steps with componentize-js from npm (host/octo/tests/other_languages.rs looks here).
+OCTO_JS_TOOLS="${OCTO_JS_TOOLS:-$HOME/.cache/octo-componentize-js}"
+if ! [[ -x "$OCTO_JS_TOOLS/node_modules/.bin/componentize-js" ]]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "setup: installing @bytecodealliance/componentize-js from npm into $OCTO_JS_TOOLS" >&2
+        mkdir -p "$OCTO_JS_TOOLS"
+        npm install --prefix "$OCTO_JS_TOOLS" --no-audit --no-fund --silent \
+            @bytecodealliance/componentize-js@0.23.0 \
+            || echo "setup: componentize-js could not be installed; the JavaScript plugin test will be skipped" >&2
+    else
+        echo "setup: no npm (Node.js 20 or later); the JavaScript plugin test will be skipped" >&2
+    fi
+fi
+
 # Package feed peers (host/packages/tests, host/octo/tests/packages.rs): oras-py pushes OCI artifacts,
 # npm's nuget-server 1.11 is a NuGet v3 server (its typed-message dependency pinned to 1.17.0).
 if ! python3 -c 'import oras.client' >/dev/null 2>&1; then

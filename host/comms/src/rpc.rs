@@ -149,6 +149,16 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl RpcError {
+    /// Whether the peer's identity is the problem: it presented a certificate whose thumbprint is
+    /// not the pinned one, or it refused this side's certificate. Retrying cannot help until someone
+    /// changes the trust on either side.
+    pub fn is_trust_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Tls(TlsError::Untrusted(_) | TlsError::CertificateRejected { .. })
+        )
+    }
+
     /// Whether retrying on a new connection may help (connection-level failures), as opposed to
     /// an answer from the peer or a local mistake.
     pub fn is_connection_failure(&self) -> bool {

@@ -39,8 +39,14 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Tasks: every run of a step on targets and every job run, with each target's outcome and log.
+    Tasks {
+        #[command(subcommand)]
+        command: TasksCommand,
+    },
     /// Change settings: the vendor switches (--upgradeCheck=false, ..., --airGapped=true), the
-    /// endpoints (--feed, --updateUrl, ...) and --commsListenPort. Kebab-case aliases are accepted.
+    /// endpoints (--feed, --updateUrl, ...), --commsListenPort and --database. Kebab-case aliases are
+    /// accepted.
     Configure(ConfigureArgs),
     /// Print the settings (never a secret).
     ShowConfiguration(ShowConfigurationArgs),
@@ -289,6 +295,44 @@ pub enum JobsCommand {
     Watch,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List tasks, newest first.
+    List(TasksListArgs),
+    /// Show a task: each target's outcome and the log.
+    Show(TasksShowArgs),
+    /// Cancel a running task (its steps are cancelled on their targets).
+    Cancel {
+        /// The task's id.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TasksListArgs {
+    /// Only tasks in this state: running, succeeded, failed, cancelled, unknown, skipped (repeatable).
+    #[arg(long = "state", value_name = "STATE", value_parser = octo_server::tasks::parse_state)]
+    pub states: Vec<octo_store::TaskState>,
+    /// At most this many (0: all).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksShowArgs {
+    /// The task's id.
+    pub id: i64,
+    /// Print log lines as they are stored until the task ends (goes on across a server restart).
+    #[arg(long)]
+    pub follow: bool,
+    /// Print JSON (with --follow: the log lines on stderr, the task at the end on stdout).
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["name", "all", "due"])))]
 pub struct JobsRunArgs {
@@ -535,6 +579,11 @@ pub struct RunStepArgs {
     #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
 
+    /// With --target/--role: print the task's id and return; the task runs on in the server
+    /// (`octo tasks show ID --follow`).
+    #[arg(long)]
+    pub detach: bool,
+
     /// The environment the step deploys to: `Octopus.Environment.Name` in its scripts.
     #[arg(long, value_name = "NAME")]
     pub environment: Option<String>,
@@ -578,6 +627,7 @@ impl RunStepArgs {
             keep_work_dir: self.keep_work_dir,
             targets: self.targets.clone(),
             roles: self.roles.clone(),
+            detach: self.detach,
             environment: self.environment.clone(),
             package: match (&self.package, &self.package_file) {
                 (Some(feed), _) => Some(PackageSource::Feed(feed.clone())),

@@ -8,11 +8,13 @@ mod secrets;
 use clap::Parser;
 use cli::{
     Command, FeedsCommand, JobsCommand, LibraryCommand, LifecycleCommand, PackagesCommand,
-    PluginsCommand, ProxiesCommand, TargetsCommand, TelemetryCommand,
+    PluginsCommand, ProxiesCommand, TargetsCommand, TasksCommand, TelemetryCommand,
 };
 use octo_server::jobs::{Outcome, Selection};
 use octo_server::targets::{Reach, Target};
-use octo_server::{Home, configure, jobs, library, outbound, plugins, proxy, runs, server, vendor};
+use octo_server::{
+    Home, configure, jobs, library, outbound, plugins, proxy, runs, server, tasks, vendor,
+};
 use output::{json, terminal_sink};
 use std::process::ExitCode;
 
@@ -146,6 +148,22 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
                 Ok(exit(runs.iter().all(|r| r.outcome != Outcome::Failed)))
             }
             JobsCommand::Watch => match jobs::watch(&home, &sink)? {},
+        },
+        Command::Tasks { command } => match command {
+            TasksCommand::List(args) => {
+                let list = tasks::list(&home, &args.states, args.limit)?;
+                if args.json {
+                    json(&list.to_json())?;
+                } else {
+                    print!("{list}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            TasksCommand::Show(args) => output::show_task(&home, &args),
+            TasksCommand::Cancel { id } => {
+                println!("{}", tasks::cancel(&home, id)?);
+                Ok(ExitCode::SUCCESS)
+            }
         },
         Command::Configure(args) => {
             print!("{}", configure::configure(&home, &args.options()?)?);

@@ -1,7 +1,7 @@
 //! Printing: JSON documents, the streaming output of long commands (notes, job runs, download
 //! progress, step logs, remote events), and the daemon's start-up lines.
 
-use crate::cli::RunStepArgs;
+use crate::cli::{RunStepArgs, TasksShowArgs};
 use octo_protocol::{LogLevel, StepState};
 use octo_runtime::LogLine;
 use octo_server::admin::AdminEvent;
@@ -93,6 +93,7 @@ pub fn health_event(event: AdminEvent) {
 /// the target's name).
 struct StepOutput {
     json: bool,
+    detach: bool,
     started: Instant,
 }
 
@@ -111,8 +112,16 @@ impl RunOutput for StepOutput {
     }
 
     fn remote(&self, event: AdminEvent) {
-        let mut out = std::io::stdout().lock();
+        // In --json mode stdout carries only the outcome document.
+        let mut out: Box<dyn Write> = if self.json {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
+        };
         match event {
+            AdminEvent::Task { id } if !self.detach => {
+                eprintln!("(task {id}: `octo tasks show {id}`)")
+            }
             AdminEvent::Log {
                 target,
                 level,
@@ -130,6 +139,7 @@ impl RunOutput for StepOutput {
                 target,
                 state,
                 message,
+                ..
             } => {
                 if state == StepState::Succeeded {
                     let _ = writeln!(out, "[{target}] Step succeeded");
@@ -154,6 +164,7 @@ impl RunOutput for StepOutput {
 pub fn run_step(home: &Home, args: &RunStepArgs) -> anyhow::Result<ExitCode> {
     let output = StepOutput {
         json: args.json,
+        detach: args.detach,
         started: Instant::now(),
     };
     let run = run_step::run(home, &args.options()?, &output)?;
@@ -169,11 +180,55 @@ pub fn run_step(home: &Home, args: &RunStepArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        StepRun::Remote(summary) => print!("{summary}"),
+        StepRun::Remote(summary) => {
+            if args.json {
+                json(&summary.to_json())?;
+            } else {
+                print!("{summary}");
+            }
+        }
     }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `octo tasks show ID [--follow] [--json]`: exits non-zero when the task did not succeed (with
+/// --follow: once it has ended).
+pub fn show_task(home: &Home, args: &TasksShowArgs) -> anyhow::Result<ExitCode> {
+    let report = if args.follow {
+        let json = args.json;
+        octo_server::tasks::follow(home, args.id, &mut |line| {
+            let text = octo_server::tasks::line_text(line);
+            if json {
+                eprintln!("{text}");
+            } else {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }
+        })?
+    } else {
+        octo_server::tasks::show(home, args.id)?
+    };
+    if args.json {
+        json(&report.to_json())?;
+    } else {
+        print!("{report}");
+    }
+    let state = report.task.state;
+    Ok(
+        if matches!(
+            state,
+            octo_store::TaskState::Succeeded
+                | octo_store::TaskState::Running
+                | octo_store::TaskState::Skipped
+        ) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

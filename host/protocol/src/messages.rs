@@ -247,6 +247,18 @@ pub struct StepResult {
     /// Outbound requests it attempted.
     #[serde(default)]
     pub outbound: Vec<OutboundAttempt>,
+    /// Artifacts it created (`new_octopusartifact`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactInfo>,
+}
+
+/// An artifact a step created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactInfo {
+    /// Its name.
+    pub name: String,
+    /// Its path, relative to the run's work directory.
+    pub path: String,
 }
 
 /// Why a run did not succeed.
@@ -415,6 +427,11 @@ impl LogCursor {
     /// A cursor that has seen nothing.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A cursor that has passed on every line up to `last` (resuming from a stored position).
+    pub fn after(last: u64) -> Self {
+        Self { last }
     }
 
     /// The last sequence passed on: the `after_sequence` of the next status call.

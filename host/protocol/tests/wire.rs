@@ -195,13 +195,18 @@ fn status_is_a_long_poll_for_the_lines_after_a_sequence() {
                         script: true,
                     },
                 ],
+                artifacts: vec![ArtifactInfo {
+                    name: "report".into(),
+                    path: "out/report.txt".into(),
+                }],
             }),
         },
         r#"{"ticket":"ServerTasks-42.deploy","state":"failed","lines":[],"lastSequence":7,
             "result":{"failure":{"kind":"failed","message":"exit code 3"},
                       "outputs":[{"name":"Out","value":"1"}],
                       "outbound":[{"destination":"https://example.com:443","allowed":false,"reason":"not granted"},
-                                  {"destination":"tcp://10.0.0.5:5432","allowed":false,"reason":"confined","script":true}]}}"#,
+                                  {"destination":"tcp://10.0.0.5:5432","allowed":false,"reason":"confined","script":true}],
+                      "artifacts":[{"name":"report","path":"out/report.txt"}]}}"#,
     );
     // A tentacle that restarted while the step ran says so.
     assert_eq!(

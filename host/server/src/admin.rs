@@ -26,6 +26,11 @@ pub enum AdminRequest {
     },
     /// Run a step on targets.
     RunStep(RemoteRun),
+    /// Cancel a running task.
+    CancelTask {
+        /// The task.
+        id: i64,
+    },
 }
 
 /// A step to run on targets.
@@ -48,6 +53,10 @@ pub struct RemoteRun {
     pub targets: Vec<String>,
     /// Target roles.
     pub roles: Vec<String>,
+    /// Answer with the task's id at once and run it in the background (not cancelled when the
+    /// CLI goes away).
+    #[serde(default)]
+    pub detach: bool,
 }
 
 /// What the daemon answers, line by line.
@@ -63,6 +72,11 @@ pub enum AdminEvent {
     Error {
         /// Why.
         message: String,
+    },
+    /// The task a run-step created (the first event of a run).
+    Task {
+        /// Its id (`octo tasks show ID`).
+        id: i64,
     },
     /// A log line of a target's step (each exactly once, in order).
     Log {
@@ -91,6 +105,15 @@ pub enum AdminEvent {
         state: StepState,
         /// Why it did not succeed.
         message: Option<String>,
+        /// Output variables it set (sensitive values masked).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        outputs: Vec<octo_store::OutputVariable>,
+        /// Artifacts it created.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        artifacts: Vec<octo_store::Artifact>,
+        /// Outbound requests it attempted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        outbound: Vec<octo_store::OutboundAttempt>,
     },
     /// A target's health.
     Health {
@@ -154,6 +177,9 @@ mod tests {
             target: "web1".into(),
             state: StepState::Unknown,
             message: Some("lost".into()),
+            outputs: vec![],
+            artifacts: vec![],
+            outbound: vec![],
         };
         assert_eq!(
             serde_json::to_string(&e).unwrap(),

@@ -33,6 +33,8 @@ enum Kind {
     Port,
     /// `audited` or `confined`.
     ScriptNetwork,
+    /// A `postgres://` URL; empty: SQLite under the home.
+    Database,
 }
 
 /// One `octo configure` flag.
@@ -174,6 +176,14 @@ pub static FLAGS: &[Flag] = &[
          step's audited egress proxy; confined: a network namespace whose only way out is that proxy. \
          Always confined while air-gapped.",
     ),
+    flag(
+        keys::DATABASE,
+        "database",
+        Kind::Database,
+        "Where tasks and their logs are kept: postgres://USER:PASSWORD@HOST:PORT/DATABASE for \
+         PostgreSQL (several nodes), empty for SQLite under the home (the default). The password is \
+         never shown. Takes effect when `octo run` starts.",
+    ),
 ];
 
 impl Flag {
@@ -192,6 +202,7 @@ impl Flag {
             Kind::Certificate => "PEM_FILE",
             Kind::Port => "PORT",
             Kind::ScriptNetwork => "audited|confined",
+            Kind::Database => "URL",
         }
     }
 }
@@ -293,6 +304,10 @@ fn parse_value(flag: &Flag, raw: &str) -> Result<Value, String> {
         Kind::ScriptNetwork => octo_settings::ScriptNetwork::parse(trimmed)
             .map(Value::ScriptNetwork)
             .map_err(|e| format!("--{name}: {e}")),
+        Kind::Database if trimmed.is_empty() => Ok(Value::Optional(None)),
+        Kind::Database => octo_store::DatabaseUrl::parse(trimmed)
+            .map(|_| Value::Optional(Some(trimmed.to_string())))
+            .map_err(|e| format!("--{name}: {e}")),
     }
 }
 
@@ -318,6 +333,7 @@ fn apply(settings: &mut Settings, flag: &Flag, value: Value) {
         (keys::DYNAMIC_EXTENSIONS_URL, Value::Optional(t)) => settings.dynamic_extensions_url = t,
         (keys::COMMS_LISTEN_PORT, Value::Port(p)) => settings.comms_listen_port = p,
         (keys::SCRIPT_NETWORK, Value::ScriptNetwork(n)) => settings.script_network = n,
+        (keys::DATABASE, Value::Optional(url)) => settings.database = url,
         (name, value) => unreachable!("flag {name} cannot take {value:?}"),
     }
 }
@@ -403,6 +419,14 @@ pub fn entries(settings: &Settings) -> Vec<(&'static str, String)> {
                     n.as_str()
                 ),
             },
+        ),
+        (
+            keys::DATABASE,
+            settings
+                .database
+                .as_deref()
+                .map(octo_fsutil::mask_url_password)
+                .unwrap_or_else(|| "(SQLite under the home)".into()),
         ),
         (keys::WEB_PROXY, settings.web_proxy.describe()),
         (
@@ -629,7 +653,14 @@ impl fmt::Display for Configuration {
                 keys::DYNAMIC_EXTENSIONS_URL,
             ],
         )?;
-        section("Server", &[keys::INSTALLATION_ID, keys::COMMS_LISTEN_PORT])?;
+        section(
+            "Server",
+            &[
+                keys::INSTALLATION_ID,
+                keys::COMMS_LISTEN_PORT,
+                keys::DATABASE,
+            ],
+        )?;
         section("Steps", &[keys::SCRIPT_NETWORK])?;
         section(
             "Proxies (`octo proxy`, `octo proxies`)",
@@ -655,6 +686,23 @@ mod tests {
     }
 
     #[test]
+    fn the_database_password_is_never_shown() {
+        let s = run(&[("database", "postgres://octo:Very-Secret@db:5432/octo")]).unwrap();
+        assert_eq!(
+            s.database.as_deref(),
+            Some("postgres://octo:Very-Secret@db:5432/octo")
+        );
+        let shown = entries(&s);
+        let (_, value) = shown.iter().find(|(k, _)| *k == keys::DATABASE).unwrap();
+        assert_eq!(value, "postgres://octo:********@db:5432/octo");
+        assert!(!s.redacted().to_toml().unwrap().contains("Very-Secret"));
+        let e = run(&[("database", "mysql://octo:Very-Secret@db/octo")]).unwrap_err();
+        assert!(e.starts_with("--database: invalid database URL"), "{e}");
+        assert!(!e.contains("Very-Secret"), "{e}");
+        assert!(run(&[("database", "")]).unwrap().database.is_none());
+    }
+
+    #[test]
     fn every_flag_has_a_kebab_alias_and_is_applied() {
         for f in FLAGS {
             assert!(
@@ -670,6 +718,7 @@ mod tests {
                 Kind::Certificate => "",
                 Kind::Port => "1234",
                 Kind::ScriptNetwork => "confined",
+                Kind::Database => "postgres://octo:pw@127.0.0.1:5432/octo",
             };
             // Every flag maps onto the settings (apply panics on a missing arm).
             run(&[(f.alias, value)]).unwrap();

@@ -69,6 +69,9 @@ pub enum Error {
     /// The server's identity.
     #[error(transparent)]
     Identity(#[from] octo_comms::identity::IdentityError),
+    /// The task store (SQLite or PostgreSQL).
+    #[error(transparent)]
+    Tasks(#[from] octo_store::Error),
     /// JSON that could not be read or written.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

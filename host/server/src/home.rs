@@ -15,6 +15,7 @@
 //! <home>/cache/<vendor>.json        what the vendor plugins brought (update check, messages, extensions)
 //! <home>/work/                      step work directories
 //! <home>/certs/                     the server's identity
+//! <home>/octo.db                    tasks and their logs (SQLite, WAL; unless `database` is PostgreSQL)
 //! <home>/octo.sock                  the daemon's admin socket (0600)
 //! ```
 //!
@@ -148,6 +149,11 @@ impl Home {
     /// `certs/`: the server's identity.
     pub fn certs(&self) -> PathBuf {
         self.root.join("certs")
+    }
+
+    /// `octo.db`: the SQLite store of tasks and their logs (unless `database` names PostgreSQL).
+    pub fn database(&self) -> PathBuf {
+        self.root.join("octo.db")
     }
 
     /// `octo.sock`: the daemon's admin socket.

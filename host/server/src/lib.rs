@@ -7,6 +7,7 @@
 //! ```text
 //! octo (binary)        clap, one call per command, printing
 //!   server             the daemon: polling listener, pool, remote runs, admin socket, job scheduler
+//!   tasks              tasks and their logs in the store (octo-store): list, show, follow, cancel
 //!   runs               run-step (here or through the daemon), step sources, pack/inspect
 //!   jobs               the scheduled jobs, one row each, each naming its outbound destination
 //!   vendor · library · plugins     vendor plugins, community templates, the plugin lifecycle
@@ -43,6 +44,7 @@ pub mod sink;
 pub mod store;
 pub mod table;
 pub mod targets;
+pub mod tasks;
 pub mod vendor;
 
 pub use error::{Context, Error, Result, one_line};

@@ -121,6 +121,8 @@ pub mod keys {
     pub const COMMS_LISTEN_PORT: &str = "commsListenPort";
     /// [`Settings::script_network`](crate::Settings::script_network)
     pub const SCRIPT_NETWORK: &str = "scriptNetwork";
+    /// [`Settings::database`](crate::Settings::database)
+    pub const DATABASE: &str = "database";
     /// [`Settings::web_proxy`](crate::Settings::web_proxy) (a table)
     pub const WEB_PROXY: &str = "webProxy";
     /// [`Settings::proxies`](crate::Settings::proxies) (a table of tables)
@@ -149,6 +151,7 @@ pub mod keys {
         INSTALLATION_ID,
         COMMS_LISTEN_PORT,
         SCRIPT_NETWORK,
+        DATABASE,
         WEB_PROXY,
         PROXIES,
     ];
@@ -234,6 +237,10 @@ pub struct Settings {
     /// `scriptNetwork`: how far steps' scripts reach the network (`audited` or `confined`); confined
     /// whatever this says while air-gapped ([`Settings::effective_script_network`]).
     pub script_network: ScriptNetwork,
+    /// `database`: where tasks and their logs are kept — a `postgres://` URL (its password is
+    /// masked wherever it is shown), or unset for SQLite under the home.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// `[webProxy]`: the web request proxy (feeds, plugins' HTTP, scripts' HTTP_PROXY), set by `octo proxy`.
     #[serde(skip_serializing_if = "WebProxySettings::is_unset")]
     pub web_proxy: WebProxySettings,
@@ -300,6 +307,7 @@ impl Default for Settings {
             installation_id: None,
             comms_listen_port: DEFAULT_COMMS_LISTEN_PORT,
             script_network: ScriptNetwork::default(),
+            database: None,
             web_proxy: WebProxySettings::default(),
             proxies: Default::default(),
             limits: Default::default(),
@@ -606,6 +614,9 @@ impl Settings {
     /// The secrets are the proxy passwords.
     pub fn redacted(&self) -> Settings {
         let mut copy = self.clone();
+        if let Some(url) = &mut copy.database {
+            *url = octo_fsutil::mask_url_password(url);
+        }
         if let Some(p) = &mut copy.web_proxy.password {
             *p = MASKED.into();
         }

@@ -88,6 +88,7 @@ fn round_trip_with_every_field() {
         installation_id: Some("6f1c1f0e-0000-4000-8000-000000000000".into()),
         comms_listen_port: 0,
         script_network: crate::ScriptNetwork::Confined,
+        database: Some("postgres://octo:pw@db.corp:5432/octo".into()),
         web_proxy: WebProxySettings {
             enabled: true,
             use_system_proxy: false,
@@ -409,6 +410,7 @@ fn key_list_matches_the_serialised_keys() {
             },
         )]
         .into(),
+        database: Some("postgres://octo@db/octo".into()),
         ..Settings::default()
     };
     let table: toml::Table = toml::from_str(&s.to_toml().unwrap()).unwrap();

@@ -30,6 +30,8 @@ pub enum TaskState {
     Cancelled,
     /// A part's result is unknown (contact lost, the tentacle lost the run).
     Unknown,
+    /// A job the outbound gate did not let run (it made no request).
+    Skipped,
 }
 
 /// How far one target's part is (the same words).
@@ -62,6 +64,7 @@ words!(TaskState {
     Failed = "failed",
     Cancelled = "cancelled",
     Unknown = "unknown",
+    Skipped = "skipped",
 });
 
 impl TaskState {

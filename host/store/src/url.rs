@@ -1,6 +1,7 @@
 //! A PostgreSQL URL whose password is never shown.
 
 use crate::error::{Error, Result};
+use octo_fsutil::mask_url_password as mask;
 use std::fmt;
 
 /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?…]`. `Display` and `Debug` mask the password.
@@ -29,35 +30,6 @@ impl DatabaseUrl {
     pub(crate) fn config(&self) -> Result<tokio_postgres::Config> {
         self.0.parse().map_err(|_| Error::InvalidUrl(mask(&self.0)))
     }
-}
-
-/// `scheme://user:********@host…`: the password (between the user's `:` and the last `@` of the
-/// authority) replaced; a `password=` query parameter too.
-pub fn mask(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:********{}", &userinfo[..colon], &authority[at..]),
-                None => authority.to_string(),
-            }
-        }
-        None => authority.to_string(),
-    };
-    let tail = match tail.find("password=") {
-        Some(p) => {
-            let end = tail[p..].find('&').map(|e| p + e).unwrap_or(tail.len());
-            format!("{}password=********{}", &tail[..p], &tail[end..])
-        }
-        None => tail.to_string(),
-    };
-    format!("{}://{authority}{tail}", &url[..scheme_end])
 }
 
 impl fmt::Display for DatabaseUrl {

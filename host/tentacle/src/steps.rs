@@ -520,6 +520,14 @@ fn summarize(outcome: StepOutcome, cancel_requested: bool) -> (StepState, StepRe
                 script: a.source == octo_runtime::RequestSource::Script,
             })
             .collect(),
+        artifacts: outcome
+            .artifacts
+            .iter()
+            .map(|a| octo_protocol::ArtifactInfo {
+                name: a.name.clone(),
+                path: a.path.display().to_string(),
+            })
+            .collect(),
     };
     (state, result)
 }

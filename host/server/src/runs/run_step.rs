@@ -45,6 +45,8 @@ pub struct RunStepOptions {
     pub targets: Vec<String>,
     /// Run on every target with these roles through the daemon.
     pub roles: Vec<String>,
+    /// With targets: return once the task is created (it runs on in the daemon).
+    pub detach: bool,
     /// `Octopus.Environment.Name` for the step's scripts.
     pub environment: Option<String>,
     /// The package deploy-package deploys.
@@ -75,7 +77,7 @@ impl StepRun {
     pub fn succeeded(&self) -> bool {
         match self {
             StepRun::Local(run) => run.outcome.result.is_ok(),
-            StepRun::Remote(summary) => summary.ok && summary.failed == 0,
+            StepRun::Remote(summary) => summary.ok && summary.failed() == 0,
         }
     }
 }
@@ -91,21 +93,98 @@ pub struct LocalRun {
     pub kept: Option<PathBuf>,
 }
 
-/// A run on targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A run on targets: the task, and each target's outcome as the daemon reported it.
+#[derive(Debug, Clone, Default)]
 pub struct RemoteSummary {
-    /// Targets where it succeeded.
-    pub succeeded: usize,
-    /// Targets where it did not.
-    pub failed: usize,
+    /// The task the daemon created.
+    pub task: Option<i64>,
+    /// Each target's outcome, in the order they ended.
+    pub targets: Vec<TargetOutcome>,
     /// The daemon reported no error of its own.
     pub ok: bool,
+    /// The task runs on in the daemon (`--detach`).
+    pub detached: bool,
+}
+
+/// How a step ended on one target.
+#[derive(Debug, Clone)]
+pub struct TargetOutcome {
+    /// The target.
+    pub target: String,
+    /// Its end state.
+    pub state: StepState,
+    /// Why it did not succeed.
+    pub message: Option<String>,
+    /// Output variables, artifacts, outbound attempts (sensitive values masked).
+    pub outcome: octo_store::PartOutcome,
+}
+
+impl RemoteSummary {
+    /// Targets where it succeeded.
+    pub fn succeeded(&self) -> usize {
+        self.targets
+            .iter()
+            .filter(|t| t.state == StepState::Succeeded)
+            .count()
+    }
+
+    /// Targets where it did not.
+    pub fn failed(&self) -> usize {
+        self.targets.len() - self.succeeded()
+    }
+
+    /// The `--json` document: the task and every target's outcome.
+    pub fn to_json(&self) -> serde_json::Value {
+        let status = if self.detached {
+            "running"
+        } else if self.ok && self.failed() == 0 {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        serde_json::json!({
+            "task": self.task,
+            "status": status,
+            "targets": self.targets.iter().map(|t| serde_json::json!({
+                "target": t.target,
+                "status": t.state,
+                "message": t.message,
+                "outputs": t.outcome.outputs,
+                "artifacts": t.outcome.artifacts,
+                "outbound": t.outcome.outbound,
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 impl fmt::Display for RemoteSummary {
+    /// After the streamed log: each target's output variables, artifacts and denied requests, then
+    /// the count (the per-target result lines were streamed).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.succeeded + self.failed > 1 {
-            writeln!(f, "{} succeeded, {} did not", self.succeeded, self.failed)?;
+        if self.detached {
+            if let Some(id) = self.task {
+                writeln!(f, "{id}")?;
+            }
+            return Ok(());
+        }
+        for t in &self.targets {
+            let o = &t.outcome;
+            if o.outputs.is_empty()
+                && o.artifacts.is_empty()
+                && o.outbound.iter().all(|a| a.allowed)
+            {
+                continue;
+            }
+            writeln!(f, "[{}]", t.target)?;
+            crate::tasks::write_outcome(f, "  ", o)?;
+        }
+        if self.targets.len() > 1 {
+            writeln!(
+                f,
+                "{} succeeded, {} did not",
+                self.succeeded(),
+                self.failed()
+            )?;
         }
         Ok(())
     }
@@ -223,6 +302,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
                 deadline: options.deadline,
                 targets: options.targets.clone(),
                 roles: options.roles.clone(),
+                detach: options.detach,
             },
             output,
         )
@@ -397,6 +477,7 @@ struct RemoteStep {
     deadline: Duration,
     targets: Vec<String>,
     roles: Vec<String>,
+    detach: bool,
 }
 
 /// Runs through the daemon; each event goes to `output` as it comes.
@@ -418,25 +499,39 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
         deadline_ms: step.deadline.as_millis() as u64,
         targets: step.targets,
         roles: step.roles,
+        detach: step.detach,
     });
-    let mut failed = 0usize;
-    let mut succeeded = 0usize;
-    let ok = admin::call(home, &request, |event| {
-        if let AdminEvent::Result { state, .. } = &event {
-            if *state == StepState::Succeeded {
-                succeeded += 1;
-            } else {
-                failed += 1;
-            }
+    let mut summary = RemoteSummary {
+        detached: step.detach,
+        ..RemoteSummary::default()
+    };
+    summary.ok = admin::call(home, &request, |event| {
+        match &event {
+            AdminEvent::Task { id } => summary.task = Some(*id),
+            AdminEvent::Result {
+                target,
+                state,
+                message,
+                outputs,
+                artifacts,
+                outbound,
+            } => summary.targets.push(TargetOutcome {
+                target: target.clone(),
+                state: *state,
+                message: message.clone(),
+                outcome: octo_store::PartOutcome {
+                    failure: message.clone(),
+                    outputs: outputs.clone(),
+                    artifacts: artifacts.clone(),
+                    outbound: outbound.clone(),
+                },
+            }),
+            _ => {}
         }
         output.remote(event);
     })
     .context("cannot run the step through the server")?;
-    Ok(RemoteSummary {
-        succeeded,
-        failed,
-        ok,
-    })
+    Ok(summary)
 }
 
 /// The package of a deploy-package run, on this machine.

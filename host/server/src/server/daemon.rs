@@ -4,12 +4,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use base64::Engine as _;
 use octo_comms::endpoint;
 use octo_comms::rpc::H2Options;
 use octo_comms::tls::{TlsClient, TlsServer};
 use octo_comms::trust::TrustStore;
-use octo_protocol::{Capabilities, Empty, Sha256Digest, StartStep, StepState, Ticket, paths};
+use octo_protocol::{Capabilities, Empty, Sha256Digest, StartStep, Ticket, paths};
+use octo_store::{NewPart, NewTask, Store, TaskId, TaskKind, TaskState};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -17,18 +21,21 @@ use tokio_util::sync::CancellationToken;
 
 use super::Ready;
 use super::pool::Pool;
-use super::remote::{Job, run_on_target};
+use super::remote::{Job, Part, run_part, task_state};
 use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
 use crate::error::{Context, Error, Result};
 use crate::home::Home;
 use crate::sink::Sink;
-use crate::targets;
+use crate::targets::{self, Target};
 
 struct Daemon {
     home: Home,
     trust: TrustStore,
     pool: Arc<Pool>,
     runs: AtomicU64,
+    store: Arc<dyn Store>,
+    /// Cancellation of the tasks running here, by id.
+    running: Mutex<HashMap<TaskId, CancellationToken>>,
 }
 
 fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -45,6 +52,8 @@ pub async fn run(
 ) -> Result<()> {
     let identity = super::identity(home)?;
     let targets = targets::load(&home.targets())?;
+    // The store first: a server that cannot keep its tasks does not start.
+    let store = crate::tasks::open_store(home).await?;
     let trust = TrustStore::from_thumbprints(targets.thumbprints());
     let options = H2Options::default();
     let pool = Arc::new(
@@ -98,7 +107,12 @@ pub async fn run(
         trust,
         pool,
         runs: AtomicU64::new(0),
+        store: store.clone(),
+        running: Mutex::new(HashMap::new()),
     });
+    // Tasks an earlier run of the daemon left running: follow each tentacle's journal again from
+    // the last stored sequence.
+    daemon.clone().resume().await;
     let admin_daemon = daemon.clone();
     tokio::spawn(async move {
         loop {
@@ -119,7 +133,10 @@ pub async fn run(
         }
     });
 
-    spawn_job_scheduler(home.clone(), sink.clone());
+    spawn_job_scheduler(
+        home.clone(),
+        record_jobs(sink.clone(), store, tokio::runtime::Handle::current()),
+    );
 
     on_ready(&Ready {
         thumbprint: identity.thumbprint(),
@@ -195,7 +212,7 @@ impl Daemon {
     }
 
     async fn handle(
-        &self,
+        self: &Arc<Self>,
         request: AdminRequest,
         tx: &mpsc::UnboundedSender<AdminEvent>,
         abandoned: CancellationToken,
@@ -207,6 +224,10 @@ impl Daemon {
             }),
             AdminRequest::Health { targets } => self.health(targets, tx).await,
             AdminRequest::RunStep(run) => self.run_step(run, tx, abandoned).await,
+            AdminRequest::CancelTask { id } => self.cancel_task(id).await.map(|m| {
+                let _ = tx.send(AdminEvent::Ok { message: m });
+                true
+            }),
         };
         result.unwrap_or_else(|e| {
             let _ = tx.send(AdminEvent::Error {
@@ -248,7 +269,10 @@ impl Daemon {
             async move {
                 let started = Instant::now();
                 let answer = async {
-                    let client = pool.client(&target, Duration::from_secs(5)).await?;
+                    let client = pool
+                        .client(&target, Duration::from_secs(5))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     client
                         .call_json::<_, Capabilities>(paths::CAPABILITIES, &Empty {})
                         .await
@@ -283,7 +307,7 @@ impl Daemon {
     }
 
     async fn run_step(
-        &self,
+        self: &Arc<Self>,
         run: RemoteRun,
         tx: &mpsc::UnboundedSender<AdminEvent>,
         abandoned: CancellationToken,
@@ -319,20 +343,241 @@ impl Daemon {
                 },
             },
         });
-        let tasks = selected.into_iter().enumerate().map(|(i, target)| {
-            let ticket = Ticket::parse(&format!("{prefix}-{i}")).expect("a valid ticket");
-            run_on_target(
-                self.pool.clone(),
+        let parts: Vec<(Target, Ticket)> = selected
+            .into_iter()
+            .enumerate()
+            .map(|(i, target)| {
+                let ticket = Ticket::parse(&format!("{prefix}-{i}")).expect("a valid ticket");
+                (target, ticket)
+            })
+            .collect();
+        let id = self
+            .store
+            .create_task(&NewTask {
+                kind: TaskKind::RunStep,
+                name: run.origin.clone(),
+                parts: parts
+                    .iter()
+                    .map(|(target, ticket)| NewPart {
+                        target: target.name.clone(),
+                        ticket: ticket.to_string(),
+                    })
+                    .collect(),
+            })
+            .await
+            .context("cannot record the task")?;
+        let _ = tx.send(AdminEvent::Task { id });
+        let cancel = self.register(id);
+        let parts = parts
+            .into_iter()
+            .map(|(target, ticket)| Part {
+                task: id,
                 target,
-                job.clone(),
                 ticket,
-                tx.clone(),
-                abandoned.clone(),
+                job: Some(job.clone()),
+            })
+            .collect();
+        if run.detach {
+            // Runs on its own; the CLI that asked may go.
+            let (events, _) = mpsc::unbounded_channel();
+            tokio::spawn(self.clone().run_task(id, parts, events, cancel));
+            return Ok(true);
+        }
+        // The CLI going away (Ctrl-C) cancels the task.
+        let watcher = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                abandoned.cancelled().await;
+                cancel.cancel();
+            }
+        });
+        let state = self.clone().run_task(id, parts, tx.clone(), cancel).await;
+        watcher.abort();
+        Ok(state == TaskState::Succeeded)
+    }
+
+    /// A cancellation token for task `id`, until it ends.
+    fn register(&self, id: TaskId) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, token.clone());
+        token
+    }
+
+    /// Runs (or resumes) the parts of task `id`, then stores how it ended.
+    async fn run_task(
+        self: Arc<Self>,
+        id: TaskId,
+        parts: Vec<Part>,
+        events: mpsc::UnboundedSender<AdminEvent>,
+        cancel: CancellationToken,
+    ) -> TaskState {
+        let count = parts.len();
+        let runs = parts.into_iter().map(|part| {
+            run_part(
+                self.pool.clone(),
+                self.store.clone(),
+                part,
+                events.clone(),
+                cancel.clone(),
             )
         });
-        let states = join_all(tasks).await;
-        Ok(states.iter().all(|s| *s == StepState::Succeeded))
+        let states: Vec<TaskState> = join_all(runs).await.into_iter().map(task_state).collect();
+        self.end_task(id, count, states).await
     }
+
+    /// Stores a task's end from its parts' states (all of them, also those that ended before a
+    /// restart).
+    async fn end_task(&self, id: TaskId, count: usize, fresh: Vec<TaskState>) -> TaskState {
+        let states = match self.store.task(id).await {
+            Ok(Some(task)) => task.parts.iter().map(|p| p.state).collect(),
+            _ => fresh,
+        };
+        let state = overall(&states);
+        let bad = states
+            .iter()
+            .filter(|s| **s != TaskState::Succeeded)
+            .count();
+        let message = (bad > 0).then(|| format!("{bad} of {count} targets did not succeed"));
+        if let Err(error) = self.store.finish_task(id, state, message.as_deref()).await {
+            tracing::warn!(task = id, %error, "cannot store the end of the task");
+        }
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        state
+    }
+
+    /// `octo tasks cancel ID`.
+    async fn cancel_task(&self, id: TaskId) -> Result<String> {
+        let asked = self
+            .store
+            .request_cancel(id)
+            .await
+            .context("cannot record the cancellation")?;
+        let token = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned();
+        match (asked, token) {
+            (_, Some(token)) => {
+                token.cancel();
+                Ok(format!("Cancelling task {id}."))
+            }
+            (true, None) => Ok(format!("Task {id} will be cancelled.")),
+            (false, None) => match self.store.task(id).await.ok().flatten() {
+                Some(task) => bail!(Invalid, "task {id} has already ended ({})", task.state),
+                None => bail!(NotFound, "no task {id}"),
+            },
+        }
+    }
+
+    /// Follows again the parts that a previous run of the daemon left running.
+    async fn resume(self: Arc<Self>) {
+        let tasks = match self.store.unfinished_tasks().await {
+            Ok(tasks) => tasks,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the unfinished tasks");
+                return;
+            }
+        };
+        let targets = self.targets().ok();
+        for task in tasks {
+            let cancel = self.register(task.id);
+            if task.cancel_requested {
+                cancel.cancel();
+            }
+            let count = task.parts.len();
+            let mut parts = Vec::new();
+            for stored in task.parts.iter().filter(|p| !p.state.is_terminal()) {
+                let target = targets
+                    .as_ref()
+                    .and_then(|t| t.targets.iter().find(|t| t.name == stored.target).cloned());
+                let ticket = Ticket::parse(&stored.ticket);
+                match (target, ticket) {
+                    (Some(target), Ok(ticket)) => parts.push(Part {
+                        task: task.id,
+                        target,
+                        ticket,
+                        job: None,
+                    }),
+                    _ => {
+                        let outcome = octo_store::PartOutcome {
+                            failure: Some(format!(
+                                "the target {} is no longer configured; its result is unknown",
+                                stored.target
+                            )),
+                            ..Default::default()
+                        };
+                        let _ = self
+                            .store
+                            .finish_part(task.id, &stored.target, TaskState::Unknown, &outcome)
+                            .await;
+                    }
+                }
+            }
+            tracing::info!(task = task.id, parts = parts.len(), "resuming a task");
+            let daemon = self.clone();
+            tokio::spawn(async move {
+                let (events, _) = mpsc::unbounded_channel();
+                if parts.is_empty() {
+                    daemon.end_task(task.id, count, Vec::new()).await;
+                } else {
+                    daemon.run_task(task.id, parts, events, cancel).await;
+                }
+            });
+        }
+    }
+}
+
+/// A task's state from its parts': succeeded when all did; else failed, cancelled or unknown (in
+/// that order of precedence).
+fn overall(states: &[TaskState]) -> TaskState {
+    if states.iter().all(|s| *s == TaskState::Succeeded) {
+        TaskState::Succeeded
+    } else if states.contains(&TaskState::Failed) {
+        TaskState::Failed
+    } else if states.contains(&TaskState::Cancelled) {
+        TaskState::Cancelled
+    } else {
+        TaskState::Unknown
+    }
+}
+
+/// Every job run becomes a task of its own (kind `job`, no targets), besides going to `sink`.
+fn record_jobs(sink: Sink, store: Arc<dyn Store>, runtime: tokio::runtime::Handle) -> Sink {
+    Sink::new(move |event| {
+        if let crate::sink::Event::Job(run) = &event {
+            let state = match run.outcome {
+                crate::sink::Outcome::Ok => TaskState::Succeeded,
+                crate::sink::Outcome::Failed => TaskState::Failed,
+                crate::sink::Outcome::Skipped => TaskState::Skipped,
+            };
+            let store = store.clone();
+            let name = run.name.to_string();
+            let message = run.message.clone();
+            // The scheduler has a thread of its own, outside the runtime.
+            let recorded = runtime.block_on(async move {
+                let id = store
+                    .create_task(&NewTask {
+                        kind: TaskKind::Job,
+                        name,
+                        parts: Vec::new(),
+                    })
+                    .await?;
+                store.finish_task(id, state, Some(&message)).await
+            });
+            if let Err(error) = recorded {
+                tracing::warn!(%error, "cannot record a job run as a task");
+            }
+        }
+        sink.emit(event)
+    })
 }
 
 /// Runs futures concurrently and collects their outputs in order.

@@ -7,12 +7,48 @@ use std::time::Duration;
 
 use octo_comms::endpoint::{self, Connected, DialTarget};
 use octo_comms::identity::Thumbprint;
-use octo_comms::rpc::{H2Options, RpcClient};
+use octo_comms::rpc::{H2Options, RpcClient, RpcError};
 use octo_comms::tls::TlsClient;
 use tokio::sync::Notify;
 
 use crate::home::Home;
 use crate::targets::{Reach, Target};
+
+/// Why no connection to a target could be had. Only [`ConnectError::Untrusted`] is final: the
+/// others may heal (the tentacle comes back, the network returns, a polling tentacle reconnects).
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The tentacle presented another certificate than the pinned thumbprint, or refused ours.
+    Untrusted(RpcError),
+    /// It could not be reached now.
+    Unreachable(String),
+}
+
+impl ConnectError {
+    /// Whether retrying may help.
+    pub fn is_final(&self) -> bool {
+        matches!(self, ConnectError::Untrusted(_))
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Untrusted(e) => e.fmt(f),
+            ConnectError::Unreachable(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<RpcError> for ConnectError {
+    fn from(e: RpcError) -> Self {
+        if e.is_trust_failure() {
+            ConnectError::Untrusted(e)
+        } else {
+            ConnectError::Unreachable(e.to_string())
+        }
+    }
+}
 
 /// Live connections.
 pub struct Pool {
@@ -89,7 +125,7 @@ impl Pool {
 
     /// A connection to `target`: the open one, a new one to a listening tentacle, or (for a
     /// polling tentacle) the next one it opens within `wait`.
-    pub async fn client(&self, target: &Target, wait: Duration) -> Result<RpcClient, String> {
+    pub async fn client(&self, target: &Target, wait: Duration) -> Result<RpcClient, ConnectError> {
         match &target.reach {
             Reach::Listening { .. } => {
                 if let Some(client) = self
@@ -104,8 +140,8 @@ impl Pool {
                 let (host, port) = target
                     .listening_address()
                     .expect("a listening target")
-                    .map_err(|e| e.to_string())?;
-                let proxy = self.proxy_of(target)?;
+                    .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+                let proxy = self.proxy_of(target).map_err(ConnectError::Unreachable)?;
                 let dial = DialTarget::new(host, port)
                     .with_proxy(proxy)
                     .with_connect_timeout(wait);
@@ -115,8 +151,7 @@ impl Pool {
                     Some(target.thumbprint),
                     &self.options,
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
                 self.listening
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -136,10 +171,10 @@ impl Pool {
                         return Ok(client);
                     }
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(format!(
+                        return Err(ConnectError::Unreachable(format!(
                             "the polling tentacle {} (thumbprint {}) is not connected",
                             target.name, target.thumbprint
-                        ));
+                        )));
                     }
                 }
             }

@@ -1,6 +1,11 @@
-//! Running one step on one target: start (idempotent by ticket; the component is sent when the
-//! tentacle lacks it), then long-poll its status, passing every log line on exactly once, through
-//! dropped connections and tentacle restarts, until the run ends or contact is lost for good.
+//! Running one target's part of a task: start the step (idempotent by ticket; the component is sent
+//! when the tentacle lacks it), then long-poll its status, storing every log line exactly once
+//! (the store ignores a sequence it has) before passing it on, through dropped connections and
+//! tentacle restarts, until the run ends or contact is lost for good. A part resumed after a server
+//! restart skips the start and follows from the last stored sequence.
+//!
+//! Connection failures are retried with backoff; a tentacle whose certificate is not the pinned one,
+//! or that refuses ours ([`ConnectError::Untrusted`]), ends the part at once with that cause.
 //! When the CLI that asked for the run goes away, the run is cancelled on the tentacle and
 //! still followed to its end (so it is completed and its directory removed).
 
@@ -10,13 +15,14 @@ use std::time::{Duration, Instant};
 use octo_comms::backoff::Backoff;
 use octo_comms::rpc::{RpcClient, RpcError};
 use octo_protocol::{
-    Completed, ErrorBody, ErrorCode, LogCursor, StartStep, StatusRequest, StepStarted, StepState,
-    StepStatus, Stored, TicketRequest, paths,
+    Completed, ErrorBody, ErrorCode, LogCursor, StartStep, StatusRequest, StepResult, StepStarted,
+    StepState, StepStatus, Stored, Ticket, TicketRequest, paths,
 };
+use octo_store::{PartOutcome, Store, TaskId, TaskState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::Pool;
+use super::pool::{ConnectError, Pool};
 use crate::admin::AdminEvent;
 use crate::targets::Target;
 
@@ -50,8 +56,62 @@ fn refusal(error: &RpcError) -> Option<ErrorBody> {
     }
 }
 
+/// The store's word for a tentacle's end state.
+pub fn task_state(state: StepState) -> TaskState {
+    match state {
+        StepState::Succeeded => TaskState::Succeeded,
+        StepState::Failed => TaskState::Failed,
+        StepState::Cancelled => TaskState::Cancelled,
+        StepState::Running | StepState::Unknown => TaskState::Unknown,
+    }
+}
+
+/// What the store keeps of a tentacle's result: sensitive output values masked.
+fn outcome_of(result: Option<StepResult>, message: Option<String>) -> PartOutcome {
+    let result = result.unwrap_or_default();
+    PartOutcome {
+        failure: message,
+        outputs: result
+            .outputs
+            .iter()
+            .map(|o| octo_store::OutputVariable::stored(&o.name, &o.value, o.sensitive))
+            .collect(),
+        artifacts: result
+            .artifacts
+            .into_iter()
+            .map(|a| octo_store::Artifact {
+                name: a.name,
+                path: a.path,
+            })
+            .collect(),
+        outbound: result
+            .outbound
+            .into_iter()
+            .map(|a| octo_store::OutboundAttempt {
+                destination: a.destination,
+                allowed: a.allowed,
+                reason: a.reason,
+            })
+            .collect(),
+    }
+}
+
+/// One target's part of a task.
+pub struct Part {
+    /// The task.
+    pub task: TaskId,
+    /// Where it runs.
+    pub target: Target,
+    /// Its ticket on the target.
+    pub ticket: Ticket,
+    /// The step to start; `None` when resuming a part that an earlier run of the daemon started.
+    pub job: Option<Arc<Job>>,
+}
+
 struct Runner<'a> {
     pool: &'a Pool,
+    store: &'a dyn Store,
+    task: TaskId,
     target: &'a Target,
     events: &'a mpsc::UnboundedSender<AdminEvent>,
     backoff: Backoff,
@@ -65,16 +125,76 @@ impl Runner<'_> {
         });
     }
 
-    fn result(&self, state: StepState, message: Option<String>) -> StepState {
+    /// Stores how the part ended, then tells the caller.
+    async fn result(
+        &self,
+        state: StepState,
+        message: Option<String>,
+        result: Option<StepResult>,
+    ) -> StepState {
+        let outcome = outcome_of(result, message.clone());
+        let mut pause = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut told = false;
+        while let Err(error) = self
+            .store
+            .finish_part(self.task, &self.target.name, task_state(state), &outcome)
+            .await
+        {
+            if !told {
+                self.note(format!("cannot store the result ({error}); retrying"));
+                told = true;
+            }
+            tokio::time::sleep(pause.next_delay()).await;
+        }
         let _ = self.events.send(AdminEvent::Result {
             target: self.target.name.clone(),
             state,
             message,
+            outputs: outcome.outputs,
+            artifacts: outcome.artifacts,
+            outbound: outcome.outbound,
         });
         state
     }
 
-    async fn connect(&mut self) -> Result<RpcClient, String> {
+    /// Stores lines (each exactly once), then passes them on.
+    async fn lines(&self, lines: Vec<octo_protocol::LogEntry>) {
+        if lines.is_empty() {
+            return;
+        }
+        let stored: Vec<octo_store::LogLine> = lines
+            .iter()
+            .map(|l| octo_store::LogLine {
+                target: self.target.name.clone(),
+                sequence: l.sequence,
+                level: crate::tasks::level_word(l.level),
+                message: l.message.clone(),
+            })
+            .collect();
+        let mut pause = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut told = false;
+        while let Err(error) = self
+            .store
+            .append_log(self.task, &self.target.name, &stored)
+            .await
+        {
+            if !told {
+                self.note(format!("cannot store log lines ({error}); retrying"));
+                told = true;
+            }
+            tokio::time::sleep(pause.next_delay()).await;
+        }
+        for line in lines {
+            let _ = self.events.send(AdminEvent::Log {
+                target: self.target.name.clone(),
+                sequence: line.sequence,
+                level: line.level,
+                message: line.message,
+            });
+        }
+    }
+
+    async fn connect(&mut self) -> Result<RpcClient, ConnectError> {
         self.pool.client(self.target, CONNECT_WAIT).await
     }
 
@@ -90,122 +210,90 @@ impl Runner<'_> {
     }
 }
 
-/// Runs `job` on `target` as `ticket`; sends events; returns the end state.
-pub async fn run_on_target(
+/// Runs one part; sends events; returns the end state (also stored).
+pub async fn run_part(
     pool: Arc<Pool>,
-    target: Target,
-    job: Arc<Job>,
-    ticket: octo_protocol::Ticket,
+    store: Arc<dyn Store>,
+    part: Part,
     events: mpsc::UnboundedSender<AdminEvent>,
     cancel: CancellationToken,
 ) -> StepState {
+    let target = part.target;
+    let ticket = part.ticket;
     let mut runner = Runner {
         pool: &pool,
+        store: store.as_ref(),
+        task: part.task,
         target: &target,
         events: &events,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(3)),
     };
     let budget = reconnect_budget();
-    let mut start = StartStep {
-        ticket: ticket.clone(),
-        ..job.start.clone()
-    };
-    // Each target is `Octopus.Machine.Name` of its own run (unless the run names one itself).
-    let machine = crate::runs::system_variables::MACHINE_NAME;
-    if !start.variables.iter().any(|v| v.name == machine) {
-        start.variables.push(octo_protocol::Variable {
-            name: machine.to_owned(),
-            value: target.name.clone(),
-            sensitive: false,
-        });
-    }
 
     // 1. Start (retried until it is known to have started).
-    let mut last_contact = Instant::now();
-    let mut sent_plugin = false;
-    loop {
-        if cancel.is_cancelled() {
-            return runner.result(
-                StepState::Cancelled,
-                Some("cancelled before the step started".into()),
-            );
-        }
-        if last_contact.elapsed() > budget {
-            return runner.result(
-                StepState::Failed,
-                Some(format!(
-                    "could not reach the tentacle for {}s; the step was not started",
-                    budget.as_secs()
-                )),
-            );
-        }
-        let client = match runner.connect().await {
-            Ok(c) => c,
-            Err(e) => {
-                runner.note(format!("cannot connect: {e}; retrying"));
-                runner.pause().await;
-                continue;
-            }
+    let mut cursor = LogCursor::new();
+    if let Some(job) = &part.job {
+        let mut start = StartStep {
+            ticket: ticket.clone(),
+            ..job.start.clone()
         };
-        match client
-            .call_json::<_, StepStarted>(paths::STEP_START, &start)
-            .await
-        {
-            Ok(_) => break,
-            Err(e) => match refusal(&e) {
-                Some(body) if body.error == ErrorCode::PluginMissing && !sent_plugin => {
-                    runner.note(format!(
-                        "sending the plugin ({} bytes, sha256 {})",
-                        job.plugin.len(),
-                        start.plugin
-                    ));
-                    match client
-                        .upload::<_, Stored>(
-                            &paths::plugin_put(&start.plugin),
-                            std::io::Cursor::new(job.plugin.clone()),
-                        )
-                        .await
-                    {
-                        Ok(_) => sent_plugin = true,
-                        Err(e) if e.is_connection_failure() => runner.lost(&e),
-                        Err(e) => {
-                            return runner.result(
-                                StepState::Failed,
-                                Some(format!("the tentacle refused the plugin: {e}")),
-                            );
-                        }
-                    }
-                }
-                Some(body) => return runner.result(StepState::Failed, Some(body.message)),
-                None if e.is_connection_failure() => {
-                    runner.lost(&e);
-                    runner.note("the connection dropped while starting the step; retrying");
-                    runner.pause().await;
-                }
-                None => return runner.result(StepState::Failed, Some(e.to_string())),
-            },
+        // Each target is `Octopus.Machine.Name` of its own run (unless the run names one itself).
+        let machine = crate::runs::system_variables::MACHINE_NAME;
+        if !start.variables.iter().any(|v| v.name == machine) {
+            start.variables.push(octo_protocol::Variable {
+                name: machine.to_owned(),
+                value: target.name.clone(),
+                sensitive: false,
+            });
         }
-        last_contact = Instant::now();
+        if let Some(state) = start_step(&mut runner, job, &start, budget, &cancel).await {
+            return state;
+        }
+    } else {
+        match store.last_sequence(part.task, &target.name).await {
+            Ok(last) => cursor = LogCursor::after(last),
+            Err(error) => {
+                return runner
+                    .result(
+                        StepState::Unknown,
+                        Some(format!("cannot read the stored log: {error}")),
+                        None,
+                    )
+                    .await;
+            }
+        }
+        runner.note(format!("resuming after line {}", cursor.last()));
     }
 
     // 2. Follow the log until the run ends.
     runner.backoff.reset();
-    let mut cursor = LogCursor::new();
     let mut last_contact = Instant::now();
     let mut reported_loss = false;
     let mut cancel_sent = false;
     loop {
         if last_contact.elapsed() > budget {
-            return runner.result(
-                StepState::Unknown,
-                Some(format!(
-                    "lost contact with the tentacle for {}s while the step ran; its result is unknown",
-                    budget.as_secs()
-                )),
-            );
+            return runner
+                .result(
+                    StepState::Unknown,
+                    Some(format!(
+                        "lost contact with the tentacle for {}s while the step ran; its result is unknown",
+                        budget.as_secs()
+                    )),
+                    None,
+                )
+                .await;
         }
         let client = match runner.connect().await {
             Ok(c) => c,
+            Err(e) if e.is_final() => {
+                return runner
+                    .result(
+                        StepState::Unknown,
+                        Some(format!("cannot connect: {e}")),
+                        None,
+                    )
+                    .await;
+            }
             Err(e) => {
                 if !reported_loss {
                     runner.note(format!("lost the connection ({e}); reconnecting"));
@@ -232,6 +320,17 @@ pub async fn run_on_target(
             {
                 Ok(_) => cancel_sent = true,
                 Err(e) => {
+                    if let Some(body) = refusal(&e)
+                        && body.error == ErrorCode::UnknownTicket
+                    {
+                        return runner
+                            .result(
+                                StepState::Unknown,
+                                Some("the tentacle no longer knows this step run; its result is unknown".into()),
+                                None,
+                            )
+                            .await;
+                    }
                     runner.lost(&e);
                     runner.pause().await;
                     continue;
@@ -252,15 +351,22 @@ pub async fn run_on_target(
             Ok(status) => status,
             Err(e) => match refusal(&e) {
                 Some(body) if body.error == ErrorCode::UnknownTicket => {
-                    return runner.result(
-                        StepState::Unknown,
-                        Some(
-                            "the tentacle no longer knows this step run; its result is unknown"
-                                .into(),
-                        ),
-                    );
+                    return runner
+                        .result(
+                            StepState::Unknown,
+                            Some(
+                                "the tentacle no longer knows this step run; its result is unknown"
+                                    .into(),
+                            ),
+                            None,
+                        )
+                        .await;
                 }
-                Some(body) => return runner.result(StepState::Unknown, Some(body.message)),
+                Some(body) => {
+                    return runner
+                        .result(StepState::Unknown, Some(body.message), None)
+                        .await;
+                }
                 None => {
                     runner.lost(&e);
                     if !reported_loss {
@@ -281,20 +387,132 @@ pub async fn run_on_target(
         }
         last_contact = Instant::now();
         runner.backoff.reset();
-        for line in cursor.take(status.lines) {
-            let _ = events.send(AdminEvent::Log {
-                target: target.name.clone(),
-                sequence: line.sequence,
-                level: line.level,
-                message: line.message,
-            });
-        }
+        runner.lines(cursor.take(status.lines)).await;
         if status.state.is_terminal() && cursor.last() >= status.last_sequence {
             let _ = client
                 .call_json::<_, Completed>(paths::STEP_COMPLETE, &TicketRequest { ticket })
                 .await;
-            let message = status.result.and_then(|r| r.failure).map(|f| f.message);
-            return runner.result(status.state, message);
+            let message = status
+                .result
+                .as_ref()
+                .and_then(|r| r.failure.as_ref())
+                .map(|f| f.message.clone());
+            return runner.result(status.state, message, status.result).await;
         }
+    }
+}
+
+/// Starts the step; `Some(state)` when the part ended already (refused, unreachable, cancelled).
+async fn start_step(
+    runner: &mut Runner<'_>,
+    job: &Job,
+    start: &StartStep,
+    budget: Duration,
+    cancel: &CancellationToken,
+) -> Option<StepState> {
+    let mut last_contact = Instant::now();
+    let mut sent_plugin = false;
+    loop {
+        if cancel.is_cancelled() {
+            return Some(
+                runner
+                    .result(
+                        StepState::Cancelled,
+                        Some("cancelled before the step started".into()),
+                        None,
+                    )
+                    .await,
+            );
+        }
+        if last_contact.elapsed() > budget {
+            return Some(
+                runner
+                    .result(
+                        StepState::Failed,
+                        Some(format!(
+                            "could not reach the tentacle for {}s; the step was not started",
+                            budget.as_secs()
+                        )),
+                        None,
+                    )
+                    .await,
+            );
+        }
+        let client = match runner.connect().await {
+            Ok(c) => c,
+            Err(e) if e.is_final() => {
+                // Retrying cannot heal a trust mismatch: end now, with the cause.
+                return Some(
+                    runner
+                        .result(
+                            StepState::Failed,
+                            Some(format!("cannot connect: {e}; the step was not started")),
+                            None,
+                        )
+                        .await,
+                );
+            }
+            Err(e) => {
+                runner.note(format!("cannot connect: {e}; retrying"));
+                runner.pause().await;
+                continue;
+            }
+        };
+        match client
+            .call_json::<_, StepStarted>(paths::STEP_START, start)
+            .await
+        {
+            Ok(_) => return None,
+            Err(e) => match refusal(&e) {
+                Some(body) if body.error == ErrorCode::PluginMissing && !sent_plugin => {
+                    runner.note(format!(
+                        "sending the plugin ({} bytes, sha256 {})",
+                        job.plugin.len(),
+                        start.plugin
+                    ));
+                    match client
+                        .upload::<_, Stored>(
+                            &paths::plugin_put(&start.plugin),
+                            std::io::Cursor::new(job.plugin.clone()),
+                        )
+                        .await
+                    {
+                        Ok(_) => sent_plugin = true,
+                        Err(e) if e.is_connection_failure() => runner.lost(&e),
+                        Err(e) => {
+                            return Some(
+                                runner
+                                    .result(
+                                        StepState::Failed,
+                                        Some(format!("the tentacle refused the plugin: {e}")),
+                                        None,
+                                    )
+                                    .await,
+                            );
+                        }
+                    }
+                }
+                Some(body) => {
+                    return Some(
+                        runner
+                            .result(StepState::Failed, Some(body.message), None)
+                            .await,
+                    );
+                }
+                None if e.is_connection_failure() => {
+                    runner.lost(&e);
+                    runner.note("the connection dropped while starting the step; retrying");
+                    runner.pause().await;
+                }
+                None => {
+                    return Some(
+                        runner
+                            .result(StepState::Failed, Some(e.to_string()), None)
+                            .await,
+                    );
+                }
+            },
+        }
+        last_contact = Instant::now();
     }
 }
