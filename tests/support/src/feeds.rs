@@ -480,7 +480,7 @@ impl NugetServer {
             let joined = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == 0;
             let start = Instant::now();
             let mut up = false;
-            while joined && start.elapsed() < Duration::from_secs(30) {
+            while joined && start.elapsed() < Duration::from_secs(120) {
                 if TcpStream::connect(("127.0.0.1", INNER_PORT)).is_ok() {
                     up = true;
                     break;
