@@ -577,9 +577,19 @@ fn step_grants(
 ) -> Vec<DestinationPattern> {
     match role {
         PluginRole::Vendor(_) => Vec::new(),
+        // Any declared HTTP(S) origin, plus the raw TCP destinations granted for its scripts (a
+        // confined script reaches those only when an administrator granted them explicitly).
         PluginRole::BuiltInStep => ["http://*:*", "https://*:*"]
             .iter()
             .map(|p| DestinationPattern::parse(p).expect("valid pattern"))
+            .chain(
+                grants
+                    .for_plugin(plugin_id)
+                    .iter()
+                    .chain(one_run)
+                    .filter(|p| p.is_tcp())
+                    .cloned(),
+            )
             .collect(),
         PluginRole::Step => {
             let mut list: Vec<DestinationPattern> = grants.for_plugin(plugin_id).to_vec();
@@ -593,7 +603,7 @@ fn step_grants(
     }
 }
 
-/// The internal networks as outbound patterns (`http` and `https`, any port), as far as a pattern can
+/// The internal networks as outbound patterns (`http`, `https` and `tcp`, any port), as far as a pattern can
 /// say them: names, `*.domain` and single addresses; wider address blocks have no pattern.
 pub fn internal_patterns(networks: &InternalNetworks) -> Vec<DestinationPattern> {
     let mut list = Vec::new();
@@ -611,7 +621,7 @@ pub fn internal_patterns(networks: &InternalNetworks) -> Vec<DestinationPattern>
             } => format!("[{a}]"),
             InternalNetwork::Block { .. } => continue,
         };
-        for scheme in ["http", "https"] {
+        for scheme in ["http", "https", "tcp"] {
             if let Ok(p) = DestinationPattern::parse(&format!("{scheme}://{host}:*")) {
                 list.push(p);
             }

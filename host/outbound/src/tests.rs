@@ -526,12 +526,16 @@ fn internal_networks_become_patterns_where_a_pattern_can_say_them() {
         [
             "http://127.0.0.1:*",
             "https://127.0.0.1:*",
+            "tcp://127.0.0.1:*",
             "http://[::1]:*",
             "https://[::1]:*",
+            "tcp://[::1]:*",
             "http://*.corp.example:*",
             "https://*.corp.example:*",
+            "tcp://*.corp.example:*",
             "http://build.lan:*",
             "https://build.lan:*",
+            "tcp://build.lan:*",
         ]
     );
 }

@@ -3,7 +3,7 @@
 //! The command loads what it needs from the home once — the settings, the grants, the plugin store —
 //! and hands it down to the step source, the outbound policy and the remote allow-list.
 
-use super::package::{self, Acquire, PackageFile, PackageSource};
+use super::package::{self, Acquire, LocalPackage, PackageSource};
 use super::step_source::StepSource;
 use super::system_variables;
 use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
@@ -258,31 +258,43 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         }
     };
 
+    let remote = !options.targets.is_empty() || !options.roles.is_empty();
     let package = match &options.package {
         None if options.plugin == octo_builtin_plugins::DEPLOY_PACKAGE.id => bail!(
             Invalid,
             "deploy-package deploys a package: give --package FEED:ID@VERSION or --package-file PATH"
         ),
         None => None,
-        Some(source) => {
-            if options.plugin != octo_builtin_plugins::DEPLOY_PACKAGE.id {
-                bail!(
-                    Invalid,
-                    "--package and --package-file go with the deploy-package step, not {}",
-                    options.plugin
-                );
-            }
-            Some(acquire_package(home, source, options)?)
+        Some(_) if options.plugin != octo_builtin_plugins::DEPLOY_PACKAGE.id => bail!(
+            Invalid,
+            "--package and --package-file go with the deploy-package step, not {}",
+            options.plugin
+        ),
+        Some(PackageSource::File(_)) if remote && options.acquire == Acquire::Target => bail!(
+            Invalid,
+            "--acquire target has each target download the package from its feed: give --package FEED:ID@VERSION, not a file"
+        ),
+        Some(PackageSource::Feed(spec)) if remote && options.acquire == Acquire::Target => {
+            Some(Acquired::ForTargets(package::for_targets(home, spec)?))
+        }
+        Some(PackageSource::Feed(spec)) => Some(Acquired::Here(package::from_feed(home, spec)?)),
+        Some(PackageSource::File(path)) => {
+            Some(Acquired::Here(package::local_file(path, &options.params)?))
         }
     };
 
-    if !options.targets.is_empty() || !options.roles.is_empty() {
-        if package.is_some() {
-            bail!(
-                Failed,
-                "deploying a package on targets is not available in this build yet"
-            );
-        }
+    if remote {
+        let package = match package {
+            None => None,
+            Some(Acquired::ForTargets(step)) => Some(Box::new(crate::admin::RemotePackage {
+                step,
+                paths: Vec::new(),
+            })),
+            Some(Acquired::Here(local)) => Some(Box::new(crate::admin::RemotePackage {
+                step: local.step_package()?,
+                paths: local.files.iter().map(|f| f.path.clone()).collect(),
+            })),
+        };
         // The server decides; the tentacle's sandbox enforces exactly this list.
         let grants = policy::remote_grants(
             &settings,
@@ -302,6 +314,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
                 deadline: options.deadline,
                 targets: options.targets.clone(),
                 roles: options.roles.clone(),
+                package,
                 detach: options.detach,
             },
             output,
@@ -339,6 +352,16 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     // Only the grants bound to this very component (its digest, or its signed provenance).
     let component =
         crate::outbound::grants::component(store.as_ref(), &plugin.manifest().id, &bytes);
+    // Raw TCP destinations granted to this component (or for this run): forwarded into a confined
+    // script's namespace, each connection still decided by the policy.
+    let tcp_forwards: Vec<octo_manifest::Destination> = grants
+        .for_component(&component)
+        .for_plugin(&component.id)
+        .iter()
+        .chain(&options.allow_outbound)
+        .filter(|p| p.is_tcp())
+        .filter_map(|p| p.exact_destination())
+        .collect();
     let policy = Arc::new(SettingsPolicy::for_component(
         Arc::new(live),
         &grants,
@@ -350,7 +373,8 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     let mut arguments = arguments;
     let mut mounts = Vec::new();
     let _deployment = match &package {
-        Some(package) => {
+        Some(Acquired::ForTargets(_)) => unreachable!("only for runs on targets"),
+        Some(Acquired::Here(package)) => {
             let deployment = package::prepare_local(home, package)?;
             arguments.extend(deployment.arguments.clone());
             mounts = deployment.mounts.clone();
@@ -372,6 +396,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         }),
         web_proxy: web_proxy.map(Arc::new),
         script_network,
+        tcp_forwards,
         mounts,
         ..StepRequest::new(work.path())
     };
@@ -477,6 +502,7 @@ struct RemoteStep {
     deadline: Duration,
     targets: Vec<String>,
     roles: Vec<String>,
+    package: Option<Box<crate::admin::RemotePackage>>,
     detach: bool,
 }
 
@@ -499,6 +525,7 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
         deadline_ms: step.deadline.as_millis() as u64,
         targets: step.targets,
         roles: step.roles,
+        package: step.package,
         detach: step.detach,
     });
     let mut summary = RemoteSummary {
@@ -534,19 +561,12 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
     Ok(summary)
 }
 
-/// The package of a deploy-package run, on this machine.
-fn acquire_package(
-    _home: &Home,
-    source: &PackageSource,
-    options: &RunStepOptions,
-) -> Result<PackageFile> {
-    match source {
-        PackageSource::File(path) => package::local_file(path, &options.params),
-        PackageSource::Feed(spec) => bail!(
-            Failed,
-            "package {spec}: acquiring packages from feeds is not available in this build; give --package-file PATH"
-        ),
-    }
+/// A deploy-package run's package once acquired.
+enum Acquired {
+    /// On this machine (a file, or in the server's cache).
+    Here(LocalPackage),
+    /// Resolved for targets that download it themselves.
+    ForTargets(octo_protocol::StepPackage),
 }
 
 /// The runtime's script network mode for the settings (confined while air-gapped).

@@ -1,0 +1,319 @@
+//! deploy-package on tentacles, end to end: the `octo` daemon uploads a package only to the
+//! tentacles that lack it (by digest), the tentacle caches it and deploys it in the sandbox; bad
+//! packages fail with one line and leave no deployment directory. Real processes on loopback.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
+
+use common::{Tentacle, tentacle_cmd};
+use octo_comms::identity::Thumbprint;
+use octo_protocol::{ErrorCode, PackageFileRef, Sha256Digest, StepPackage, Stored, paths};
+use octo_test_support::archive::{self, Entry};
+
+fn octo(home: &Path, args: &[&str]) -> Output {
+    let bin = Path::new(common::tentacle_bin()).with_file_name("octo");
+    Command::new(bin)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A running `octo run`; killed when dropped.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(home: &Path) -> Self {
+        let bin = Path::new(common::tentacle_bin()).with_file_name("octo");
+        let mut child = Command::new(bin)
+            .arg("--home")
+            .arg(home)
+            .args([
+                "run",
+                "--listen-address",
+                "127.0.0.1",
+                "--comms-listen-port",
+                "0",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in &mut lines {
+            if line.unwrap() == "ready" {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn add_listening(home: &Path, name: &str, tentacle: &Tentacle) {
+    let out = octo(
+        home,
+        &[
+            "targets",
+            "add-listening",
+            name,
+            "--url",
+            &format!("https://{}", tentacle.address()),
+            "--thumbprint",
+            &tentacle.thumbprint.to_string(),
+            "--role",
+            "web",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn deploy(home: &Path, file: &Path, extra: &[&str]) -> Output {
+    let file = file.display().to_string();
+    let mut args = vec!["run-step", "deploy-package", "--package-file", &file];
+    args.extend_from_slice(extra);
+    octo(home, &args)
+}
+
+fn dirs(path: PathBuf) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".deployments")
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_uploads_a_package_once_per_tentacle_and_it_is_deployed_there() {
+    let octo_home = tempfile::tempdir().unwrap();
+    let home = octo_home.path();
+    let server = Thumbprint::parse(
+        String::from_utf8(octo(home, &["show-thumbprint"]).stdout)
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let _daemon = Daemon::start(home);
+    let (web1, web1_home) = Tentacle::listening(server).await;
+    let (web2, web2_home) = Tentacle::listening(server).await;
+    add_listening(home, "web1", &web1);
+    add_listening(home, "web2", &web2);
+
+    let files = tempfile::tempdir().unwrap();
+    let package = files.path().join("shop-1.4.0.tar.gz");
+    std::fs::write(
+        &package,
+        archive::tar_gz(&[
+            Entry::file("index.html", "<h1>#{Greeting}</h1>\n"),
+            Entry::file("Deploy.sh", "echo \"deployed in $PWD\"\n"),
+        ]),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = deploy(
+        home,
+        &package,
+        &[
+            "--role",
+            "web",
+            "--variable",
+            "Greeting=hello",
+            "--param",
+            "Octopus.Action.SubstituteInFiles.TargetFiles=*.html",
+        ],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert_eq!(
+        all.matches("sending package shop 1.4.0").count(),
+        2,
+        "{all}"
+    );
+    for h in [&web1_home, &web2_home] {
+        let dir = h.path().join("Applications/shop/1.4.0");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("index.html")).unwrap(),
+            "<h1>hello</h1>\n"
+        );
+        assert!(
+            all.contains(&format!("deployed in {}", dir.display())),
+            "{all}"
+        );
+        let list = tentacle_cmd(h.path(), &["packages", "list"]);
+        assert!(list.contains("shop 1.4.0 shop-1.4.0.tar.gz"), "{list}");
+    }
+
+    // Again: both tentacles have the digest, nothing is sent; fresh directories.
+    let out = deploy(home, &package, &["--role", "web"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains("sending package"), "{all}");
+    for h in [&web1_home, &web2_home] {
+        assert_eq!(
+            dirs(h.path().join("Applications/shop")),
+            ["1.4.0", "1.4.0_1"]
+        );
+    }
+
+    // A hostile package: one line naming the package and the entry; nothing deployed.
+    let evil = files.path().join("evil-1.0.0.tar");
+    std::fs::write(&evil, archive::tar(&[Entry::file("../../x", "x")])).unwrap();
+    let out = deploy(home, &evil, &["--target", "web1"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("package evil 1.0.0") && all.contains("\"../../x\""),
+        "{all}"
+    );
+    assert_eq!(
+        dirs(web1_home.path().join("Applications/evil")),
+        Vec::<String>::new()
+    );
+
+    // Pruning to nothing empties the cache.
+    let pruned = tentacle_cmd(
+        web1_home.path(),
+        &["packages", "prune", "--budget-mib", "0"],
+    );
+    assert!(pruned.contains("2 package files removed"), "{pruned}");
+    eprintln!("took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_upload_with_the_wrong_digest_is_refused_and_not_cached() {
+    let server = common::Server::new();
+    let (tentacle, home) = Tentacle::listening(server.thumbprint()).await;
+    let client = server.connect(&tentacle).await;
+    let package = StepPackage {
+        feed: String::new(),
+        id: "app".into(),
+        version: "1.0.0".into(),
+        files: vec![PackageFileRef {
+            name: "app-1.0.0.zip".into(),
+            sha256: Sha256Digest::of(b"the real bytes"),
+            size: 14,
+        }],
+        direct: None,
+    };
+    let err = client
+        .upload::<_, Stored>(
+            &paths::package_put(&package.files[0], &package),
+            std::io::Cursor::new(b"other bytes!!!".to_vec()),
+        )
+        .await
+        .unwrap_err();
+    let (status, body) = common::refusal(&err).expect("a refusal");
+    assert_eq!((status, body.error), (422, ErrorCode::DigestMismatch));
+    assert!(
+        body.message.contains("package app 1.0.0"),
+        "{}",
+        body.message
+    );
+    let list = tentacle_cmd(home.path(), &["packages", "list"]);
+    assert!(list.contains("No packages are cached"), "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_package_is_downloaded_once_by_the_server_and_deployed_here_and_on_a_tentacle() {
+    use octo_test_support::feeds::{Reply, Routed};
+    let bytes = archive::tar_gz(&[Entry::file("version.txt", "2.0.0\n")]);
+    let digest = Sha256Digest::of(&bytes).to_hex();
+    let served = bytes.clone();
+    let feed = Routed::start(move |req| match req.path.as_str() {
+        "/shop/shop-2.0.0.tar.gz" => Reply::ok(served.clone()),
+        "/shop/shop-2.0.0.tar.gz.sha256" => Reply::ok(format!("{digest}  shop-2.0.0.tar.gz\n")),
+        _ => Reply::status(404),
+    });
+    let octo_home = tempfile::tempdir().unwrap();
+    let home = octo_home.path();
+    let template = format!("{}/{{id}}/{{id}}-{{version}}.tar.gz", feed.base_url);
+    let out = octo(
+        home,
+        &[
+            "feeds", "add", "files", "--type", "http", "--url", &template,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Here: into the server's cache, deployed under the server's home.
+    let out = octo(
+        home,
+        &[
+            "run-step",
+            "deploy-package",
+            "--package",
+            "files:shop@2.0.0",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(home.join("Applications/shop/2.0.0/version.txt")).unwrap(),
+        "2.0.0\n"
+    );
+    assert_eq!(
+        feed.count("/shop/shop-2.0.0.tar.gz"),
+        2,
+        "the package and its sidecar"
+    );
+
+    // On a tentacle: from the server's cache (no new download), uploaded once.
+    let server = Thumbprint::parse(
+        String::from_utf8(octo(home, &["show-thumbprint"]).stdout)
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let _daemon = Daemon::start(home);
+    let (web1, web1_home) = Tentacle::listening(server).await;
+    add_listening(home, "web1", &web1);
+    for sent in [true, false] {
+        let out = octo(
+            home,
+            &[
+                "run-step",
+                "deploy-package",
+                "--package",
+                "files:shop@2.0.0",
+                "--target",
+                "web1",
+            ],
+        );
+        let all = text(&out);
+        assert!(out.status.success(), "{all}");
+        assert_eq!(all.contains("sending package shop 2.0.0"), sent, "{all}");
+    }
+    assert_eq!(feed.count("/shop/shop-2.0.0.tar.gz"), 2, "no new download");
+    assert_eq!(
+        dirs(web1_home.path().join("Applications/shop")),
+        ["2.0.0", "2.0.0_1"]
+    );
+    let list = tentacle_cmd(web1_home.path(), &["packages", "list"]);
+    assert!(
+        list.starts_with("files shop 2.0.0 shop-2.0.0.tar.gz"),
+        "{list}"
+    );
+}
