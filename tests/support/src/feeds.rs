@@ -474,8 +474,17 @@ impl NugetServer {
         let pid = child.id();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            // This thread joins the server's network namespace; connections it opens are inside.
-            let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+            // This thread joins the server's network namespace; connections it opens are inside. Wait
+            // until `unshare` has made it (until then the child is still in ours).
+            let theirs = format!("/proc/{pid}/ns/net");
+            let ours = std::fs::read_link("/proc/self/ns/net").ok();
+            let start = Instant::now();
+            while std::fs::read_link(&theirs).ok() == ours
+                && start.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let ns = std::fs::File::open(&theirs).unwrap();
             use std::os::fd::AsRawFd;
             let joined = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == 0;
             let start = Instant::now();
@@ -510,7 +519,7 @@ impl NugetServer {
             base_url,
         };
         let up = ready_rx
-            .recv_timeout(Duration::from_secs(40))
+            .recv_timeout(Duration::from_secs(200))
             .unwrap_or(false);
         assert!(
             up,
