@@ -705,7 +705,7 @@ async fn extract(files: usize) -> anyhow::Result<()> {
         "extracted {extracted} files in d000"
     );
     println!(
-        "extract {files} files ({} KiB package): tar -xzf {:.0} ms; deploy-package in the sandbox {:.0} ms (ratio {:.1}x, compile of the component included)",
+        "extract {files} files ({} KiB package): tar -xzf {:.0} ms; deploy-package in the sandbox {:.0} ms (ratio {:.1}x; the component was compiled beforehand)",
         std::fs::metadata(&package)?.len() / 1024,
         tar.as_secs_f64() * 1e3,
         sandbox.as_secs_f64() * 1e3,
