@@ -532,9 +532,16 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
         detached: step.detach,
         ..RemoteSummary::default()
     };
-    summary.ok = admin::call(home, &request, |event| {
+    // The last line seen of each target, to go on from the store without repeating one.
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let answer = admin::call(home, &request, |event| {
         match &event {
             AdminEvent::Task { id } => summary.task = Some(*id),
+            AdminEvent::Log {
+                target, sequence, ..
+            } => {
+                seen.insert(target.clone(), *sequence);
+            }
             AdminEvent::Result {
                 target,
                 state,
@@ -556,8 +563,67 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
             _ => {}
         }
         output.remote(event);
-    })
-    .context("cannot run the step through the server")?;
+    });
+    match (answer, summary.task) {
+        (Ok(ok), _) => summary.ok = ok,
+        // The daemon went away in the middle of the task (killed, restarted): the task is in the
+        // store, and a restarted daemon resumes it; follow it there.
+        (Err(error), Some(id)) if !step.detach => {
+            output.remote(AdminEvent::Note {
+                target: "server".into(),
+                message: format!(
+                    "{}; following task {id} in the store until the server resumes it",
+                    error.one_line()
+                ),
+            });
+            let report = crate::tasks::follow(home, id, &mut |line| {
+                if seen
+                    .get(&line.target)
+                    .is_some_and(|last| line.sequence <= *last)
+                {
+                    return;
+                }
+                seen.insert(line.target.clone(), line.sequence);
+                output.remote(AdminEvent::Log {
+                    target: line.target.clone(),
+                    sequence: line.sequence,
+                    level: serde_json::from_value(serde_json::Value::String(line.level.clone()))
+                        .unwrap_or(octo_protocol::LogLevel::Info),
+                    message: line.message.clone(),
+                });
+            })?;
+            for part in report.task.parts {
+                if summary.targets.iter().any(|t| t.target == part.target) {
+                    continue;
+                }
+                let state = match part.state {
+                    octo_store::TaskState::Succeeded => StepState::Succeeded,
+                    octo_store::TaskState::Failed => StepState::Failed,
+                    octo_store::TaskState::Cancelled => StepState::Cancelled,
+                    _ => StepState::Unknown,
+                };
+                let event = AdminEvent::Result {
+                    target: part.target.clone(),
+                    state,
+                    message: part.outcome.failure.clone(),
+                    outputs: part.outcome.outputs.clone(),
+                    artifacts: part.outcome.artifacts.clone(),
+                    outbound: part.outcome.outbound.clone(),
+                };
+                output.remote(event);
+                summary.targets.push(TargetOutcome {
+                    target: part.target,
+                    state,
+                    message: part.outcome.failure.clone(),
+                    outcome: part.outcome,
+                });
+            }
+            summary.ok = true;
+        }
+        (Err(error), _) => {
+            return Err(error).context("cannot run the step through the server");
+        }
+    }
     Ok(summary)
 }
 
