@@ -152,4 +152,35 @@ fn confined_scripts_reach_granted_tcp_destinations_only() {
     };
     assert!(line(granted, true), "{audit}");
     assert!(line(other, false), "{audit}");
+
+    // `octo outbound` shows script traffic as its own row, not as the step plugin's.
+    let report = home.octo(&["outbound", "--json"]).json();
+    let row = |id: &str| {
+        report["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let scripts = row("step-scripts")["lastAttempts"].clone();
+    for (port, allowed) in [(granted, true), (other, false)] {
+        assert!(
+            scripts
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["destination"] == format!("tcp://127.0.0.1:{port}")
+                    && a["allowed"] == allowed),
+            "{scripts}"
+        );
+    }
+    assert_eq!(row("step-plugins")["lastAttempts"], serde_json::json!([]));
+    let shown = home.octo(&["outbound"]);
+    let shown = shown.success();
+    assert!(
+        shown.contains("Step scripts' requests [step-scripts]: ALLOWED"),
+        "{shown}"
+    );
 }
