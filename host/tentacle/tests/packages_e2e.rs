@@ -514,3 +514,87 @@ async fn a_tentacle_killed_during_extraction_leaves_no_complete_looking_director
         "no directory under a final name"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_target_goes_through_the_tentacles_web_request_proxy() {
+    use octo_test_support::feeds::{Reply, Routed};
+    let Some(proxy) = octo_test_support::Tinyproxy::start() else {
+        return;
+    };
+    let bytes = archive::tar_gz(&[Entry::file("version.txt", "4.0.0\n")]);
+    let digest = Sha256Digest::of(&bytes).to_hex();
+    let feed = Routed::start(move |req| match req.path.as_str() {
+        "/shop/shop-4.0.0.tar.gz" => Reply::ok(bytes.clone()),
+        "/shop/shop-4.0.0.tar.gz.sha256" => Reply::ok(digest.clone()),
+        _ => Reply::status(404),
+    });
+    let octo_home = tempfile::tempdir().unwrap();
+    let home = octo_home.path();
+    let template = format!("{}/{{id}}/{{id}}-{{version}}.tar.gz", feed.base_url);
+    let out = octo(
+        home,
+        &[
+            "feeds", "add", "files", "--type", "http", "--url", &template,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let server = Thumbprint::parse(
+        String::from_utf8(octo(home, &["show-thumbprint"]).stdout)
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let _daemon = Daemon::start(home);
+
+    let thome = tempfile::tempdir().unwrap();
+    Tentacle::configure_listening(thome.path(), octo_test_support::free_port(), server);
+    let proxy_port = proxy.port.to_string();
+    tentacle_cmd(
+        thome.path(),
+        &[
+            "proxy",
+            "--proxyEnable=true",
+            "--proxyHost",
+            "127.0.0.1",
+            "--proxyPort",
+            &proxy_port,
+        ],
+    );
+    let web1 = Tentacle::start(thome.path()).await;
+    add_listening(home, "web1", &web1);
+
+    let out = octo(
+        home,
+        &[
+            "run-step",
+            "deploy-package",
+            "--package",
+            "files:shop@4.0.0",
+            "--target",
+            "web1",
+            "--acquire",
+            "target",
+        ],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("127.0.0.1:{proxy_port}")),
+        "the proxy used: {all}"
+    );
+    let feed_host = feed.base_url.trim_start_matches("http://").to_owned();
+    let log = proxy.log_containing(&feed_host);
+    assert!(log.contains(&feed_host), "{log}");
+    let outbound = tentacle_cmd(thome.path(), &["outbound"]);
+    assert!(
+        outbound.contains("shop 4.0.0 shop-4.0.0.tar.gz")
+            && outbound.contains(&format!("127.0.0.1:{proxy_port}")),
+        "{outbound}"
+    );
+    assert!(
+        thome
+            .path()
+            .join("Applications/shop/4.0.0/version.txt")
+            .is_file()
+    );
+}

@@ -5,8 +5,8 @@
 //! * `upload [--mib M]`: file upload through the protocol (digest checked, written to the files
 //!   area) against a raw rustls stream measured in the same run.
 //! * `packages [--mib M] [--tentacles N]`: pushing a package as the server does for `--acquire
-//!   server` (digest query, upload from disk into the package cache) to 1 and then to N-1 more
-//!   listening tentacles at once, beside a raw rustls stream; then the second deployment (0 bytes).
+//!   server` (digest query, upload from disk into the package cache) to 1 listening tentacle, then
+//!   to N others at once, beside a raw rustls stream; then the second deployment to all (0 bytes).
 //! * `extract [--files N]`: deploy-package extracting an N-file .tar.gz in the sandbox against
 //!   `tar -xzf` of the same package.
 //! * `polling --count N`: starts a server process (`polling-server`), opens N polling connections
@@ -560,7 +560,8 @@ async fn packages(mib: u64, count: usize) -> anyhow::Result<()> {
     let raw = raw_rustls(&data).await?;
 
     let mut pairs = Vec::new();
-    for _ in 0..count.max(1) {
+    // One for the single push, `count` fresh ones for the push to many at once.
+    for _ in 0..count.max(1) + 1 {
         pairs.push(listening_pair().await?);
     }
     let clients: Vec<_> = pairs.iter().map(|(c, _)| c.clone()).collect();
@@ -611,7 +612,7 @@ async fn packages(mib: u64, count: usize) -> anyhow::Result<()> {
     let again = started.elapsed();
     println!(
         "packages {mib} MiB: raw rustls stream {:.0} MiB/s; push to 1 tentacle {:.0} MiB/s ({:.2}x raw); \
-         push to {} more tentacles at once {:.0} MiB/s aggregate; second deployment to all {}: {} bytes sent ({:.1} ms)",
+         push to {} other tentacles at once {:.0} MiB/s aggregate; second deployment to all {}: {} bytes sent ({:.1} ms)",
         mbps(size, raw),
         mbps(sent_one, one),
         raw.as_secs_f64() / one.as_secs_f64(),
