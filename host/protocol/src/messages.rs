@@ -122,7 +122,8 @@ pub struct PackageFileRef {
     pub name: String,
     /// Its digest: the file is used only when its bytes have it.
     pub sha256: Sha256Digest,
-    /// Its size in bytes.
+    /// Its size in bytes; 0 when the feed does not say before the download (acquisition `target`
+    /// from a plain HTTP feed).
     pub size: u64,
 }
 

@@ -50,7 +50,8 @@ pub fn service(home: &Home) -> anyhow::Result<(Arc<TentacleService>, Arc<Steps>)
     let packages = PackageCache::new(home.packages(), loaded.package_cache_budget());
     let steps = Arc::new(
         Steps::open(home.work(), Arc::new(runtime), plugins.clone())?
-            .with_packages(packages.clone(), home.applications()),
+            .with_packages(packages.clone(), home.applications())
+            .with_download_log(crate::download::DownloadLog::in_dir(&home.logs())),
     );
     let service = Arc::new(
         TentacleService::new(steps.clone(), plugins, FileArea::new(home.files()))

@@ -62,6 +62,11 @@ impl Home {
         self.root.join("files")
     }
 
+    /// Logs the tentacle keeps (package downloads).
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
     /// The package cache.
     pub fn packages(&self) -> PathBuf {
         self.root.join("packages")

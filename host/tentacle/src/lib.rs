@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod download;
 pub mod files;
 pub mod home;
 pub mod outbound;

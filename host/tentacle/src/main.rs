@@ -237,6 +237,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 print!("{}", tentacle::outbound::text(&s));
+                let downloads = tentacle::download::DownloadLog::in_dir(&home.logs()).last(20);
+                if !downloads.is_empty() {
+                    println!(
+                        "Package downloads (acquisition target), the last {}:",
+                        downloads.len()
+                    );
+                    for d in &downloads {
+                        println!(
+                            "  {} {} {} from feed {} via {}: {}",
+                            d.time,
+                            d.package,
+                            d.destination,
+                            d.feed,
+                            d.via,
+                            if d.ok {
+                                "ok".to_owned()
+                            } else {
+                                format!("failed: {}", d.error)
+                            }
+                        );
+                    }
+                }
             }
         }
     }

@@ -113,6 +113,13 @@ impl PackageCache {
         self.dir.join(format!("{digest}.json"))
     }
 
+    /// Where downloads are written before they are verified and taken in (created).
+    pub fn tmp_dir(&self) -> io::Result<PathBuf> {
+        let dir = self.dir.join(".tmp");
+        octo_fsutil::create_private_dir(&dir)?;
+        Ok(dir)
+    }
+
     /// Whether the file is cached.
     pub fn has(&self, digest: &Sha256Digest) -> bool {
         self.record_path(digest).is_file() && self.file_dir(digest).is_dir()
@@ -386,19 +393,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Downloads the files of `package` this cache lacks, as `direct` says (acquisition `target`).
-pub async fn download_missing(
-    _cache: &PackageCache,
-    package: &StepPackage,
-    _direct: &octo_protocol::DirectDownload,
-    _note: &(dyn Fn(String) + Send + Sync),
-) -> Result<(), String> {
-    Err(format!(
-        "package {} {}: this tentacle cannot download packages itself yet; use --acquire server",
-        package.id, package.version
-    ))
 }
 
 #[cfg(test)]

@@ -155,6 +155,7 @@ pub struct Steps {
     plugins: PluginCache,
     web_proxy: Mutex<Option<Arc<octo_runtime::WebProxy>>>,
     packages: Option<(PackageCache, PathBuf)>,
+    downloads: Option<crate::download::DownloadLog>,
 }
 
 impl Steps {
@@ -198,12 +199,19 @@ impl Steps {
             plugins,
             web_proxy: Mutex::new(None),
             packages: None,
+            downloads: None,
         })
     }
 
     /// Steps that deploy a package take it from `cache` and deploy under `applications`.
     pub fn with_packages(mut self, cache: PackageCache, applications: PathBuf) -> Self {
         self.packages = Some((cache, applications));
+        self
+    }
+
+    /// Package downloads the tentacle makes itself (acquisition `target`) are recorded in `log`.
+    pub fn with_download_log(mut self, log: crate::download::DownloadLog) -> Self {
+        self.downloads = Some(log);
         self
     }
 
@@ -366,10 +374,25 @@ impl Steps {
         tracing::info!(%ticket, plugin = %request.plugin, "step started");
         let package_dir = dir.join("package");
         let step_dir = dir.join(STEP_DIR);
+        let fetch = Fetch {
+            web_proxy: step_request.web_proxy.clone(),
+            log: self.downloads.clone().unwrap_or_else(|| {
+                crate::download::DownloadLog::in_dir(&self.work.join("..").join("logs"))
+            }),
+        };
         tokio::spawn(async move {
             let mut _in_use = None;
             if let Some(((cache, applications), package)) = package {
-                match prepare_package(&cache, &applications, &package, &package_dir, &run).await {
+                match prepare_package(
+                    &cache,
+                    &applications,
+                    &package,
+                    &package_dir,
+                    run.clone(),
+                    &fetch,
+                )
+                .await
+                {
                     Ok((arguments, mounts, guard)) => {
                         step_request.arguments.extend(arguments);
                         step_request.mounts = mounts;
@@ -499,6 +522,12 @@ impl Steps {
     }
 }
 
+/// How the tentacle downloads a package itself: its web request proxy and where it records it.
+struct Fetch {
+    web_proxy: Option<Arc<octo_runtime::WebProxy>>,
+    log: crate::download::DownloadLog,
+}
+
 /// Makes the step's package available (downloading what is missing when the step says how) and
 /// returns deploy-package's arguments, mounts and the guard that keeps the files from pruning.
 async fn prepare_package(
@@ -506,7 +535,8 @@ async fn prepare_package(
     applications: &Path,
     package: &octo_protocol::StepPackage,
     staging: &Path,
-    run: &Run,
+    run: Arc<Run>,
+    fetch: &Fetch,
 ) -> Result<
     (
         std::collections::BTreeMap<String, String>,
@@ -519,7 +549,15 @@ async fn prepare_package(
     if !cache.missing(package).is_empty() {
         match &package.direct {
             Some(direct) => {
-                crate::packages::download_missing(cache, package, direct, &|m| run.note(m)).await?
+                crate::download::download_missing(
+                    cache.clone(),
+                    package.clone(),
+                    direct.clone(),
+                    fetch.web_proxy.clone(),
+                    fetch.log.clone(),
+                    Arc::new(move |m| run.note(m)),
+                )
+                .await?
             }
             None => return Err(format!("{what}: not in this tentacle's package cache")),
         }
