@@ -69,7 +69,10 @@ fanout)
     "$octo" --home "$work/octo" show-thumbprint >/dev/null
     start_daemon
     add_tentacles "$n"
+    t0=$(now)
     "$octo" --home "$work/octo" run-step run-script --param 'ScriptBody=echo warm' --role fan >/dev/null 2>&1
+    t1=$(now)
+    echo "first run (dials $n tentacles, sends them the plugin): $(awk "BEGIN{print $t1 - $t0}") s"
     times=()
     for r in $(seq 1 "$runs"); do
         t0=$(now)

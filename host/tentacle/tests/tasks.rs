@@ -348,6 +348,21 @@ async fn a_remote_run_is_a_task_with_each_targets_outcome() {
         "{}",
         text(&out).1
     );
+    let out = octo(
+        home,
+        &[
+            "run-step",
+            "run-script",
+            "--param",
+            "ScriptBody=true",
+            "--detach",
+        ],
+    );
+    assert!(
+        text(&out).1.contains("--detach is for runs on targets"),
+        "{}",
+        text(&out).1
+    );
     let out = octo(home, &["tasks", "show", "999"]);
     assert!(text(&out).1.contains("no task 999"), "{}", text(&out).1);
 }
