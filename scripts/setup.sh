@@ -11,7 +11,8 @@ fi
 
 # command -> Debian package
 declare -A needed=([bash]=bash [curl]=curl [ps]=procps [openssl]=openssl [base64]=coreutils
-    [squid]=squid [tinyproxy]=tinyproxy [htpasswd]=apache2-utils)
+    [squid]=squid [tinyproxy]=tinyproxy [htpasswd]=apache2-utils
+    [docker-registry]=docker-registry [unshare]=util-linux [ip]=iproute2 [npm]=npm)
 missing=()
 for cmd in "${!needed[@]}"; do
     # squid and tinyproxy live in /usr/sbin, which a non-root PATH may lack.
@@ -46,6 +47,23 @@ if ! [[ -x "$OCTO_JS_TOOLS/node_modules/.bin/componentize-js" ]]; then
     else
         echo "setup: no npm (Node.js 20 or later); the JavaScript plugin test will be skipped" >&2
     fi
+fi
+
+# Package feed peers (host/packages/tests, host/octo/tests/packages.rs): oras-py pushes OCI artifacts,
+# npm's nuget-server 1.11 is a NuGet v3 server (its typed-message dependency pinned to 1.17.0).
+if ! python3 -c 'import oras.client' >/dev/null 2>&1; then
+    echo "setup: installing oras from PyPI" >&2
+    python3 -m pip install --quiet --disable-pip-version-check oras
+fi
+NUGET_SERVER_DIR=/opt/octo-nuget-server
+if [[ ! -x $NUGET_SERVER_DIR/node_modules/.bin/nuget-server ]]; then
+    echo "setup: installing nuget-server from npm into $NUGET_SERVER_DIR" >&2
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" mkdir -p "$NUGET_SERVER_DIR"
+    printf '%s\n' '{"name":"octo-nuget-server","private":true,"dependencies":{"nuget-server":"1.11.0"},"overrides":{"typed-message":"1.17.0"}}' \
+        | "${sudo_cmd[@]}" tee "$NUGET_SERVER_DIR/package.json" >/dev/null
+    (cd "$NUGET_SERVER_DIR" && "${sudo_cmd[@]}" npm install --silent --no-audit --no-fund)
 fi
 
 # One target directory outside the clone, so a fresh clone (CI) reuses compiled dependencies.

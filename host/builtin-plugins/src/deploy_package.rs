@@ -127,19 +127,41 @@ pub fn invocation(
     })
 }
 
-/// Puts `file` into the empty directory `staging` under its own name, as a hard link where the
-/// file system allows (no copy), else as a copy; returns the name.
-pub fn stage(file: &Path, staging: &Path) -> std::io::Result<String> {
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| std::io::Error::other(format!("{} has no file name", file.display())))?
-        .to_owned();
-    let target = staging.join(&name);
-    if std::fs::hard_link(file, &target).is_err() {
-        std::fs::copy(file, &target)?;
+/// Puts the package's `files` (path here, name in the package) into the empty directory `staging`,
+/// as hard links where the file system allows (no copy), else as copies; returns the name the step
+/// opens under [`PACKAGE_MOUNT`]: the file itself for one archive, else `.` (the directory: an OCI
+/// artifact's files, deployed as they are).
+pub fn stage(files: &[(PathBuf, String)], staging: &Path) -> std::io::Result<String> {
+    for (path, name) in files {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+            return Err(std::io::Error::other(format!(
+                "{name:?} is not a plain file name"
+            )));
+        }
+        let target = staging.join(name);
+        if std::fs::hard_link(path, &target).is_err() {
+            std::fs::copy(path, &target)?;
+        }
     }
-    Ok(name)
+    Ok(mount_name(files.iter().map(|(_, n)| n.as_str())))
+}
+
+/// What the step opens under [`PACKAGE_MOUNT`] for a package with these file names: the file for a
+/// single archive, else `.` (the directory of files).
+pub fn mount_name<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    match names.as_slice() {
+        [one] if is_archive_name(one) => (*one).to_owned(),
+        _ => ".".to_owned(),
+    }
+}
+
+/// Whether a file name says it is an archive deploy-package extracts.
+pub fn is_archive_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".tar.gz", ".tgz", ".tar", ".zip", ".nupkg"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
 }
 
 /// The id and version a package file's name says, NuGet style (`Acme.Web.1.2.3.nupkg`) or with a

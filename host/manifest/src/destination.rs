@@ -1,6 +1,7 @@
 //! Outbound destinations and the patterns plugins declare for them.
 //!
-//! A destination is an origin: scheme (`http`/`https`), host and port. A pattern may use `*` for the whole
+//! A destination is an origin: scheme (`http`/`https`, or `tcp` for a raw TCP destination an
+//! administrator grants to a confined step's scripts; `tcp` always names its port), host and port. A pattern may use `*` for the whole
 //! host, `*.example.com` for any subdomain, `:*` for any port, and `{{parameter}}` templates that the
 //! host resolves from a step's own arguments before matching (so `{{url}}` grants exactly the origin of
 //! the URL the user configured, and nothing else).
@@ -14,9 +15,12 @@ pub enum DestinationError {
     /// Not of the form `scheme://host[:port]`.
     #[error("expected scheme://host[:port], got {0:?}")]
     Syntax(String),
-    /// Scheme other than http or https.
-    #[error("only http and https destinations are supported, not {0:?}")]
+    /// Scheme other than http, https or tcp.
+    #[error("only http, https and tcp destinations are supported, not {0:?}")]
     Scheme(String),
+    /// A `tcp://` destination without a port.
+    #[error("a tcp destination names its port (tcp://host:port), got {0:?}")]
+    TcpPort(String),
     /// Bad port number.
     #[error("bad port {0:?}")]
     Port(String),
@@ -34,13 +38,16 @@ pub enum DestinationError {
     Template(String),
 }
 
-/// `http` or `https`.
+/// `http`, `https` or `tcp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scheme {
     /// Plain HTTP.
     Http,
     /// HTTP over TLS.
     Https,
+    /// A raw TCP connection (granted to a confined step's scripts, forwarded by the host); never a
+    /// `wasi:http` request.
+    Tcp,
 }
 
 impl Scheme {
@@ -48,23 +55,26 @@ impl Scheme {
         match s.to_ascii_lowercase().as_str() {
             "http" => Ok(Scheme::Http),
             "https" => Ok(Scheme::Https),
+            "tcp" => Ok(Scheme::Tcp),
             _ => Err(DestinationError::Scheme(s.to_string())),
         }
     }
 
-    /// The port used when none is written.
+    /// The port used when none is written (`tcp` has none: 0, and its destinations must name one).
     pub fn default_port(self) -> u16 {
         match self {
             Scheme::Http => 80,
             Scheme::Https => 443,
+            Scheme::Tcp => 0,
         }
     }
 
-    /// `http` or `https`.
+    /// `http`, `https` or `tcp`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Http => "http",
             Scheme::Https => "https",
+            Scheme::Tcp => "tcp",
         }
     }
 }
@@ -84,6 +94,9 @@ impl Destination {
     /// Builds a destination from parts, normalising the host.
     pub fn new(scheme: &str, host: &str, port: Option<u16>) -> Result<Self, DestinationError> {
         let scheme = Scheme::parse(scheme)?;
+        if scheme == Scheme::Tcp && port.is_none_or(|p| p == 0) {
+            return Err(DestinationError::TcpPort(format!("tcp://{host}")));
+        }
         Ok(Destination {
             scheme,
             host: normalise_host(host)?,
@@ -147,6 +160,23 @@ pub struct DestinationPattern {
 }
 
 impl DestinationPattern {
+    /// Whether it names raw TCP destinations (`tcp://host:port`).
+    pub fn is_tcp(&self) -> bool {
+        self.scheme == Scheme::Tcp
+    }
+
+    /// The one destination it names, when it has no wildcard (host and port exact).
+    pub fn exact_destination(&self) -> Option<Destination> {
+        match (&self.host, self.port) {
+            (HostPattern::Exact(host), Some(port)) => Some(Destination {
+                scheme: self.scheme,
+                host: host.clone(),
+                port,
+            }),
+            _ => None,
+        }
+    }
+
     /// Parses a pattern without templates: `https://*.example.com`, `http://localhost:*`, `https://*`.
     pub fn parse(input: &str) -> Result<Self, DestinationError> {
         let syntax = || DestinationError::Syntax(input.to_string());
@@ -159,6 +189,9 @@ impl DestinationPattern {
         }
         let (host, port) = split_host_port(authority).ok_or_else(syntax)?;
         let port = match port {
+            None if scheme == Scheme::Tcp => {
+                return Err(DestinationError::TcpPort(input.to_string()));
+            }
             None => Some(scheme.default_port()),
             Some("*") => None,
             Some(p) => Some(
@@ -388,6 +421,23 @@ fn normalise_host(host: &str) -> Result<String, DestinationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_destinations_name_their_port() {
+        let p = DestinationPattern::parse("tcp://DB.internal:5432").unwrap();
+        assert_eq!(p.to_string(), "tcp://db.internal:5432");
+        let d = Destination::new("tcp", "db.internal", Some(5432)).unwrap();
+        assert!(p.matches(&d));
+        assert_eq!(d.to_string(), "tcp://db.internal:5432");
+        // Not an http destination of the same host and port.
+        assert!(!p.matches(&Destination::new("http", "db.internal", Some(5432)).unwrap()));
+        assert!(matches!(
+            DestinationPattern::parse("tcp://db.internal"),
+            Err(DestinationError::TcpPort(_))
+        ));
+        assert!(Destination::new("tcp", "db.internal", None).is_err());
+        assert!(DestinationPattern::parse("ftp://x").is_err());
+    }
 
     fn dest(url: &str) -> Destination {
         Destination::from_url(url).unwrap()

@@ -614,6 +614,9 @@ impl RunStepArgs {
     /// The options octo-server runs the step with; sensitive values not on the command line are read
     /// here (terminal, stdin, variables file).
     pub fn options(&self) -> anyhow::Result<octo_server::runs::run_step::RunStepOptions> {
+        if self.detach && self.targets.is_empty() && self.roles.is_empty() {
+            anyhow::bail!("--detach is for runs on targets: add --target NAME or --role ROLE");
+        }
         let sensitive_variables =
             crate::secrets::resolve(&self.sensitive_variables, self.variables_file.as_deref())?;
         Ok(octo_server::runs::run_step::RunStepOptions {

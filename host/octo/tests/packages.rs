@@ -321,3 +321,51 @@ fn concurrent_downloads_fetch_once_and_faults_are_one_line() {
     home.octo(&["feeds", "remove", "dead"])
         .failure("no feed named \"dead\"");
 }
+
+#[test]
+fn a_plain_http_feed_through_tinyproxy_with_a_sidecar() {
+    let proxy = octo_test_support::Tinyproxy::start()
+        .expect("tinyproxy is not installed: install the Debian package tinyproxy");
+    let tarball = b"a tarball".to_vec();
+    let t = tarball.clone();
+    let server = Routed::start(move |r: &Request| match r.path.as_str() {
+        "/app-2.0.tar.gz" => Reply::ok(t.clone()),
+        "/app-2.0.tar.gz.sha256" => Reply::ok(format!("{}  app-2.0.tar.gz\n", sha(&t))),
+        _ => Reply::status(404),
+    });
+    let home = Home::new();
+    home.write_settings("airGapped = false\n");
+    let template = format!("{}/{{id}}-{{version}}.tar.gz", server.base_url);
+    home.octo(&[
+        "feeds", "add", "files", "--type", "http", "--url", &template,
+    ])
+    .success();
+    home.octo(&[
+        "proxy",
+        "--proxyEnable=true",
+        "--proxyHost",
+        "127.0.0.1",
+        "--proxyPort",
+        &proxy.port.to_string(),
+    ])
+    .success();
+    let got = home
+        .octo(&["packages", "download", "files", "app@2.0", "--json"])
+        .json();
+    assert_eq!(
+        got["entry"]["download"]["files"][0]["sha256"],
+        sha(&tarball)
+    );
+    assert_eq!(
+        got["entry"]["download"]["files"][0]["name"],
+        "app-2.0.tar.gz"
+    );
+    let port = server.base_url.rsplit(':').next().unwrap().to_string();
+    let needle = format!("CONNECT 127.0.0.1:{port}");
+    assert!(proxy.log_containing(&needle).contains(&needle));
+    assert!(
+        audit_lines(&home)
+            .iter()
+            .any(|r| r["kind"] == "package-feeds" && r["proxy"] == proxy.url())
+    );
+}

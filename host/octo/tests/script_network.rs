@@ -97,3 +97,90 @@ fn confined_without_the_air_gap_lets_allowed_http_through_the_proxy_only() {
     let bad = home.octo(&["configure", "--scriptNetwork=open"]);
     bad.failure("--scriptNetwork: expected audited or confined");
 }
+
+/// A loopback TCP listener that says `pong` to each connection; counts them.
+fn pong_listener() -> (u16, Arc<AtomicUsize>) {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in socket.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"pong\n");
+        }
+    });
+    (port, hits)
+}
+
+/// Issue 11, deliverable 2: a confined script's only ways out are the egress proxy and the raw TCP
+/// destinations an administrator granted (`tcp://ADDRESS:PORT`), which the host forwards after the
+/// policy's check; an ungranted port reaches nothing. Both attempts are in the audit.
+#[test]
+fn confined_scripts_reach_granted_tcp_destinations_only() {
+    let home = Home::new();
+    home.octo(&["configure", "--scriptNetwork=confined"])
+        .success();
+    let (granted, granted_hits) = pong_listener();
+    let (other, other_hits) = pong_listener();
+    home.octo(&[
+        "plugins",
+        "grant",
+        "run-script",
+        &format!("tcp://127.0.0.1:{granted}"),
+    ])
+    .success();
+    let body = format!(
+        "ScriptBody=for p in {granted} {other}; do\n\
+           if exec 3<>/dev/tcp/127.0.0.1/$p; then read -r r <&3; echo \"$p=$r\"; exec 3<&-;\n\
+           else echo \"$p=refused\"; fi\n\
+         done"
+    );
+    let run = home.octo(&["run-step", "run-script", "--param", &body]);
+    let out = run.success();
+    assert!(out.contains(&format!("{granted}=pong")), "{run:#?}");
+    assert!(out.contains(&format!("{other}=refused")), "{run:#?}");
+    assert_eq!(granted_hits.load(Ordering::SeqCst), 1, "{run:#?}");
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0, "{run:#?}");
+    let audit = audit(&home);
+    let line = |port: u16, allowed: bool| {
+        audit.lines().any(|l| {
+            l.contains(&format!("\"tcp://127.0.0.1:{port}\""))
+                && l.contains(&format!("\"allowed\":{allowed}"))
+        })
+    };
+    assert!(line(granted, true), "{audit}");
+    assert!(line(other, false), "{audit}");
+
+    // `octo outbound` shows script traffic as its own row, not as the step plugin's.
+    let report = home.octo(&["outbound", "--json"]).json();
+    let row = |id: &str| {
+        report["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let scripts = row("step-scripts")["lastAttempts"].clone();
+    for (port, allowed) in [(granted, true), (other, false)] {
+        assert!(
+            scripts
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["destination"] == format!("tcp://127.0.0.1:{port}")
+                    && a["allowed"] == allowed),
+            "{scripts}"
+        );
+    }
+    assert_eq!(row("step-plugins")["lastAttempts"], serde_json::json!([]));
+    let shown = home.octo(&["outbound"]);
+    let shown = shown.success();
+    assert!(
+        shown.contains("Step scripts' requests [step-scripts]: ALLOWED"),
+        "{shown}"
+    );
+}

@@ -49,6 +49,8 @@ pub enum DestinationId {
     DynamicExtensions,
     /// Requests step plugins make themselves (e.g. http-health-check).
     StepPlugins,
+    /// Requests of the scripts a step runs (through the step's egress proxy, or granted raw TCP).
+    StepScripts,
 }
 
 impl DestinationId {
@@ -104,6 +106,8 @@ pub enum Component {
     DynamicExtensionsPlugin,
     /// Step plugins, through the sandbox's wasi:http hook.
     StepPlugins,
+    /// The scripts steps run, through the step's egress proxy (and, confined, granted TCP forwards).
+    StepScripts,
 }
 
 impl Component {
@@ -119,6 +123,7 @@ impl Component {
             Component::ExperiencesPlugin => "plugin: experiences",
             Component::DynamicExtensionsPlugin => "plugin: dynamic-extensions",
             Component::StepPlugins => "step plugins (sandbox wasi:http hook)",
+            Component::StepScripts => "step scripts (the step's egress proxy)",
         }
     }
 }
@@ -135,6 +140,10 @@ pub enum Gate {
     /// The plugin's manifest, plus an administrator's grant for steps outside the built-in set; while
     /// air-gapped, only inside the internal networks.
     ManifestAndGrants,
+    /// What the step that runs the script may reach (its grants; only inside the internal networks
+    /// while air-gapped); confined scripts (`scriptNetwork=confined`, always while air-gapped) only
+    /// through the egress proxy and the `tcp://` destinations an administrator granted.
+    StepPolicy,
 }
 
 impl Gate {
@@ -145,6 +154,10 @@ impl Gate {
             Gate::Configuration => "administrator's configuration".into(),
             Gate::ManifestAndGrants => {
                 "plugin manifest + administrator grants (`octo plugins grant`); only internal networks when air-gapped"
+                    .into()
+            }
+            Gate::StepPolicy => {
+                "the step's own policy (built-in steps: any; others: their grants); only internal networks when air-gapped; scriptNetwork (confined: only the egress proxy and granted tcp://)"
                     .into()
             }
         }
@@ -298,6 +311,17 @@ pub static DESTINATIONS: &[OutboundDestination] = &[
         Endpoint::Setting(keys::DYNAMIC_EXTENSIONS_URL)
     ),
     row!(
+        StepScripts,
+        "step-scripts",
+        "Step scripts' requests",
+        "Scripts a step runs (Bash and Python templates) that call web services or databases.",
+        "whatever the script sends: HTTP(S) through the step's egress proxy, granted raw TCP when confined",
+        "during deployments",
+        Component::StepScripts,
+        Gate::StepPolicy,
+        Endpoint::PerStep
+    ),
+    row!(
         StepPlugins,
         "step-plugins",
         "Step plugins' own requests",
@@ -383,6 +407,27 @@ pub fn verdict(row: &OutboundDestination, settings: &Settings) -> Decision {
         Gate::Configuration => Decision::allow(
             "the administrator's own configuration; not vendor traffic, so the air-gap switches do not apply",
         ),
+        Gate::StepPolicy => {
+            if settings.air_gapped() && settings.internal_networks.is_empty() {
+                Decision::deny(AIR_GAPPED_STEPS)
+            } else if settings.air_gapped() {
+                Decision::allow(format!(
+                    "air-gapped, so confined: through the egress proxy and granted tcp:// destinations, what the step may reach inside the internal networks {}",
+                    settings.internal_networks
+                ))
+            } else {
+                Decision::allow(format!(
+                    "scriptNetwork={}: what the step may reach (built-in steps: any; others: their grants), HTTP(S) through the step's egress proxy{}",
+                    settings.effective_script_network().as_str(),
+                    match settings.effective_script_network() {
+                        octo_settings::ScriptNetwork::Audited =>
+                            "; other tools reach the network unaudited",
+                        octo_settings::ScriptNetwork::Confined =>
+                            " and granted tcp:// destinations only",
+                    }
+                ))
+            }
+        }
         Gate::ManifestAndGrants => {
             if settings.air_gapped() && settings.internal_networks.is_empty() {
                 Decision::deny(AIR_GAPPED_STEPS)
@@ -577,9 +622,19 @@ fn step_grants(
 ) -> Vec<DestinationPattern> {
     match role {
         PluginRole::Vendor(_) => Vec::new(),
+        // Any declared HTTP(S) origin, plus the raw TCP destinations granted for its scripts (a
+        // confined script reaches those only when an administrator granted them explicitly).
         PluginRole::BuiltInStep => ["http://*:*", "https://*:*"]
             .iter()
             .map(|p| DestinationPattern::parse(p).expect("valid pattern"))
+            .chain(
+                grants
+                    .for_plugin(plugin_id)
+                    .iter()
+                    .chain(one_run)
+                    .filter(|p| p.is_tcp())
+                    .cloned(),
+            )
             .collect(),
         PluginRole::Step => {
             let mut list: Vec<DestinationPattern> = grants.for_plugin(plugin_id).to_vec();
@@ -593,7 +648,7 @@ fn step_grants(
     }
 }
 
-/// The internal networks as outbound patterns (`http` and `https`, any port), as far as a pattern can
+/// The internal networks as outbound patterns (`http`, `https` and `tcp`, any port), as far as a pattern can
 /// say them: names, `*.domain` and single addresses; wider address blocks have no pattern.
 pub fn internal_patterns(networks: &InternalNetworks) -> Vec<DestinationPattern> {
     let mut list = Vec::new();
@@ -611,7 +666,7 @@ pub fn internal_patterns(networks: &InternalNetworks) -> Vec<DestinationPattern>
             } => format!("[{a}]"),
             InternalNetwork::Block { .. } => continue,
         };
-        for scheme in ["http", "https"] {
+        for scheme in ["http", "https", "tcp"] {
             if let Ok(p) = DestinationPattern::parse(&format!("{scheme}://{host}:*")) {
                 list.push(p);
             }

@@ -71,7 +71,7 @@ const VENDOR_PLUGINS: [DestinationId; 4] = [
 fn the_table_is_complete_and_consistent() {
     let ids: HashSet<_> = DESTINATIONS.iter().map(|d| d.id).collect();
     assert_eq!(ids.len(), DESTINATIONS.len(), "one row per id");
-    assert_eq!(ids.len(), 9);
+    assert_eq!(ids.len(), 10);
     for row in DESTINATIONS {
         assert_eq!(row.id.row().id_str, row.id_str);
         assert_eq!(DestinationId::parse(row.id.as_str()), Some(row.id));
@@ -526,12 +526,16 @@ fn internal_networks_become_patterns_where_a_pattern_can_say_them() {
         [
             "http://127.0.0.1:*",
             "https://127.0.0.1:*",
+            "tcp://127.0.0.1:*",
             "http://[::1]:*",
             "https://[::1]:*",
+            "tcp://[::1]:*",
             "http://*.corp.example:*",
             "https://*.corp.example:*",
+            "tcp://*.corp.example:*",
             "http://build.lan:*",
             "https://build.lan:*",
+            "tcp://build.lan:*",
         ]
     );
 }

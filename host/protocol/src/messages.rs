@@ -87,6 +87,97 @@ pub struct StartStep {
     /// `scriptNetwork`: confined while air-gapped). Absent means audited.
     #[serde(default, skip_serializing_if = "ScriptNetwork::is_audited")]
     pub script_network: ScriptNetwork,
+    /// The package a deploy-package step deploys: the tentacle answers
+    /// [`ErrorCode::PackageMissing`] when it lacks a file and has no [`StepPackage::direct`]
+    /// download, so the server uploads it ([`crate::paths::package_put`]) and starts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<StepPackage>,
+}
+
+/// The package of a step: what it is, its files by digest, and, when the tentacle is to download it
+/// itself (acquisition `target`), how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepPackage {
+    /// The feed's name on the server (empty for a file the administrator gave).
+    #[serde(default)]
+    pub feed: String,
+    /// The package id.
+    pub id: String,
+    /// The resolved version.
+    pub version: String,
+    /// Its files (one for a zip, nupkg or tar; one per layer for an OCI artifact).
+    pub files: Vec<PackageFileRef>,
+    /// Acquisition `target`: the tentacle downloads the files it lacks from the feed through its
+    /// own web request proxy. Never stored by the tentacle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<DirectDownload>,
+}
+
+/// One file of a package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageFileRef {
+    /// A plain file name (no `/`, not `.` or `..`).
+    pub name: String,
+    /// Its digest: the file is used only when its bytes have it.
+    pub sha256: Sha256Digest,
+    /// Its size in bytes; 0 when the feed does not say before the download (acquisition `target`
+    /// from a plain HTTP feed).
+    pub size: u64,
+}
+
+impl PackageFileRef {
+    /// Whether `name` can name a file in a directory of its own.
+    pub fn check_name(name: &str) -> bool {
+        !name.is_empty()
+            && name != "."
+            && name != ".."
+            && name.len() <= 255
+            && !name.contains(['/', '\\', '\0'])
+    }
+}
+
+/// How a tentacle downloads a package itself: octo-packages' `PackageDownload` (as JSON: this
+/// crate stays free of feed clients) and the feed's credentials for this run only. `Debug` masks
+/// the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectDownload {
+    /// `octo_packages::PackageDownload`.
+    pub download: serde_json::Value,
+    /// The feed's user name, if it has credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The feed's password; masked in every log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for DirectDownload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectDownload")
+            .field("download", &self.download)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .finish()
+    }
+}
+
+/// Names a package file (body of [`crate::paths::PACKAGE_HAS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageQuery {
+    /// The file's digest.
+    pub sha256: Sha256Digest,
+}
+
+/// Whether a tentacle has a package file cached (answer to [`crate::paths::PACKAGE_HAS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackagePresence {
+    /// The file's digest.
+    pub sha256: Sha256Digest,
+    /// Whether it is cached.
+    pub present: bool,
 }
 
 /// How far a step's scripts reach the network.
@@ -384,6 +475,9 @@ pub enum ErrorCode {
     PluginMissing,
     /// The plugin is cached but cannot be loaded (422).
     PluginInvalid,
+    /// A package file of the step is not cached and the step does not say how to download it;
+    /// upload it first (404).
+    PackageMissing,
     /// The ticket was started with a different request (409).
     TicketConflict,
     /// The run has not ended yet (409).
@@ -407,6 +501,7 @@ impl ErrorCode {
             ErrorCode::UnknownCall
             | ErrorCode::UnknownTicket
             | ErrorCode::PluginMissing
+            | ErrorCode::PackageMissing
             | ErrorCode::FileNotFound => 404,
             ErrorCode::PluginInvalid | ErrorCode::DigestMismatch => 422,
             ErrorCode::TicketConflict | ErrorCode::StepRunning => 409,

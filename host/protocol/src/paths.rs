@@ -12,6 +12,8 @@
 //! | [`PLUGIN_GET`] | [`PluginQuery`](crate::PluginQuery) | the component's bytes |
 //! | [`file_upload`]`(path, digest)` | the file's bytes | [`Stored`](crate::Stored) |
 //! | [`FILE_DOWNLOAD`] | [`FileDownload`](crate::FileDownload) | the file's bytes, digest in [`SHA256_HEADER`] |
+//! | [`PACKAGE_HAS`] | [`PackageQuery`](crate::PackageQuery) | [`PackagePresence`](crate::PackagePresence) |
+//! | [`package_put`]`(file)` | the package file's bytes | [`Stored`](crate::Stored) |
 
 use crate::{RelativePath, RelativePathError, Sha256Digest, ValueError};
 
@@ -35,6 +37,10 @@ pub const PLUGIN_GET: &str = "/v1/plugins/get";
 pub const FILE_UPLOAD: &str = "/v1/files/upload";
 /// Download a file.
 pub const FILE_DOWNLOAD: &str = "/v1/files/download";
+/// Which package files a tentacle has cached.
+pub const PACKAGE_HAS: &str = "/v1/packages/has";
+/// Path of the package upload call; its query names the file, see [`package_put`].
+pub const PACKAGE_PUT: &str = "/v1/packages/put";
 /// Answer header of downloads: the hex SHA-256 of the body.
 pub const SHA256_HEADER: &str = "x-octo-sha256";
 
@@ -50,7 +56,73 @@ pub const ALL: &[&str] = &[
     PLUGIN_GET,
     FILE_UPLOAD,
     FILE_DOWNLOAD,
+    PACKAGE_HAS,
+    PACKAGE_PUT,
 ];
+
+/// The path (with query) that uploads one file of a package into the tentacle's package cache.
+pub fn package_put(file: &crate::PackageFileRef, package: &crate::StepPackage) -> String {
+    format!(
+        "{PACKAGE_PUT}?sha256={}&name={}&feed={}&id={}&version={}",
+        file.sha256,
+        percent_encode(&file.name),
+        percent_encode(&package.feed),
+        percent_encode(&package.id),
+        percent_encode(&package.version),
+    )
+}
+
+/// What a package upload's query says: the file and the package it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackagePut {
+    /// The file (its size is what arrives).
+    pub sha256: crate::Sha256Digest,
+    /// Its plain file name.
+    pub name: String,
+    /// The feed (empty for a file the administrator gave).
+    pub feed: String,
+    /// The package id.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// The query of a package upload; `None` when a part is missing, repeated, unknown or invalid.
+pub fn parse_package_put(query: &str) -> Option<PackagePut> {
+    let mut fields: [Option<String>; 5] = Default::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=')?;
+        let slot = match key {
+            "sha256" => 0,
+            "name" => 1,
+            "feed" => 2,
+            "id" => 3,
+            "version" => 4,
+            _ => return None,
+        };
+        if fields[slot].replace(percent_decode(value)?).is_some() {
+            return None;
+        }
+    }
+    let [
+        Some(sha256),
+        Some(name),
+        Some(feed),
+        Some(id),
+        Some(version),
+    ] = fields
+    else {
+        return None;
+    };
+    let put = PackagePut {
+        sha256: crate::Sha256Digest::parse(&sha256).ok()?,
+        name,
+        feed,
+        id,
+        version,
+    };
+    crate::PackageFileRef::check_name(&put.name).then_some(put)
+}
 
 /// The path that uploads the plugin with this digest.
 pub fn plugin_put(digest: &Sha256Digest) -> String {
@@ -176,6 +248,32 @@ mod tests {
             parse_file_upload("path=a&sha256=00"),
             Err(UploadQueryError::Digest(_))
         ));
+    }
+
+    #[test]
+    fn package_put_round_trips() {
+        let file = crate::PackageFileRef {
+            name: "Acme Web.1.0.0.nupkg".into(),
+            sha256: Sha256Digest::of(b"p"),
+            size: 1,
+        };
+        let package = crate::StepPackage {
+            feed: "nuget".into(),
+            id: "Acme Web".into(),
+            version: "1.0.0".into(),
+            files: vec![file.clone()],
+            direct: None,
+        };
+        let full = package_put(&file, &package);
+        let (path, query) = full.split_once('?').unwrap();
+        assert_eq!(path, PACKAGE_PUT);
+        let put = parse_package_put(query).unwrap();
+        assert_eq!(put.sha256, file.sha256);
+        assert_eq!(put.name, file.name);
+        assert_eq!((put.feed.as_str(), put.id.as_str()), ("nuget", "Acme Web"));
+        assert!(parse_package_put(&query.replace("name=Acme", "name=..%2FAcme")).is_none());
+        assert!(parse_package_put(&format!("{query}&x=1")).is_none());
+        assert!(parse_package_put("sha256=00").is_none());
     }
 
     #[test]

@@ -37,6 +37,8 @@ fn every_call_is_a_post_to_a_versioned_path() {
             "/v1/plugins/get",
             "/v1/files/upload",
             "/v1/files/download",
+            "/v1/packages/has",
+            "/v1/packages/put",
         ]
     );
 }
@@ -83,6 +85,7 @@ fn start_step_names_the_run_the_plugin_and_the_grants() {
             grants: vec!["https://example.com:443".into()],
             deadline_ms: 600000,
             script_network: ScriptNetwork::Audited,
+            package: None,
         },
         &format!(
             r#"{{"ticket":"ServerTasks-42.deploy","plugin":"{DIGEST}",
@@ -124,6 +127,56 @@ fn start_step_names_the_run_the_plugin_and_the_grants() {
         sensitive: true,
     };
     assert!(!format!("{v:?}").contains("s3cret"));
+}
+
+#[test]
+fn start_step_carries_a_package_by_digest_and_how_to_download_it() {
+    let minimal: StartStep = serde_json::from_str(&format!(
+        r#"{{"ticket":"t1","plugin":"{DIGEST}","deadlineMs":1000}}"#
+    ))
+    .unwrap();
+    assert_eq!(minimal.package, None);
+    let package = StepPackage {
+        feed: "nuget".into(),
+        id: "Acme.Web".into(),
+        version: "1.2.3".into(),
+        files: vec![PackageFileRef {
+            name: "acme.web.1.2.3.nupkg".into(),
+            sha256: Sha256Digest::parse(DIGEST).unwrap(),
+            size: 42,
+        }],
+        direct: None,
+    };
+    wire(
+        &StartStep {
+            package: Some(package),
+            ..minimal.clone()
+        },
+        &format!(
+            r#"{{"ticket":"t1","plugin":"{DIGEST}","arguments":{{}},"variables":[],"grants":[],
+               "deadlineMs":1000,"package":{{"feed":"nuget","id":"Acme.Web","version":"1.2.3",
+               "files":[{{"name":"acme.web.1.2.3.nupkg","sha256":"{DIGEST}","size":42}}]}}}}"#
+        ),
+    );
+    // Acquisition `target`: the download and the feed's credentials, for this run only.
+    let direct = DirectDownload {
+        download: serde_json::json!({"feed": "nuget"}),
+        username: Some("ann".into()),
+        password: Some("hunter2".into()),
+    };
+    wire(
+        &direct,
+        r#"{"download":{"feed":"nuget"},"username":"ann","password":"hunter2"}"#,
+    );
+    assert!(!format!("{direct:?}").contains("hunter2"));
+    wire(
+        &PackagePresence {
+            sha256: Sha256Digest::parse(DIGEST).unwrap(),
+            present: false,
+        },
+        &format!(r#"{{"sha256":"{DIGEST}","present":false}}"#),
+    );
+    assert_eq!(ErrorCode::PackageMissing.http_status(), 404);
 }
 
 #[test]

@@ -165,6 +165,9 @@ pub(crate) struct ChildPlan {
     id_maps: Option<IdMaps>,
     /// Sockets to create inside the new network namespace (confined mode).
     listen: Vec<SocketAddrV4>,
+    /// Addresses outside 127.0.0.0/8 among them, put on loopback (`lo:N`, /32) so they can be bound
+    /// and reached inside the namespace.
+    aliases: Vec<AliasRequest>,
     network: bool,
     /// The child's end of the socket pair to the host (listening sockets, then a pidfd of PID 1).
     channel: Option<OwnedFd>,
@@ -194,6 +197,7 @@ impl ChildPlan {
             flags,
             id_maps: IdMaps::for_current_user(),
             listen: Vec::new(),
+            aliases: Vec::new(),
             network: confined,
             channel: None,
         }
@@ -214,6 +218,12 @@ impl ChildPlan {
         )?;
         let mut plan = ChildPlan::without_channel(network);
         if plan.network {
+            plan.aliases = listen
+                .iter()
+                .filter(|a| !a.ip().is_loopback())
+                .enumerate()
+                .map(|(i, a)| alias_request(i + 1, *a.ip()))
+                .collect();
             plan.listen = listen;
         }
         plan.channel = Some(child);
@@ -240,6 +250,9 @@ impl ChildPlan {
         }
         if self.network {
             loopback_up()?;
+            for alias in &self.aliases {
+                add_alias(alias)?;
+            }
         }
         Ok(())
     }
@@ -415,6 +428,77 @@ fn loopback_up() -> std::io::Result<()> {
     // SAFETY: SIOCSIFFLAGS reads an `ifreq`.
     let r = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) };
     if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An `ifreq` naming `lo:N` and an address: plain data (the union's pointer member is never used).
+#[derive(Clone, Copy)]
+struct AliasRequest(libc::ifreq);
+
+// SAFETY: plain bytes, read only by the kernel in the forked child.
+unsafe impl Send for AliasRequest {}
+// SAFETY: as above.
+unsafe impl Sync for AliasRequest {}
+
+/// The request that puts `ip` on `lo:index`, prepared before the fork.
+fn alias_request(index: usize, ip: std::net::Ipv4Addr) -> AliasRequest {
+    // SAFETY: `ifreq` is plain data; zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = format!("lo:{index}");
+    for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a sockaddr_in fits in the union's sockaddr (both 16 bytes).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            &addr as *const libc::sockaddr_in as *const u8,
+            &mut request.ifr_ifru.ifru_addr as *mut libc::sockaddr as *mut u8,
+            std::mem::size_of::<libc::sockaddr_in>(),
+        );
+    }
+    AliasRequest(request)
+}
+
+/// `ip addr add IP/32 dev lo` the ioctl way: the address of an alias interface, then its netmask.
+/// Async-signal-safe.
+fn add_alias(AliasRequest(request): &AliasRequest) -> std::io::Result<()> {
+    let socket = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: SIOCSIFADDR reads an `ifreq`.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFADDR, request) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut mask = *request;
+    let all = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::MAX },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: as in `alias_request`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            &all as *const libc::sockaddr_in as *const u8,
+            &mut mask.ifr_ifru.ifru_netmask as *mut libc::sockaddr as *mut u8,
+            std::mem::size_of::<libc::sockaddr_in>(),
+        );
+    }
+    // SAFETY: SIOCSIFNETMASK reads an `ifreq`.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFNETMASK, &mask) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())

@@ -6,7 +6,9 @@
 //! plugin's `wasi:http` requests. A denied request gets `403` with a one-line reason and opens no
 //! upstream socket; an allowed one goes upstream directly or through the web request proxy. In
 //! confined mode the proxy's listening socket lives inside the command's network namespace and is
-//! the only way out of it.
+//! the only way out of it, besides the raw TCP destinations an administrator granted: for each, a
+//! listening socket at the same address inside the namespace whose connections the host forwards
+//! ([`serve_forward`]) after the same decision, recorded as `tcp://address:port`.
 
 use crate::intercept::Sender;
 use crate::outbound::{OutboundAttempt, OutboundGate};
@@ -102,6 +104,46 @@ pub(crate) fn serve(egress: Arc<Egress>, listener: TcpListener) -> EgressServer 
                             .serve_connection(TokioIo::new(stream), service)
                             .with_upgrades()
                             .await;
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    });
+    EgressServer { task }
+}
+
+/// Forwards each connection accepted on `listener` (inside a confined command's namespace, at the
+/// granted destination's address) to `upstream` on the host's network, once the step's policy allows
+/// `destination` for a script; a denied connection is reset and opens no upstream socket. Every
+/// connection is one attempt in the audit.
+pub(crate) fn serve_forward(
+    egress: Arc<Egress>,
+    listener: TcpListener,
+    destination: Destination,
+    upstream: std::net::SocketAddr,
+) -> EgressServer {
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((mut stream, _)) = accepted else { continue };
+                    if !egress.decide(&destination).allowed {
+                        // Reset, not a clean close.
+                        let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
+                        continue;
+                    }
+                    let warn = egress.gate.warn.clone();
+                    let shown = destination.to_string();
+                    connections.spawn(async move {
+                        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(upstream)).await {
+                            Ok(Ok(mut up)) => {
+                                let _ = tokio::io::copy_bidirectional(&mut stream, &mut up).await;
+                            }
+                            Ok(Err(e)) => warn(format!("forwarding {shown}: {e}")),
+                            Err(_) => warn(format!("forwarding {shown}: no connection within {CONNECT_TIMEOUT:?}")),
+                        }
                     });
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}

@@ -108,9 +108,16 @@ async fn run_command(
         ),
         None => format!("http://{CONFINED_PROXY}"),
     };
+    // Confined: the proxy, then one socket per granted TCP destination, at its own address.
+    let forwards = match network {
+        ScriptNetwork::Audited => Vec::new(),
+        ScriptNetwork::Confined => tcp_forwards(ctx),
+    };
     let listen = match network {
         ScriptNetwork::Audited => Vec::new(),
-        ScriptNetwork::Confined => vec![CONFINED_PROXY],
+        ScriptNetwork::Confined => std::iter::once(CONFINED_PROXY)
+            .chain(forwards.iter().map(|(_, addr)| *addr))
+            .collect(),
     };
     let mut cmd = tokio::process::Command::new(&command.program);
     cmd.args(&command.args)
@@ -175,7 +182,10 @@ async fn run_command(
             let recorder = egress.clone();
             _watcher = Some(crate::connect_watch::watch(
                 notify,
-                vec![std::net::SocketAddr::V4(CONFINED_PROXY)],
+                listen
+                    .iter()
+                    .map(|a| std::net::SocketAddr::V4(*a))
+                    .collect(),
                 move |addr| recorder.record_direct_attempt(format!("tcp://{addr}")),
             ));
         }
@@ -186,6 +196,20 @@ async fn run_command(
             process::Error::SpawnFailed(format!("cannot serve the egress proxy: {e}"))
         })?,
     };
+    let mut forward_listeners = listeners.into_iter();
+    let _forwards: Vec<_> = forwards
+        .into_iter()
+        .zip(forward_listeners.by_ref())
+        .filter_map(|((destination, addr), fd)| {
+            let listener = tokio_listener(fd).ok()?;
+            Some(egress::serve_forward(
+                egress.clone(),
+                listener,
+                destination,
+                std::net::SocketAddr::V4(addr),
+            ))
+        })
+        .collect();
     let _egress = egress::serve(egress, listener);
 
     if let (Some(bytes), Some(mut stdin)) = (command.stdin, child.stdin.take()) {
@@ -225,6 +249,40 @@ async fn run_command(
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// The step's granted TCP destinations a confined command can reach (IPv4 addresses, at most
+/// [`confine::MAX_LISTENERS`] - 1), each with the address it gets inside the namespace; the others
+/// are named in a warning.
+fn tcp_forwards(ctx: &mut StepContext) -> Vec<(octo_manifest::Destination, SocketAddrV4)> {
+    let mut forwards: Vec<(octo_manifest::Destination, SocketAddrV4)> = Vec::new();
+    for destination in ctx.tcp_forwards.clone() {
+        let addr = destination
+            .host
+            .parse::<Ipv4Addr>()
+            .ok()
+            .map(|ip| SocketAddrV4::new(ip, destination.port));
+        let problem = match addr {
+            None => {
+                Some("only IPv4 addresses can be forwarded (a confined script resolves no names)")
+            }
+            Some(a) if a == CONFINED_PROXY => Some("that is where the egress proxy listens"),
+            Some(_) if forwards.len() + 1 >= confine::MAX_LISTENERS => {
+                Some("too many TCP destinations for one command")
+            }
+            Some(a) if forwards.iter().any(|(_, b)| *b == a) => continue,
+            Some(_) => None,
+        };
+        match (problem, addr) {
+            (None, Some(a)) => forwards.push((destination, a)),
+            (Some(why), _) => ctx.log.write(
+                LogLevel::Warn,
+                &format!("granted {destination} is not forwarded to the confined script: {why}"),
+            ),
+            (None, None) => {}
+        }
+    }
+    forwards
 }
 
 /// Reads lines of at most `cap` bytes (the rest of a longer line, terminated or not, is dropped).

@@ -36,6 +36,11 @@ pub struct StepRequest {
     pub web_proxy: Option<Arc<WebProxy>>,
     /// How far the commands the step runs reach the network.
     pub script_network: crate::ScriptNetwork,
+    /// Raw TCP destinations (`tcp://ADDRESS:PORT`) an administrator granted the step's scripts: in
+    /// confined mode the host listens at each address inside the command's network namespace and
+    /// forwards what connects there, each connection decided by `policy` and audited. IPv4 addresses
+    /// only (the namespace has no name resolution); none by default.
+    pub tcp_forwards: Vec<octo_manifest::Destination>,
     /// Directories the plugin sees besides its work directory (e.g. deploy-package's package and
     /// applications directory); none by default.
     pub mounts: Vec<Mount>,
@@ -87,6 +92,7 @@ impl StepRequest {
             process_env: Vec::new(),
             web_proxy: None,
             script_network: crate::ScriptNetwork::default(),
+            tcp_forwards: Vec::new(),
             mounts: Vec::new(),
         }
     }

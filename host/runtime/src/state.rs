@@ -95,6 +95,7 @@ pub(crate) struct StepContext {
     pub(crate) process_granted: bool,
     pub(crate) work_dir: PathBuf,
     pub(crate) process_env: Vec<(String, String)>,
+    pub(crate) tcp_forwards: Vec<octo_manifest::Destination>,
     /// How far the step's commands reach the network.
     pub(crate) script_network: crate::confine::ScriptNetwork,
     pub(crate) deadline: Instant,

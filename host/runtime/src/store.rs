@@ -50,6 +50,7 @@ struct StepParts {
     masker: Masker,
     work_dir: PathBuf,
     process_env: Vec<(String, String)>,
+    tcp_forwards: Vec<octo_manifest::Destination>,
     process_granted: bool,
     script_network: crate::ScriptNetwork,
 }
@@ -103,6 +104,7 @@ pub(crate) fn for_step(
         masker,
         work_dir: request.work_dir.clone(),
         process_env: request.process_env.clone(),
+        tcp_forwards: request.tcp_forwards.clone(),
         process_granted: manifest.has_capability(Capability::Process),
         script_network: request.script_network,
     };
@@ -132,6 +134,7 @@ pub(crate) fn for_vendor(
         masker: Masker::new(),
         work_dir: PathBuf::new(),
         process_env: Vec::new(),
+        tcp_forwards: Vec::new(),
         process_granted: false,
         script_network: crate::ScriptNetwork::default(),
     };
@@ -203,6 +206,7 @@ fn build(
         process_granted: parts.process_granted,
         work_dir: parts.work_dir,
         process_env: parts.process_env,
+        tcp_forwards: parts.tcp_forwards,
         script_network: parts.script_network,
         deadline: hard_deadline,
         cancel: common.cancel.clone(),

@@ -57,6 +57,20 @@ pub struct RemoteRun {
     /// CLI goes away).
     #[serde(default)]
     pub detach: bool,
+    /// The package of a deploy-package run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<Box<RemotePackage>>,
+}
+
+/// The package of a run on targets: what the tentacles get, and where the server has its files to
+/// upload to the tentacles that lack them (none when each target downloads it itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemotePackage {
+    /// What the start request carries.
+    pub step: octo_protocol::StepPackage,
+    /// The server's file for each of `step.files`, in order (empty for acquisition `target`).
+    #[serde(default)]
+    pub paths: Vec<std::path::PathBuf>,
 }
 
 /// What the daemon answers, line by line.

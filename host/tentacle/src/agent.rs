@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::files::FileArea;
 use crate::home::Home;
+use crate::packages::PackageCache;
 use crate::plugins::PluginCache;
 use crate::service::TentacleService;
 use crate::settings::{self, Settings};
@@ -34,13 +35,9 @@ pub fn identity(home: &Home) -> anyhow::Result<Identity> {
 /// The service over the parts in `home`.
 pub fn service(home: &Home) -> anyhow::Result<(Arc<TentacleService>, Arc<Steps>)> {
     let settings_path = home.settings();
+    let loaded = settings::load(&settings_path)?;
     let limits = octo_runtime::Limits::default()
-        .with_settings(
-            settings::load(&settings_path)?
-                .limits
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v)),
-        )
+        .with_settings(loaded.limits.iter().map(|(k, v)| (k.as_str(), *v)))
         .with_context(|| format!("{}", settings_path.display()))?;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(home.compiled_cache()),
@@ -50,16 +47,16 @@ pub fn service(home: &Home) -> anyhow::Result<(Arc<TentacleService>, Arc<Steps>)
     })
     .map_err(|e| anyhow::anyhow!("cannot start the plugin runtime: {e}"))?;
     let plugins = PluginCache::new(home.plugins());
-    let steps = Arc::new(Steps::open(
-        home.work(),
-        Arc::new(runtime),
-        plugins.clone(),
-    )?);
-    let service = Arc::new(TentacleService::new(
-        steps.clone(),
-        plugins,
-        FileArea::new(home.files()),
-    ));
+    let packages = PackageCache::new(home.packages(), loaded.package_cache_budget());
+    let steps = Arc::new(
+        Steps::open(home.work(), Arc::new(runtime), plugins.clone())?
+            .with_packages(packages.clone(), home.applications())
+            .with_download_log(crate::download::DownloadLog::in_dir(&home.logs())),
+    );
+    let service = Arc::new(
+        TentacleService::new(steps.clone(), plugins, FileArea::new(home.files()))
+            .with_packages(packages),
+    );
     Ok((service, steps))
 }
 

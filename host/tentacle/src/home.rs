@@ -62,6 +62,21 @@ impl Home {
         self.root.join("files")
     }
 
+    /// Logs the tentacle keeps (package downloads).
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// The package cache.
+    pub fn packages(&self) -> PathBuf {
+        self.root.join("packages")
+    }
+
+    /// deploy-package's deployments, one directory per package.
+    pub fn applications(&self) -> PathBuf {
+        self.root.join("Applications")
+    }
+
     /// Compiled-code cache.
     pub fn compiled_cache(&self) -> PathBuf {
         self.root.join("cache").join("compiled")

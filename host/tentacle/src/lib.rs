@@ -6,13 +6,16 @@
 //!
 //! Home layout: `tentacle.toml` (settings), `certs/` (identity), `plugins/` (components by
 //! digest), `work/<ticket>/` (each run's state and log), `files/` (file transfer area),
-//! `cache/compiled/` (compiled code).
+//! `cache/compiled/` (compiled code), `packages/` (package files by digest), `Applications/`
+//! (deploy-package's deployments).
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod download;
 pub mod files;
 pub mod home;
 pub mod outbound;
+pub mod packages;
 pub mod plugins;
 pub mod service;
 pub mod settings;

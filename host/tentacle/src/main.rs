@@ -45,11 +45,30 @@ enum Command {
     PollingProxy(octo_web_proxy::ProxyArgs),
     /// The web request proxy for plugins' HTTP and scripts (HTTP_PROXY/HTTPS_PROXY): same flags.
     Proxy(octo_web_proxy::ProxyArgs),
+    /// The package cache: `list` what is cached, `prune` to a size budget (least recently used first).
+    #[command(subcommand)]
+    Packages(PackagesCommand),
     /// Every connection this tentacle opens by itself: the polling connections, when configured.
     Outbound {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PackagesCommand {
+    /// The cached package files, least recently used first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the least recently used package files until the cache is within a budget.
+    Prune {
+        /// The budget in MiB (default: packageCacheMib in tentacle.toml, else 10240); 0 empties the cache.
+        #[arg(long = "budget-mib", value_name = "MIB")]
+        budget_mib: Option<u64>,
     },
 }
 
@@ -125,6 +144,46 @@ fn main() -> ExitCode {
     }
 }
 
+fn packages(home: &Home, command: PackagesCommand) -> anyhow::Result<()> {
+    let settings = settings::load(&home.settings())?;
+    let cache =
+        tentacle::packages::PackageCache::new(home.packages(), settings.package_cache_budget());
+    match command {
+        PackagesCommand::List { json } => {
+            let records = cache.list().context("cannot read the package cache")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else if records.is_empty() {
+                println!("No packages are cached.");
+            } else {
+                for r in &records {
+                    let feed = if r.feed.is_empty() { "(file)" } else { &r.feed };
+                    println!(
+                        "{} {} {} {} {} bytes sha256 {}",
+                        feed, r.id, r.version, r.name, r.size, r.sha256
+                    );
+                }
+            }
+        }
+        PackagesCommand::Prune { budget_mib } => {
+            let budget = budget_mib
+                .map(|m| m.saturating_mul(1 << 20))
+                .unwrap_or(settings.package_cache_budget());
+            let removed = cache
+                .prune(budget)
+                .context("cannot prune the package cache")?;
+            for r in &removed {
+                println!(
+                    "removed {} {} {} ({} bytes)",
+                    r.id, r.version, r.name, r.size
+                );
+            }
+            println!("{} package files removed", removed.len());
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(cli.home.as_deref())?;
     octo_fsutil::create_private_dir(home.root())
@@ -166,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ShowConfiguration => {
             print!("{}", settings::load(&home.settings())?.redacted().to_toml());
         }
+        Command::Packages(command) => packages(&home, command)?,
         Command::PollingProxy(flags) => set_proxy(&home, &flags, true)?,
         Command::Proxy(flags) => set_proxy(&home, &flags, false)?,
         Command::Outbound { json } => {
@@ -177,6 +237,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 print!("{}", tentacle::outbound::text(&s));
+                let downloads = tentacle::download::DownloadLog::in_dir(&home.logs()).last(20);
+                if !downloads.is_empty() {
+                    println!(
+                        "Package downloads (acquisition target), the last {}:",
+                        downloads.len()
+                    );
+                    for d in &downloads {
+                        println!(
+                            "  {} {} {} from feed {} via {}: {}",
+                            d.time,
+                            d.package,
+                            d.destination,
+                            d.feed,
+                            d.via,
+                            if d.ok {
+                                "ok".to_owned()
+                            } else {
+                                format!("failed: {}", d.error)
+                            }
+                        );
+                    }
+                }
             }
         }
     }

@@ -9,13 +9,15 @@ use octo_comms::rpc::RpcService;
 use octo_comms::rpc::body::{self, BodyError, RpcBody};
 use octo_comms::tls::PeerInfo;
 use octo_protocol::{
-    Capabilities, Completed, Empty, ErrorBody, ErrorCode, FileDownload, PluginPresence,
-    PluginQuery, StartStep, StatusRequest, Stored, TicketRequest, paths,
+    Capabilities, Completed, Empty, ErrorBody, ErrorCode, FileDownload, PackageFileRef,
+    PackagePresence, PackageQuery, PluginPresence, PluginQuery, StartStep, StatusRequest, Stored,
+    TicketRequest, paths,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::files::FileArea;
+use crate::packages::{self, PackageCache, PackageMeta};
 use crate::plugins::{PluginCache, PutError};
 use crate::steps::Steps;
 
@@ -24,6 +26,7 @@ pub struct TentacleService {
     steps: Arc<Steps>,
     plugins: PluginCache,
     files: FileArea,
+    packages: Option<PackageCache>,
 }
 
 impl TentacleService {
@@ -33,7 +36,20 @@ impl TentacleService {
             steps,
             plugins,
             files,
+            packages: None,
         }
+    }
+
+    /// Serves the package calls from `packages`.
+    pub fn with_packages(mut self, packages: PackageCache) -> Self {
+        self.packages = Some(packages);
+        self
+    }
+
+    fn package_cache(&self) -> Result<&PackageCache, ErrorBody> {
+        self.packages.as_ref().ok_or_else(|| {
+            ErrorBody::new(ErrorCode::UnknownCall, "this tentacle has no package cache")
+        })
     }
 
     /// The capabilities answer.
@@ -145,6 +161,53 @@ impl RpcService for TentacleService {
                         };
                         refusal(ErrorBody::new(code, e.to_string()))
                     }
+                }
+            }
+            paths::PACKAGE_HAS => answer(json::<PackageQuery>(request).await.and_then(|q| {
+                Ok(PackagePresence {
+                    present: self.package_cache()?.has(&q.sha256),
+                    sha256: q.sha256,
+                })
+            })),
+            paths::PACKAGE_PUT => {
+                let cache = match self.package_cache() {
+                    Ok(c) => c.clone(),
+                    Err(e) => return refusal(e),
+                };
+                let query = request.uri().query().unwrap_or("").to_owned();
+                let Some(put) = paths::parse_package_put(&query) else {
+                    return refusal(ErrorBody::new(
+                        ErrorCode::BadRequest,
+                        "a package upload needs sha256=, name= (a plain file name), feed=, id= and version=",
+                    ));
+                };
+                let file = PackageFileRef {
+                    name: put.name.clone(),
+                    sha256: put.sha256,
+                    size: 0,
+                };
+                let meta = PackageMeta {
+                    feed: &put.feed,
+                    id: &put.id,
+                    version: &put.version,
+                };
+                let reader = body::body_reader(request.into_body(), None);
+                match cache
+                    .put(&meta, &file, reader, octo_protocol::MAX_FILE_SIZE)
+                    .await
+                {
+                    Ok(size) => ok(&Stored {
+                        name: put.name,
+                        size,
+                        sha256: put.sha256,
+                    }),
+                    Err(e @ packages::PutError::DigestMismatch { .. }) => {
+                        refusal(ErrorBody::new(ErrorCode::DigestMismatch, e.to_string()))
+                    }
+                    Err(e @ packages::PutError::TooLarge(_)) => {
+                        refusal(ErrorBody::new(ErrorCode::TooLarge, e.to_string()))
+                    }
+                    Err(e) => refusal(ErrorBody::new(ErrorCode::Internal, e.to_string())),
                 }
             }
             paths::FILE_DOWNLOAD => {

@@ -45,6 +45,19 @@ pub struct Settings {
     /// keep their defaults (`octo_runtime::Limits`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub limits: std::collections::BTreeMap<String, u64>,
+    /// The package cache's size budget in MiB (least recently used files are removed beyond it);
+    /// unset: 10 GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_cache_mib: Option<u64>,
+}
+
+impl Settings {
+    /// The package cache's budget in bytes.
+    pub fn package_cache_budget(&self) -> u64 {
+        self.package_cache_mib
+            .map(|m| m.saturating_mul(1 << 20))
+            .unwrap_or(crate::packages::DEFAULT_BUDGET)
+    }
 }
 
 /// A server the tentacle dials (polling mode).
@@ -82,6 +95,7 @@ impl Default for Settings {
             polling_proxy: ProxySettings::default(),
             web_proxy: ProxySettings::default(),
             limits: Default::default(),
+            package_cache_mib: None,
         }
     }
 }

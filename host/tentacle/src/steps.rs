@@ -29,6 +29,7 @@ use octo_runtime::{AllowList, CancelHandle, LogLine, Runtime, StepFailure, StepO
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::packages::PackageCache;
 use crate::plugins::PluginCache;
 
 const STATE_FILE: &str = "state.json";
@@ -153,6 +154,8 @@ pub struct Steps {
     runtime: Arc<Runtime>,
     plugins: PluginCache,
     web_proxy: Mutex<Option<Arc<octo_runtime::WebProxy>>>,
+    packages: Option<(PackageCache, PathBuf)>,
+    downloads: Option<crate::download::DownloadLog>,
 }
 
 impl Steps {
@@ -195,7 +198,62 @@ impl Steps {
             runtime,
             plugins,
             web_proxy: Mutex::new(None),
+            packages: None,
+            downloads: None,
         })
+    }
+
+    /// Steps that deploy a package take it from `cache` and deploy under `applications`.
+    pub fn with_packages(mut self, cache: PackageCache, applications: PathBuf) -> Self {
+        self.packages = Some((cache, applications));
+        self
+    }
+
+    /// Package downloads the tentacle makes itself (acquisition `target`) are recorded in `log`.
+    pub fn with_download_log(mut self, log: crate::download::DownloadLog) -> Self {
+        self.downloads = Some(log);
+        self
+    }
+
+    /// Checks a step's package: its files are named plainly and cached, unless the step says
+    /// how to download them.
+    fn check_package(
+        &self,
+        package: &octo_protocol::StepPackage,
+    ) -> Result<(PackageCache, PathBuf), Refusal> {
+        let (cache, applications) = self
+            .packages
+            .clone()
+            .ok_or_else(|| refuse(ErrorCode::BadRequest, "this tentacle has no package cache"))?;
+        let what = format!("package {} {}", package.id, package.version);
+        if package.files.is_empty() {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                format!("{what} has no files"),
+            ));
+        }
+        if let Some(bad) = package
+            .files
+            .iter()
+            .find(|f| !octo_protocol::PackageFileRef::check_name(&f.name))
+        {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                format!("{what}: {:?} is not a plain file name", bad.name),
+            ));
+        }
+        if package.direct.is_none()
+            && let Some(missing) = cache.missing(package).first()
+        {
+            return Err(refuse(
+                ErrorCode::PackageMissing,
+                format!(
+                    "{what}: this tentacle does not have {} (sha256 {})",
+                    missing.name, missing.sha256
+                ),
+            ));
+        }
+        Ok((cache, applications))
     }
 
     fn get(&self, ticket: &Ticket) -> Result<Arc<Run>, Refusal> {
@@ -259,6 +317,11 @@ impl Steps {
             .map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?
             .map_err(|e| refuse(ErrorCode::PluginInvalid, e.to_string()))?;
 
+        let package = match &request.package {
+            Some(p) => Some((self.check_package(p)?, p.clone())),
+            None => None,
+        };
+
         let dir = self.work.join(request.ticket.as_str());
         let run = self.create_run(&dir, &request_sha256).map_err(|e| {
             refuse(
@@ -274,7 +337,7 @@ impl Steps {
 
         let sink_run = run.clone();
         let log = move |line: LogLine| sink_run.append(level_of(line.level), line.message);
-        let step_request = octo_runtime::StepRequest {
+        let mut step_request = octo_runtime::StepRequest {
             arguments: request.arguments.clone(),
             variables: request
                 .variables
@@ -286,6 +349,12 @@ impl Steps {
                 })
                 .collect(),
             deadline: Some(Duration::from_millis(request.deadline_ms.max(1))),
+            // Granted raw TCP destinations: forwarded into a confined script's namespace.
+            tcp_forwards: grants
+                .iter()
+                .filter(|p| p.is_tcp())
+                .filter_map(|p| p.exact_destination())
+                .collect(),
             policy: Arc::new(AllowList::new(grants)),
             log: Arc::new(log),
             cancel: run.cancel.clone(),
@@ -303,10 +372,51 @@ impl Steps {
         let runtime = self.runtime.clone();
         let ticket = request.ticket.clone();
         tracing::info!(%ticket, plugin = %request.plugin, "step started");
+        let package_dir = dir.join("package");
         let step_dir = dir.join(STEP_DIR);
+        let fetch = Fetch {
+            web_proxy: step_request.web_proxy.clone(),
+            log: self.downloads.clone().unwrap_or_else(|| {
+                crate::download::DownloadLog::in_dir(&self.work.join("..").join("logs"))
+            }),
+        };
         tokio::spawn(async move {
+            let mut _in_use = None;
+            if let Some(((cache, applications), package)) = package {
+                match prepare_package(
+                    &cache,
+                    &applications,
+                    &package,
+                    &package_dir,
+                    run.clone(),
+                    &fetch,
+                )
+                .await
+                {
+                    Ok((arguments, mounts, guard)) => {
+                        step_request.arguments.extend(arguments);
+                        step_request.mounts = mounts;
+                        _in_use = Some(guard);
+                    }
+                    Err(message) => {
+                        tracing::warn!(%ticket, %message, "package not available");
+                        run.finish(
+                            StepState::Failed,
+                            StepResult {
+                                failure: Some(Failure {
+                                    kind: "failed".into(),
+                                    message,
+                                }),
+                                ..StepResult::default()
+                            },
+                        );
+                        return;
+                    }
+                }
+            }
             let outcome = plugin.run(&runtime, step_request).await;
             remove_step_dir(&step_dir);
+            let _ = fs::remove_dir_all(&package_dir);
             let (state, result) = summarize(outcome, run.cancel.is_cancelled());
             tracing::info!(%ticket, state = state.as_str(), "step finished");
             run.finish(state, result);
@@ -409,6 +519,78 @@ impl Steps {
             .values()
             .filter(|r| !r.lock().state.is_terminal())
             .count()
+    }
+}
+
+/// How the tentacle downloads a package itself: its web request proxy and where it records it.
+struct Fetch {
+    web_proxy: Option<Arc<octo_runtime::WebProxy>>,
+    log: crate::download::DownloadLog,
+}
+
+/// Makes the step's package available (downloading what is missing when the step says how) and
+/// returns deploy-package's arguments, mounts and the guard that keeps the files from pruning.
+async fn prepare_package(
+    cache: &PackageCache,
+    applications: &Path,
+    package: &octo_protocol::StepPackage,
+    staging: &Path,
+    run: Arc<Run>,
+    fetch: &Fetch,
+) -> Result<
+    (
+        std::collections::BTreeMap<String, String>,
+        Vec<octo_runtime::Mount>,
+        crate::packages::InUse,
+    ),
+    String,
+> {
+    let what = format!("package {} {}", package.id, package.version);
+    if !cache.missing(package).is_empty() {
+        match &package.direct {
+            Some(direct) => {
+                crate::download::download_missing(
+                    cache.clone(),
+                    package.clone(),
+                    direct.clone(),
+                    fetch.web_proxy.clone(),
+                    fetch.log.clone(),
+                    Arc::new(move |m| run.note(m)),
+                )
+                .await?
+            }
+            None => return Err(format!("{what}: not in this tentacle's package cache")),
+        }
+    }
+    let (dir, name, guard) = cache
+        .use_package(package, staging)
+        .map_err(|e| format!("{what}: cannot use the cached package: {e}"))?;
+    let invocation = octo_builtin_plugins::deploy_package::invocation(
+        applications,
+        &dir,
+        &name,
+        &package.id,
+        &package.version,
+    )
+    .map_err(|e| e.to_string())?;
+    let mounts = invocation
+        .mounts
+        .into_iter()
+        .map(|m| {
+            if m.writable {
+                octo_runtime::Mount::read_write(m.host, m.guest)
+            } else {
+                octo_runtime::Mount::read_only(m.host, m.guest)
+            }
+        })
+        .collect();
+    Ok((invocation.arguments, mounts, guard))
+}
+
+impl Run {
+    /// Appends a line to the run's log (for the host's own messages, e.g. a download).
+    pub(crate) fn note(&self, message: String) {
+        self.append(LogLevel::Info, message);
     }
 }
 

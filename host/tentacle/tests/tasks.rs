@@ -263,7 +263,8 @@ async fn a_remote_run_is_a_task_with_each_targets_outcome() {
             .count(),
         2
     );
-    let db = std::fs::read(home.join("octo.db")).unwrap_or_default();
+    let mut db = std::fs::read(home.join("octo.db")).unwrap_or_default();
+    db.extend(std::fs::read(home.join("octo.db-wal")).unwrap_or_default());
     assert!(
         !String::from_utf8_lossy(&db).contains("s3cr3t-token"),
         "no secret at rest"
@@ -347,6 +348,21 @@ async fn a_remote_run_is_a_task_with_each_targets_outcome() {
         "{}",
         text(&out).1
     );
+    let out = octo(
+        home,
+        &[
+            "run-step",
+            "run-script",
+            "--param",
+            "ScriptBody=true",
+            "--detach",
+        ],
+    );
+    assert!(
+        text(&out).1.contains("--detach is for runs on targets"),
+        "{}",
+        text(&out).1
+    );
     let out = octo(home, &["tasks", "show", "999"]);
     assert!(text(&out).1.contains("no task 999"), "{}", text(&out).1);
 }
@@ -417,6 +433,20 @@ async fn pinning_errors_end_the_targets_part_at_once() {
     assert_eq!(task["state"], "failed");
 }
 
+/// Everything `stream` gives, as it comes.
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let shared = text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut s = shared.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    text
+}
+
 /// Every `[t1] line N` of `text`, in order.
 fn numbered(text: &str) -> Vec<u32> {
     text.lines()
@@ -437,19 +467,39 @@ async fn a_daemon_killed_mid_step_resumes_and_loses_no_line() {
     let script = format!(
         "for i in $(seq 1 {LINES}); do echo line $i; sleep 0.05; done\nset_octopusvariable Done yes"
     );
-    let id = octo_ok(
-        home,
-        &[
+    // The CLI that started the run, in the foreground: it announces the task on stderr.
+    let mut cli = Command::new(octo_bin())
+        .arg("--home")
+        .arg(home)
+        .args([
             "run-step",
             "run-script",
             "--param",
             &format!("ScriptBody={script}"),
             "--target",
             "t1",
-            "--detach",
-        ],
-    );
-    let id = id.trim().to_string();
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli_out = collect(cli.stdout.take().unwrap());
+    let cli_err = collect(cli.stderr.take().unwrap());
+    let started = Instant::now();
+    let id = loop {
+        let err = cli_err.lock().unwrap().clone();
+        if let Some(id) = err
+            .lines()
+            .find_map(|l| l.strip_prefix("(task ")?.split(':').next())
+        {
+            break id.to_string();
+        }
+        assert!(
+            started.elapsed() < common::LIVENESS,
+            "no task announced: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
 
     // A follower started before the crash.
     let mut follower = Command::new(octo_bin())
@@ -460,18 +510,7 @@ async fn a_daemon_killed_mid_step_resumes_and_loses_no_line() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let seen = Arc::new(Mutex::new(String::new()));
-    {
-        let seen = seen.clone();
-        let stdout = follower.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut s = seen.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-    }
+    let seen = collect(follower.stdout.take().unwrap());
     // Some lines are stored; then the daemon dies in the middle of the step.
     wait_task(home, &id, |t| {
         t["log"].as_array().is_some_and(|l| l.len() >= 5)
@@ -513,6 +552,16 @@ async fn a_daemon_killed_mid_step_resumes_and_loses_no_line() {
     let seen = seen.lock().unwrap().clone();
     assert!(status.success(), "{seen}");
     assert_eq!(numbered(&seen), (1..=LINES).collect::<Vec<_>>(), "{seen}");
+    // So did the CLI that started the run: it went on from the store, ended with the task's
+    // result and printed each line once, and the outcome.
+    let status = cli.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = cli_out.lock().unwrap().clone();
+    let err = cli_err.lock().unwrap().clone();
+    assert!(status.success(), "{out}\n{err}");
+    assert_eq!(numbered(&out), (1..=LINES).collect::<Vec<_>>(), "{out}");
+    assert!(out.contains("Done = yes"), "{out}");
+    assert!(err.contains("following task"), "{err}");
     // Nothing is left running on the tentacle.
     assert_eq!(
         std::fs::read_dir(tentacle.home.join("work"))

@@ -49,8 +49,8 @@ pub const INSTALLATION_DIRECTORY: &str = "Octopus.Action.Package.InstallationDir
 const TARGET_FILES: &str = "Octopus.Action.SubstituteInFiles.TargetFiles";
 const JSON_TARGETS: &str = "Octopus.Action.Package.JsonConfigurationVariablesTargets";
 
-/// The file the fix-ups (links, modes) are written to in the work directory.
-const FIXUP_FILE: &str = "octo-package-fixups.sh";
+/// `$0` of the fix-up script (links, modes), which bash reads on standard input.
+const FIXUP_NAME: &str = "octo-package-fixups";
 
 struct DeployPackage;
 
@@ -292,9 +292,10 @@ fn apply_fixups(extracted: &Extracted, host_dir: &Path) -> Result {
         }
         script.push('\n');
     }
-    fs::write(FIXUP_FILE, script).context("cannot write into the step's work directory")?;
-    let status = Command::new("bash").arg(FIXUP_FILE).status();
-    let _ = fs::remove_file(FIXUP_FILE);
+    let status = Command::new("bash")
+        .args(["-c", ". /dev/stdin", FIXUP_NAME])
+        .stdin(script.into_bytes())
+        .status();
     match status {
         Ok(0) => Ok(()),
         Ok(code) => bail!("setting the package's links and file modes failed (exit code {code})"),
@@ -332,26 +333,20 @@ impl Conventions<'_> {
         Ok(())
     }
 
-    /// Runs a script of the package with run-script's bootstrap, in the deployment directory.
+    /// Runs a script of the package with run-script's bootstrap, in the deployment directory. As
+    /// in run-script, the variables (sensitive ones included) reach bash on standard input only.
     fn script(&self, name: &str) -> std::result::Result<(), String> {
         let wrapper = format!(
             "cd -- {} || exit 1\nsource ./{}\n",
             bootstrap::ansi_c_quote(&self.dir_host.display().to_string()),
             bootstrap::ansi_c_quote(name)
         );
-        let write = |file: &str, text: String| {
-            fs::write(file, text)
-                .map_err(|e| format!("cannot write {file} into the step's work directory: {e}"))
-        };
-        write(bootstrap::SCRIPT_FILE, wrapper)?;
-        write(
-            bootstrap::BOOTSTRAP_FILE,
-            bootstrap::bootstrap(self.pairs.iter().copied(), bootstrap::SCRIPT_FILE),
-        )?;
-        let status = Command::new("bash").arg(bootstrap::BOOTSTRAP_FILE).status();
-        // The bootstrap holds the variables, sensitive ones included.
-        let _ = fs::remove_file(bootstrap::BOOTSTRAP_FILE);
-        let _ = fs::remove_file(bootstrap::SCRIPT_FILE);
+        let status = Command::new("bash")
+            .args(["-c", ". /dev/stdin", bootstrap::BOOTSTRAP_FILE])
+            .stdin(
+                bootstrap::bootstrap_with_script(self.pairs.iter().copied(), &wrapper).into_bytes(),
+            )
+            .status();
         match status {
             Ok(0) => Ok(()),
             Ok(code) => Err(format!("{name} exited with code {code}")),

@@ -453,7 +453,10 @@ mod tests {
                     printf no-newline";
         let (out, code, left) = run_on_stdin(&vars, body);
         assert_eq!(code, 0, "{out}");
-        assert!(left.is_empty(), "files left in the work directory: {left:?}");
+        assert!(
+            left.is_empty(),
+            "files left in the work directory: {left:?}"
+        );
         assert_eq!(
             out,
             format!(

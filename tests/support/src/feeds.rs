@@ -418,3 +418,127 @@ pub fn read_all(mut r: impl Read) -> Vec<u8> {
     r.read_to_end(&mut v).unwrap();
     v
 }
+
+/// Where scripts/setup.sh installs npm's `nuget-server` (1.11, with `typed-message` overridden to 1.17.0).
+pub const NUGET_SERVER: &str = "/opt/octo-nuget-server/node_modules/.bin/nuget-server";
+
+/// npm's `nuget-server`, a third-party NuGet v3 server. It listens on 0.0.0.0, so it runs in a network
+/// namespace of its own (`unshare -n`, loopback up): nothing outside can reach it. The test reaches it
+/// through a forwarder: a listener on the host's 127.0.0.1 whose connections are opened from a thread
+/// that joined the server's namespace (`setns`). Packages are laid out in its storage directory before
+/// it starts (`<Id>/<version>/<Id>.<version>.nupkg` and `<Id>.nuspec`, as its own publish writes them).
+pub struct NugetServer {
+    child: Child,
+    dir: PathBuf,
+    /// `http://127.0.0.1:PORT` on the host (the forwarder).
+    pub base_url: String,
+}
+
+impl NugetServer {
+    /// Starts it with `packages` (id, version, nupkg bytes, nuspec text). Panics naming the npm package
+    /// when it is not installed.
+    pub fn start(packages: &[(&str, &str, Vec<u8>, String)]) -> NugetServer {
+        assert!(
+            Path::new(NUGET_SERVER).exists(),
+            "nuget-server is not installed: the npm package nuget-server 1.11 in /opt/octo-nuget-server (scripts/setup.sh installs it)"
+        );
+        need("unshare", "util-linux");
+        need("ip", "iproute2");
+        let dir = std::env::temp_dir().join(format!(
+            "octo-nuget-{}-{}",
+            std::process::id(),
+            crate::free_port()
+        ));
+        for (id, version, nupkg, nuspec) in packages {
+            let d = dir.join("packages").join(id).join(version);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(format!("{id}.{version}.nupkg")), nupkg).unwrap();
+            std::fs::write(d.join(format!("{id}.nuspec")), nuspec).unwrap();
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base_url = format!("http://127.0.0.1:{port}");
+        const INNER_PORT: u16 = 5000;
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let script = format!(
+            "ip link set lo up && exec {NUGET_SERVER} -p {INNER_PORT} -b {base_url} -d {} --auth-mode none -l warn",
+            dir.join("packages").display()
+        );
+        let child = Command::new("unshare")
+            .args(["-n", "sh", "-c", &script])
+            .current_dir(&dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("unshare runs");
+        let pid = child.id();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // This thread joins the server's network namespace; connections it opens are inside. Wait
+            // until `unshare` has made it (until then the child is still in ours).
+            let theirs = format!("/proc/{pid}/ns/net");
+            let ours = std::fs::read_link("/proc/self/ns/net").ok();
+            let start = Instant::now();
+            while std::fs::read_link(&theirs).ok() == ours
+                && start.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let ns = std::fs::File::open(&theirs).unwrap();
+            use std::os::fd::AsRawFd;
+            let joined = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == 0;
+            let start = Instant::now();
+            let mut up = false;
+            while joined && start.elapsed() < Duration::from_secs(120) {
+                if TcpStream::connect(("127.0.0.1", INNER_PORT)).is_ok() {
+                    up = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = ready_tx.send(up);
+            for outside in listener.incoming().flatten() {
+                let Ok(inside) = TcpStream::connect(("127.0.0.1", INNER_PORT)) else {
+                    continue;
+                };
+                let (mut a, mut b) = (outside.try_clone().unwrap(), inside.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut c, mut d) = (inside, outside);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut d);
+                    let _ = d.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        let server = NugetServer {
+            child,
+            dir,
+            base_url,
+        };
+        let up = ready_rx
+            .recv_timeout(Duration::from_secs(200))
+            .unwrap_or(false);
+        assert!(
+            up,
+            "nuget-server did not listen in its namespace: {}",
+            std::fs::read_to_string(server.dir.join("server.log")).unwrap_or_default()
+        );
+        server
+    }
+
+    /// The service index URL.
+    pub fn index_url(&self) -> String {
+        format!("{}/v3/index.json", self.base_url)
+    }
+}
+
+impl Drop for NugetServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

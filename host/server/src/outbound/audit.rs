@@ -125,6 +125,14 @@ struct RowSink {
 
 impl AuditSink for RowSink {
     fn record(&self, attempt: &OutboundAttempt) {
+        // A step's scripts have a row of their own.
+        let kind = if attempt.source == octo_runtime::RequestSource::Script
+            && self.kind == DestinationId::StepPlugins
+        {
+            DestinationId::StepScripts
+        } else {
+            self.kind
+        };
         let mut reason = attempt.reason.clone();
         if attempt.allowed && reason.is_empty() {
             let explained = self.policy.as_ref().and_then(|p| {
@@ -141,7 +149,7 @@ impl AuditSink for RowSink {
             }
         }
         self.log.record(&AuditRecord::new(
-            self.kind,
+            kind,
             &attempt.plugin_id,
             &attempt.destination,
             attempt.allowed,

@@ -38,6 +38,7 @@ pub fn describe(row: DestinationId) -> &'static str {
         DestinationId::Tentacles => "listening tentacles",
         DestinationId::PackageFeeds => "package feeds",
         DestinationId::StepPlugins => "step plugins' own requests",
+        DestinationId::StepScripts => "step scripts' requests",
     }
 }
 

@@ -116,20 +116,8 @@ impl SettingsPolicy {
                 };
             }
         };
-        // A step's scripts: not air-gapped, their HTTP(S) goes out and is recorded (audited); while
-        // air-gapped they get what the step's plugin would (grants inside the internal networks).
-        if request.source == octo_runtime::RequestSource::Script
-            && !settings.air_gapped()
-            && !matches!(self.role, PluginRole::Vendor(_))
-        {
-            return octo_outbound::Decision {
-                allowed: true,
-                reason: format!(
-                    "a script of step {} (not air-gapped: script traffic is audited)",
-                    request.plugin_id
-                ),
-            };
-        }
+        // A step's scripts are decided as the step's plugin is (its grants; only inside the internal
+        // networks while air-gapped), as a tentacle decides them with the allow-list it is sent.
         let mut decision = octo_outbound::decide_plugin(
             &settings,
             &self.grants,
@@ -227,12 +215,17 @@ mod tests {
             p.check(&request("custom", "https://no.example/x")),
             Verdict::Deny(r) if r.contains("octo plugins grant custom https://no.example:443")
         ));
-        // A script of the same step: allowed (and audited) while not air-gapped.
+        // A script of the same step: decided as the step is (as a tentacle does with its allow-list).
         let script = OutboundRequest {
             source: octo_runtime::RequestSource::Script,
             ..request("custom", "https://no.example/x")
         };
-        assert_eq!(p.check(&script), Verdict::Allow);
+        assert!(matches!(p.check(&script), Verdict::Deny(_)));
+        let granted_script = OutboundRequest {
+            source: octo_runtime::RequestSource::Script,
+            ..request("custom", "https://ok.example/x")
+        };
+        assert_eq!(p.check(&granted_script), Verdict::Allow);
         let mut gapped = Settings::default();
         gapped.set_air_gapped(true);
         let p = SettingsPolicy::new(gapped, grants, vec![], PluginRole::Step);

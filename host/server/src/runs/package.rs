@@ -85,41 +85,65 @@ impl FromStr for Acquire {
     }
 }
 
-/// A package file on this machine, with what it is.
+/// A package on this machine: what it is and its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackageFile {
-    /// The file.
-    pub path: PathBuf,
+pub struct LocalPackage {
     /// The package id.
     pub id: String,
     /// Its version.
     pub version: String,
-    /// Hex sha256 of the file.
-    pub sha256: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// The feed it came from, if any.
+    /// The feed it came from (none for a file the administrator gave).
     pub feed: Option<String>,
+    /// Its files (one for an archive; one per layer for an OCI artifact).
+    pub files: Vec<LocalFile>,
 }
 
-impl PackageFile {
+/// One file of a [`LocalPackage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    /// Its name in the package (what the step sees).
+    pub name: String,
+    /// Where it is here.
+    pub path: PathBuf,
+    /// Hex sha256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl LocalPackage {
     /// `package ID VERSION`, for messages.
     pub fn describe(&self) -> String {
         format!("package {} {}", self.id, self.version)
     }
 
-    /// The file's name (what the step sees under `/package`).
-    pub fn file_name(&self) -> String {
-        self.path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+    /// What a start request carries (files by digest), without a direct download.
+    pub fn step_package(&self) -> Result<octo_protocol::StepPackage> {
+        let files = self
+            .files
+            .iter()
+            .map(|f| {
+                Ok(octo_protocol::PackageFileRef {
+                    name: f.name.clone(),
+                    sha256: octo_protocol::Sha256Digest::parse(&f.sha256)
+                        .map_err(|e| err!(Failed, "{}: {e}", self.describe()))?,
+                    size: f.size,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(octo_protocol::StepPackage {
+            feed: self.feed.clone().unwrap_or_default(),
+            id: self.id.clone(),
+            version: self.version.clone(),
+            files,
+            direct: None,
+        })
     }
 }
 
 /// A package file given on the command line: id and version from `Package.Id` / `Package.Version`
 /// parameters, else from the file's name.
-pub fn local_file(path: &Path, params: &[(String, String)]) -> Result<PackageFile> {
+pub fn local_file(path: &Path, params: &[(String, String)]) -> Result<LocalPackage> {
     let param = |name: &str| {
         params
             .iter()
@@ -156,13 +180,115 @@ pub fn local_file(path: &Path, params: &[(String, String)]) -> Result<PackageFil
     }
     let sha256 = digest_of(file)
         .with_context(|| format!("package {id} {version}: cannot read {}", path.display()))?;
-    Ok(PackageFile {
-        path: path.to_path_buf(),
+    let path =
+        std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))?;
+    Ok(LocalPackage {
         id,
         version,
-        sha256,
-        size: meta.len(),
         feed: None,
+        files: vec![LocalFile {
+            name: file_name.to_owned(),
+            path,
+            sha256,
+            size: meta.len(),
+        }],
+    })
+}
+
+/// A feed package in the server's cache (downloaded once through the web request proxy if it was
+/// not there; see `crate::packages::acquire`).
+pub fn from_feed(home: &Home, spec: &FeedPackage) -> Result<LocalPackage> {
+    let acquired = crate::packages::acquire(
+        home,
+        &spec.feed,
+        &spec.id,
+        spec.requirement.as_deref(),
+        &Default::default(),
+        &crate::sink::Sink::silent(),
+    )?;
+    let download = &acquired.entry.download;
+    let files = download
+        .files
+        .iter()
+        .zip(&acquired.paths)
+        .map(|(f, path)| LocalFile {
+            name: f.name.clone(),
+            path: path.clone(),
+            sha256: f.sha256.clone().unwrap_or_default(),
+            size: f.size.unwrap_or_default(),
+        })
+        .collect();
+    Ok(LocalPackage {
+        id: download.package_id.clone(),
+        version: download.version.clone(),
+        feed: Some(spec.feed.clone()),
+        files,
+    })
+}
+
+/// Acquisition `target`: the server resolves the version (through the gate and the web request
+/// proxy, recorded under `package-feeds`) and hands each tentacle what to download, every file's
+/// digest and the feed's credentials for that run. A digest the feed does not publish is taken
+/// from the server's cache; without one the tentacle could not verify its download, so that is
+/// refused.
+pub fn for_targets(home: &Home, spec: &FeedPackage) -> Result<octo_protocol::StepPackage> {
+    let stored = crate::package_feeds::get(home, &spec.feed)?;
+    let sink = crate::sink::Sink::silent();
+    let label = match &spec.requirement {
+        Some(r) => format!("{}@{r}", spec.id),
+        None => spec.id.clone(),
+    };
+    let opened = crate::packages::open_feed(home, &stored, &format!("resolve {label}"), &sink)?;
+    let mut download =
+        crate::feeds::block_on(opened.client.resolve(&spec.id, spec.requirement.as_deref()))?
+            .map_err(crate::packages::to_error)?;
+    let what = format!(
+        "feed {}, package {}@{}",
+        spec.feed, download.package_id, download.version
+    );
+    if !download.fully_pinned() {
+        let cache = crate::packages::cache::PackageCache::open(home.packages())?;
+        let key = crate::packages::cache::PackageCache::key(
+            &spec.feed,
+            &download.package_id,
+            &download.version,
+        );
+        match cache.get(&key) {
+            Some(entry) if entry.download.files.len() == download.files.len() => {
+                for (file, cached) in download.files.iter_mut().zip(&entry.download.files) {
+                    file.sha256 = file.sha256.clone().or(cached.sha256.clone());
+                    file.size = file.size.or(cached.size);
+                }
+            }
+            _ => bail!(
+                Failed,
+                "{what}: the feed publishes no sha256 for it, so a tentacle could not verify a direct download; run `octo packages download {} {}@{}` once (the server records its digest) or use --acquire server",
+                spec.feed,
+                download.package_id,
+                download.version
+            ),
+        }
+    }
+    let mut files = Vec::new();
+    for f in &download.files {
+        files.push(octo_protocol::PackageFileRef {
+            name: f.name.clone(),
+            sha256: octo_protocol::Sha256Digest::parse(f.sha256.as_deref().unwrap_or_default())
+                .map_err(|e| err!(Failed, "{what}: {e}"))?,
+            size: f.size.unwrap_or_default(),
+        });
+    }
+    let credentials = stored.spec.credentials.clone();
+    Ok(octo_protocol::StepPackage {
+        feed: spec.feed.clone(),
+        id: download.package_id.clone(),
+        version: download.version.clone(),
+        files,
+        direct: Some(octo_protocol::DirectDownload {
+            download: serde_json::to_value(&download).map_err(|e| err!(Failed, "{what}: {e}"))?,
+            username: credentials.as_ref().map(|c| c.username.clone()),
+            password: credentials.map(|c| c.password),
+        }),
     })
 }
 
@@ -188,21 +314,21 @@ pub struct LocalDeployment {
     _staging: tempfile::TempDir,
 }
 
-/// Stages `package` for a run here: `<home>/work/package-*/<file>` (a hard link) mounted
+/// Stages `package` for a run here: `<home>/work/package-*/<files>` (hard links) mounted
 /// read-only, `<home>/Applications/<package>/` read-write.
-pub fn prepare_local(home: &Home, package: &PackageFile) -> Result<LocalDeployment> {
+pub fn prepare_local(home: &Home, package: &LocalPackage) -> Result<LocalDeployment> {
     let work = home.work()?;
     let staging = tempfile::Builder::new()
         .prefix("package-")
         .tempdir_in(&work)
         .with_context(|| format!("cannot create a directory in {}", work.display()))?;
-    let name = deploy_package::stage(&package.path, staging.path()).with_context(|| {
-        format!(
-            "{}: cannot stage {}",
-            package.describe(),
-            package.path.display()
-        )
-    })?;
+    let files: Vec<(PathBuf, String)> = package
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.name.clone()))
+        .collect();
+    let name = deploy_package::stage(&files, staging.path())
+        .with_context(|| format!("{}: cannot stage its files", package.describe()))?;
     let invocation = deploy_package::invocation(
         &home.applications(),
         staging.path(),

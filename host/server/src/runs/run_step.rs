@@ -3,7 +3,7 @@
 //! The command loads what it needs from the home once — the settings, the grants, the plugin store —
 //! and hands it down to the step source, the outbound policy and the remote allow-list.
 
-use super::package::{self, Acquire, PackageFile, PackageSource};
+use super::package::{self, Acquire, LocalPackage, PackageSource};
 use super::step_source::StepSource;
 use super::system_variables;
 use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
@@ -258,31 +258,43 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         }
     };
 
+    let remote = !options.targets.is_empty() || !options.roles.is_empty();
     let package = match &options.package {
         None if options.plugin == octo_builtin_plugins::DEPLOY_PACKAGE.id => bail!(
             Invalid,
             "deploy-package deploys a package: give --package FEED:ID@VERSION or --package-file PATH"
         ),
         None => None,
-        Some(source) => {
-            if options.plugin != octo_builtin_plugins::DEPLOY_PACKAGE.id {
-                bail!(
-                    Invalid,
-                    "--package and --package-file go with the deploy-package step, not {}",
-                    options.plugin
-                );
-            }
-            Some(acquire_package(home, source, options)?)
+        Some(_) if options.plugin != octo_builtin_plugins::DEPLOY_PACKAGE.id => bail!(
+            Invalid,
+            "--package and --package-file go with the deploy-package step, not {}",
+            options.plugin
+        ),
+        Some(PackageSource::File(_)) if remote && options.acquire == Acquire::Target => bail!(
+            Invalid,
+            "--acquire target has each target download the package from its feed: give --package FEED:ID@VERSION, not a file"
+        ),
+        Some(PackageSource::Feed(spec)) if remote && options.acquire == Acquire::Target => {
+            Some(Acquired::ForTargets(package::for_targets(home, spec)?))
+        }
+        Some(PackageSource::Feed(spec)) => Some(Acquired::Here(package::from_feed(home, spec)?)),
+        Some(PackageSource::File(path)) => {
+            Some(Acquired::Here(package::local_file(path, &options.params)?))
         }
     };
 
-    if !options.targets.is_empty() || !options.roles.is_empty() {
-        if package.is_some() {
-            bail!(
-                Failed,
-                "deploying a package on targets is not available in this build yet"
-            );
-        }
+    if remote {
+        let package = match package {
+            None => None,
+            Some(Acquired::ForTargets(step)) => Some(Box::new(crate::admin::RemotePackage {
+                step,
+                paths: Vec::new(),
+            })),
+            Some(Acquired::Here(local)) => Some(Box::new(crate::admin::RemotePackage {
+                step: local.step_package()?,
+                paths: local.files.iter().map(|f| f.path.clone()).collect(),
+            })),
+        };
         // The server decides; the tentacle's sandbox enforces exactly this list.
         let grants = policy::remote_grants(
             &settings,
@@ -302,6 +314,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
                 deadline: options.deadline,
                 targets: options.targets.clone(),
                 roles: options.roles.clone(),
+                package,
                 detach: options.detach,
             },
             output,
@@ -342,6 +355,16 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         &plugin.manifest().id,
         plugin.digest().to_owned(),
     );
+    // Raw TCP destinations granted to this component (or for this run): forwarded into a confined
+    // script's namespace, each connection still decided by the policy.
+    let tcp_forwards: Vec<octo_manifest::Destination> = grants
+        .for_component(&component)
+        .for_plugin(&component.id)
+        .iter()
+        .chain(&options.allow_outbound)
+        .filter(|p| p.is_tcp())
+        .filter_map(|p| p.exact_destination())
+        .collect();
     let policy = Arc::new(SettingsPolicy::for_component(
         Arc::new(live),
         &grants,
@@ -353,7 +376,8 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     let mut arguments = arguments;
     let mut mounts = Vec::new();
     let _deployment = match &package {
-        Some(package) => {
+        Some(Acquired::ForTargets(_)) => unreachable!("only for runs on targets"),
+        Some(Acquired::Here(package)) => {
             let deployment = package::prepare_local(home, package)?;
             arguments.extend(deployment.arguments.clone());
             mounts = deployment.mounts.clone();
@@ -375,6 +399,7 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         }),
         web_proxy: web_proxy.map(Arc::new),
         script_network,
+        tcp_forwards,
         mounts,
         ..StepRequest::new(work.path())
     };
@@ -480,6 +505,7 @@ struct RemoteStep {
     deadline: Duration,
     targets: Vec<String>,
     roles: Vec<String>,
+    package: Option<Box<crate::admin::RemotePackage>>,
     detach: bool,
 }
 
@@ -502,15 +528,23 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
         deadline_ms: step.deadline.as_millis() as u64,
         targets: step.targets,
         roles: step.roles,
+        package: step.package,
         detach: step.detach,
     });
     let mut summary = RemoteSummary {
         detached: step.detach,
         ..RemoteSummary::default()
     };
-    summary.ok = admin::call(home, &request, |event| {
+    // The last line seen of each target, to go on from the store without repeating one.
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let answer = admin::call(home, &request, |event| {
         match &event {
             AdminEvent::Task { id } => summary.task = Some(*id),
+            AdminEvent::Log {
+                target, sequence, ..
+            } => {
+                seen.insert(target.clone(), *sequence);
+            }
             AdminEvent::Result {
                 target,
                 state,
@@ -532,24 +566,76 @@ fn run_remote(home: &Home, step: RemoteStep, output: &dyn RunOutput) -> Result<R
             _ => {}
         }
         output.remote(event);
-    })
-    .context("cannot run the step through the server")?;
+    });
+    match (answer, summary.task) {
+        (Ok(ok), _) => summary.ok = ok,
+        // The daemon went away in the middle of the task (killed, restarted): the task is in the
+        // store, and a restarted daemon resumes it; follow it there.
+        (Err(error), Some(id)) if !step.detach => {
+            output.remote(AdminEvent::Note {
+                target: "server".into(),
+                message: format!(
+                    "{}; following task {id} in the store until the server resumes it",
+                    error.one_line()
+                ),
+            });
+            let report = crate::tasks::follow(home, id, &mut |line| {
+                if seen
+                    .get(&line.target)
+                    .is_some_and(|last| line.sequence <= *last)
+                {
+                    return;
+                }
+                seen.insert(line.target.clone(), line.sequence);
+                output.remote(AdminEvent::Log {
+                    target: line.target.clone(),
+                    sequence: line.sequence,
+                    level: serde_json::from_value(serde_json::Value::String(line.level.clone()))
+                        .unwrap_or(octo_protocol::LogLevel::Info),
+                    message: line.message.clone(),
+                });
+            })?;
+            for part in report.task.parts {
+                if summary.targets.iter().any(|t| t.target == part.target) {
+                    continue;
+                }
+                let state = match part.state {
+                    octo_store::TaskState::Succeeded => StepState::Succeeded,
+                    octo_store::TaskState::Failed => StepState::Failed,
+                    octo_store::TaskState::Cancelled => StepState::Cancelled,
+                    _ => StepState::Unknown,
+                };
+                let event = AdminEvent::Result {
+                    target: part.target.clone(),
+                    state,
+                    message: part.outcome.failure.clone(),
+                    outputs: part.outcome.outputs.clone(),
+                    artifacts: part.outcome.artifacts.clone(),
+                    outbound: part.outcome.outbound.clone(),
+                };
+                output.remote(event);
+                summary.targets.push(TargetOutcome {
+                    target: part.target,
+                    state,
+                    message: part.outcome.failure.clone(),
+                    outcome: part.outcome,
+                });
+            }
+            summary.ok = true;
+        }
+        (Err(error), _) => {
+            return Err(error).context("cannot run the step through the server");
+        }
+    }
     Ok(summary)
 }
 
-/// The package of a deploy-package run, on this machine.
-fn acquire_package(
-    _home: &Home,
-    source: &PackageSource,
-    options: &RunStepOptions,
-) -> Result<PackageFile> {
-    match source {
-        PackageSource::File(path) => package::local_file(path, &options.params),
-        PackageSource::Feed(spec) => bail!(
-            Failed,
-            "package {spec}: acquiring packages from feeds is not available in this build; give --package-file PATH"
-        ),
-    }
+/// A deploy-package run's package once acquired.
+enum Acquired {
+    /// On this machine (a file, or in the server's cache).
+    Here(LocalPackage),
+    /// Resolved for targets that download it themselves.
+    ForTargets(octo_protocol::StepPackage),
 }
 
 /// The runtime's script network mode for the settings (confined while air-gapped).

@@ -326,8 +326,14 @@ impl Daemon {
             .map(|d| d.as_millis())
             .unwrap_or(0);
         let prefix = format!("run-{millis}-{number}");
+        let package_paths = run
+            .package
+            .as_ref()
+            .map(|p| p.paths.clone())
+            .unwrap_or_default();
         let job = Arc::new(Job {
             plugin,
+            package_paths,
             start: StartStep {
                 ticket: Ticket::parse(&prefix).map_err(Error::other)?,
                 plugin: digest,
@@ -341,6 +347,7 @@ impl Daemon {
                         octo_protocol::ScriptNetwork::Confined
                     }
                 },
+                package: run.package.map(|p| p.step),
             },
         });
         let parts: Vec<(Target, Ticket)> = selected

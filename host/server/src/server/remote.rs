@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use octo_comms::backoff::Backoff;
 use octo_comms::rpc::{RpcClient, RpcError};
 use octo_protocol::{
-    Completed, ErrorBody, ErrorCode, LogCursor, StartStep, StatusRequest, StepResult, StepStarted,
-    StepState, StepStatus, Stored, Ticket, TicketRequest, paths,
+    Completed, ErrorBody, ErrorCode, LogCursor, PackagePresence, PackageQuery, StartStep,
+    StatusRequest, StepResult, StepStarted, StepState, StepStatus, Stored, Ticket, TicketRequest,
+    paths,
 };
 use octo_store::{PartOutcome, Store, TaskId, TaskState};
 use tokio::sync::mpsc;
@@ -45,6 +46,9 @@ fn reconnect_budget() -> Duration {
 pub struct Job {
     /// The component.
     pub plugin: Vec<u8>,
+    /// The server's file of each of `start.package`'s files, to upload where missing (empty when
+    /// targets download the package themselves).
+    pub package_paths: Vec<std::path::PathBuf>,
     /// The start request (the ticket is per target).
     pub start: StartStep,
 }
@@ -402,6 +406,63 @@ pub async fn run_part(
     }
 }
 
+enum SendError {
+    Lost(RpcError),
+    Refused(String),
+}
+
+/// Uploads the package files the tentacle lacks (it answers which by digest).
+async fn send_package(runner: &Runner<'_>, client: &RpcClient, job: &Job) -> Result<(), SendError> {
+    let Some(package) = &job.start.package else {
+        return Err(SendError::Refused(
+            "the tentacle asked for a package the step does not have".into(),
+        ));
+    };
+    let what = format!("package {} {}", package.id, package.version);
+    if job.package_paths.len() != package.files.len() {
+        return Err(SendError::Refused(format!(
+            "{what}: the tentacle does not have it and the server has no copy to send"
+        )));
+    }
+    for (file, path) in package.files.iter().zip(&job.package_paths) {
+        let presence = client
+            .call_json::<_, PackagePresence>(
+                paths::PACKAGE_HAS,
+                &PackageQuery {
+                    sha256: file.sha256,
+                },
+            )
+            .await;
+        match presence {
+            Ok(p) if p.present => continue,
+            Ok(_) => {}
+            Err(e) if e.is_connection_failure() => return Err(SendError::Lost(e)),
+            Err(e) => return Err(SendError::Refused(format!("{what}: {e}"))),
+        }
+        runner.note(format!(
+            "sending {what} ({}, {} bytes, sha256 {})",
+            file.name, file.size, file.sha256
+        ));
+        let reader = tokio::fs::File::open(path).await.map_err(|e| {
+            SendError::Refused(format!("{what}: cannot read {}: {e}", path.display()))
+        })?;
+        match client
+            .upload::<_, Stored>(&paths::package_put(file, package), reader)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_connection_failure() => return Err(SendError::Lost(e)),
+            Err(e) => {
+                let message = refusal(&e).map(|b| b.message).unwrap_or(e.to_string());
+                return Err(SendError::Refused(format!(
+                    "the tentacle refused {what}: {message}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts the step; `Some(state)` when the part ended already (refused, unreachable, cancelled).
 async fn start_step(
     runner: &mut Runner<'_>,
@@ -412,6 +473,7 @@ async fn start_step(
 ) -> Option<StepState> {
     let mut last_contact = Instant::now();
     let mut sent_plugin = false;
+    let mut sent_package = false;
     loop {
         if cancel.is_cancelled() {
             return Some(
@@ -488,6 +550,17 @@ async fn start_step(
                                         None,
                                     )
                                     .await,
+                            );
+                        }
+                    }
+                }
+                Some(body) if body.error == ErrorCode::PackageMissing && !sent_package => {
+                    match send_package(runner, &client, job).await {
+                        Ok(()) => sent_package = true,
+                        Err(SendError::Lost(e)) => runner.lost(&e),
+                        Err(SendError::Refused(message)) => {
+                            return Some(
+                                runner.result(StepState::Failed, Some(message), None).await,
                             );
                         }
                     }

@@ -4,6 +4,11 @@
 //!   service: median and p99.
 //! * `upload [--mib M]`: file upload through the protocol (digest checked, written to the files
 //!   area) against a raw rustls stream measured in the same run.
+//! * `packages [--mib M] [--tentacles N]`: pushing a package as the server does for `--acquire
+//!   server` (digest query, upload from disk into the package cache) to 1 listening tentacle, then
+//!   to N others at once, beside a raw rustls stream; then the second deployment to all (0 bytes).
+//! * `extract [--files N]`: deploy-package extracting an N-file .tar.gz in the sandbox against
+//!   `tar -xzf` of the same package.
 //! * `polling --count N`: starts a server process (`polling-server`), opens N polling connections
 //!   to it, and has it health-check all of them at once: time and server RSS.
 //!
@@ -68,6 +73,14 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("rtt") => rtt(arg(&args, "--calls", 20_000) as usize).await,
         Some("upload") => upload(arg(&args, "--mib", 256)).await,
+        Some("packages") => {
+            packages(
+                arg(&args, "--mib", 256),
+                arg(&args, "--tentacles", 10) as usize,
+            )
+            .await
+        }
+        Some("extract") => extract(arg(&args, "--files", 10_000) as usize).await,
         Some("polling") => polling(arg(&args, "--count", 1000) as usize).await,
         Some("polling-server") => polling_server().await,
         Some("proxied") => {
@@ -85,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: tentacle-load rtt [--calls N] | upload [--mib M] | polling [--count N] | proxied --proxy URL [--calls N] [--mib M]"
+                "usage: tentacle-load rtt [--calls N] | upload [--mib M] | packages [--mib M] [--tentacles N] | extract [--files N] | polling [--count N] | proxied --proxy URL [--calls N] [--mib M]"
             );
             std::process::exit(2)
         }
@@ -478,5 +491,226 @@ async fn polling_server() -> anyhow::Result<()> {
             rss_mib()
         );
     }
+    Ok(())
+}
+
+/// The raw baseline: `data` over one mutual-TLS (pinned) rustls stream to a receiver that only
+/// reads; the handshake is excluded.
+async fn raw_rustls(data: &Arc<Vec<u8>>) -> anyhow::Result<Duration> {
+    let octo = Identity::generate("octo")?;
+    let tentacle = Identity::generate("tentacle")?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let server = TlsServer::new(&tentacle, TrustStore::from_thumbprints([octo.thumbprint()]))?;
+    let receiver = tokio::spawn(async move {
+        let (tcp, remote) = listener.accept().await?;
+        let mut connection = server.accept(tcp, Some(remote)).await?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = connection.stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        anyhow::Ok(total)
+    });
+    let tls = TlsClient::new(&octo, TrustStore::from_thumbprints([tentacle.thumbprint()]))?
+        .with_handshake_timeout(Duration::from_millis(300));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    let mut connection = tls
+        .connect("tentacle", tcp, Some(tentacle.thumbprint()), None)
+        .await?;
+    let started = Instant::now();
+    for chunk in data.chunks(256 * 1024) {
+        connection.stream.write_all(chunk).await?;
+    }
+    connection.stream.shutdown().await?;
+    let received = receiver.await??;
+    anyhow::ensure!(
+        received == data.len() as u64,
+        "the receiver got {received} bytes"
+    );
+    Ok(started.elapsed())
+}
+
+/// Pushing a package as the server does for `--acquire server`: ask each tentacle whether it has
+/// the digest, upload the file (from disk) where not, into its package cache (digest checked, fsync,
+/// rename). To 1 and to `count` listening tentacles at once, beside a raw rustls stream; then the
+/// second deployment of the same version, which sends nothing.
+async fn packages(mib: u64, count: usize) -> anyhow::Result<()> {
+    let size = mib * 1024 * 1024;
+    let data: Arc<Vec<u8>> = Arc::new((0..size).map(|i| (i * 31 % 251) as u8).collect());
+    let scratch = tempfile::tempdir()?;
+    let file_path = scratch.path().join("bench-1.0.0.tar.gz");
+    std::fs::write(&file_path, data.as_ref())?;
+    let package = octo_protocol::StepPackage {
+        feed: "bench".into(),
+        id: "bench".into(),
+        version: "1.0.0".into(),
+        files: vec![octo_protocol::PackageFileRef {
+            name: "bench-1.0.0.tar.gz".into(),
+            sha256: Sha256Digest::of(&data),
+            size,
+        }],
+        direct: None,
+    };
+    let raw = raw_rustls(&data).await?;
+
+    let mut pairs = Vec::new();
+    // One for the single push, `count` fresh ones for the push to many at once.
+    for _ in 0..count.max(1) + 1 {
+        pairs.push(listening_pair().await?);
+    }
+    let clients: Vec<_> = pairs.iter().map(|(c, _)| c.clone()).collect();
+    // Returns the bytes sent.
+    let push = |clients: Vec<octo_comms::rpc::RpcClient>| {
+        let package = package.clone();
+        let file_path = file_path.clone();
+        async move {
+            let tasks = clients.into_iter().map(|client| {
+                let package = package.clone();
+                let file_path = file_path.clone();
+                tokio::spawn(async move {
+                    let file = &package.files[0];
+                    let presence: octo_protocol::PackagePresence = client
+                        .call_json(
+                            paths::PACKAGE_HAS,
+                            &octo_protocol::PackageQuery {
+                                sha256: file.sha256,
+                            },
+                        )
+                        .await?;
+                    if presence.present {
+                        return anyhow::Ok(0u64);
+                    }
+                    let reader = tokio::fs::File::open(&file_path).await?;
+                    let stored: Stored = client
+                        .upload(&paths::package_put(file, &package), reader)
+                        .await?;
+                    anyhow::Ok(stored.size)
+                })
+            });
+            let mut sent = 0u64;
+            for task in tasks.collect::<Vec<_>>() {
+                sent += task.await??;
+            }
+            anyhow::Ok(sent)
+        }
+    };
+    let mbps = |bytes: u64, d: Duration| bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64();
+    let started = Instant::now();
+    let sent_one = push(clients[..1].to_vec()).await?;
+    let one = started.elapsed();
+    let started = Instant::now();
+    let sent_rest = push(clients[1..].to_vec()).await?;
+    let rest = started.elapsed();
+    let started = Instant::now();
+    let sent_again = push(clients.clone()).await?;
+    let again = started.elapsed();
+    println!(
+        "packages {mib} MiB: raw rustls stream {:.0} MiB/s; push to 1 tentacle {:.0} MiB/s ({:.2}x raw); \
+         push to {} other tentacles at once {:.0} MiB/s aggregate; second deployment to all {}: {} bytes sent ({:.1} ms)",
+        mbps(size, raw),
+        mbps(sent_one, one),
+        raw.as_secs_f64() / one.as_secs_f64(),
+        clients.len() - 1,
+        mbps(sent_rest, rest),
+        clients.len(),
+        sent_again,
+        again.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Extracting a package of `files` small files: deploy-package in the sandbox (the built-in
+/// component, the tentacle's runtime, the same mounts) against `tar -xzf` of the same package.
+async fn extract(files: usize) -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let tree = scratch.path().join("tree");
+    for i in 0..files {
+        let dir = tree.join(format!("d{:03}", i % 100));
+        if i < 100 {
+            std::fs::create_dir_all(&dir)?;
+        }
+        std::fs::write(
+            dir.join(format!("f{i:05}.txt")),
+            format!("file {i}\n").repeat(20),
+        )?;
+    }
+    let package_dir = scratch.path().join("package");
+    std::fs::create_dir(&package_dir)?;
+    let package = package_dir.join("many-1.0.0.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&package)
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()?;
+    anyhow::ensure!(status.success(), "tar -czf failed");
+
+    let out = scratch.path().join("tar-out");
+    std::fs::create_dir(&out)?;
+    let started = Instant::now();
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&package)
+        .arg("-C")
+        .arg(&out)
+        .status()?;
+    let tar = started.elapsed();
+    anyhow::ensure!(status.success(), "tar -xzf failed");
+
+    let runtime = octo_runtime::Runtime::new(octo_runtime::RuntimeConfig::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plugin = runtime
+        .load_step(octo_builtin_plugins::DEPLOY_PACKAGE.bytes)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let work = scratch.path().join("work");
+    std::fs::create_dir(&work)?;
+    let invocation = octo_builtin_plugins::deploy_package::invocation(
+        &scratch.path().join("Applications"),
+        &package_dir,
+        "many-1.0.0.tar.gz",
+        "many",
+        "1.0.0",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let request = octo_runtime::StepRequest {
+        arguments: invocation.arguments,
+        mounts: invocation
+            .mounts
+            .into_iter()
+            .map(|m| {
+                if m.writable {
+                    octo_runtime::Mount::read_write(m.host, m.guest)
+                } else {
+                    octo_runtime::Mount::read_only(m.host, m.guest)
+                }
+            })
+            .collect(),
+        ..octo_runtime::StepRequest::new(&work)
+    };
+    let started = Instant::now();
+    let outcome = plugin.run(&runtime, request).await;
+    let sandbox = started.elapsed();
+    if let Err(failure) = &outcome.result {
+        anyhow::bail!("deploy-package failed: {failure}");
+    }
+    let extracted = std::fs::read_dir(invocation.applications_dir.join("1.0.0/d000"))?.count();
+    anyhow::ensure!(
+        extracted == files.div_ceil(100),
+        "extracted {extracted} files in d000"
+    );
+    println!(
+        "extract {files} files ({} KiB package): tar -xzf {:.0} ms; deploy-package in the sandbox {:.0} ms (ratio {:.1}x; the component was compiled beforehand)",
+        std::fs::metadata(&package)?.len() / 1024,
+        tar.as_secs_f64() * 1e3,
+        sandbox.as_secs_f64() * 1e3,
+        sandbox.as_secs_f64() / tar.as_secs_f64()
+    );
     Ok(())
 }

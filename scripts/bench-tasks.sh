@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Measurements of issue 12 with real processes on loopback (numbers only; nothing is asserted):
+#
+#   scripts/bench-tasks.sh fanout [BIN_DIR] [N] [RUNS]   one Bash step on N listening tentacles, end to
+#                                                        end (`octo run-step --role fan`), after a warm-up run
+#   scripts/bench-tasks.sh resume [BIN_DIR]              SIGKILL the daemon during a chatty step; time from
+#                                                        starting it again to the next stored log line
+#   scripts/bench-tasks.sh chatty [BIN_DIR] [LINES]      one step printing LINES lines on one listening
+#                                                        tentacle: lines/s stored by the server, end to end
+#
+# OCTO_BENCH_DATABASE=postgres://… keeps the tasks in that PostgreSQL database instead of SQLite.
+#
+# BIN_DIR holds `octo` and `tentacle` (default: $CARGO_TARGET_DIR/debug or target/debug).
+set -euo pipefail
+
+mode=${1:-fanout}
+bin=${2:-${CARGO_TARGET_DIR:-target}/debug}
+octo="$bin/octo"
+tentacle="$bin/tentacle"
+work=$(mktemp -d /tmp/octo-bench-XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || true
+
+now() { date +%s.%N; }
+wait_for() { # file word
+    for _ in $(seq 1 600); do grep -q "^$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+    echo "timed out waiting for $2 in $1" >&2; return 1
+}
+
+start_daemon() {
+    if [ -n "${OCTO_BENCH_DATABASE:-}" ]; then
+        "$octo" --home "$work/octo" configure --database "$OCTO_BENCH_DATABASE" >/dev/null
+    fi
+    "$octo" --home "$work/octo" run --listen-address 127.0.0.1 --comms-listen-port 0 >"$work/daemon.out" 2>"$work/daemon.err" &
+    daemon=$!
+    disown "$daemon"
+    pids+=("$daemon")
+    wait_for "$work/daemon.out" ready
+}
+
+add_tentacles() { # count
+    local server
+    server=$("$octo" --home "$work/octo" show-thumbprint)
+    for i in $(seq 1 "$1"); do
+        local home="$work/t$i"
+        "$tentacle" --home "$home" configure --port 0 --listen-address 127.0.0.1 --trust "$server" >/dev/null
+        TENTACLE_LOG=warn "$tentacle" --home "$home" agent >"$home.out" 2>/dev/null &
+        pids+=("$!")
+        disown "$!"
+    done
+    for i in $(seq 1 "$1"); do
+        local home="$work/t$i"
+        wait_for "$home.out" ready
+        "$octo" --home "$work/octo" targets add-listening "t$i" \
+            --url "https://$(sed -n 's/^listening //p' "$home.out")" \
+            --thumbprint "$(sed -n 's/^thumbprint //p' "$home.out")" --role fan >/dev/null
+    done
+}
+
+case "$mode" in
+fanout)
+    n=${3:-50}
+    runs=${4:-5}
+    "$octo" --home "$work/octo" show-thumbprint >/dev/null
+    start_daemon
+    add_tentacles "$n"
+    t0=$(now)
+    "$octo" --home "$work/octo" run-step run-script --param 'ScriptBody=echo warm' --role fan >/dev/null 2>&1
+    t1=$(now)
+    echo "first run (dials $n tentacles, sends them the plugin): $(awk "BEGIN{print $t1 - $t0}") s"
+    times=()
+    for r in $(seq 1 "$runs"); do
+        t0=$(now)
+        "$octo" --home "$work/octo" run-step run-script --param 'ScriptBody=echo "hello from $(hostname)"' --role fan >"$work/run.out" 2>&1
+        t1=$(now)
+        ok=$(grep -c 'Step succeeded' "$work/run.out" || true)
+        times+=("$(awk "BEGIN{print $t1 - $t0}")")
+        echo "run $r: $(awk "BEGIN{print $t1 - $t0}") s, $ok of $n succeeded"
+    done
+    printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print "median: " a[int((NR+1)/2)] " s over " NR " runs"}'
+    ;;
+resume)
+    "$octo" --home "$work/octo" show-thumbprint >/dev/null
+    start_daemon
+    add_tentacles 1
+    id=$("$octo" --home "$work/octo" run-step run-script --param 'ScriptBody=for i in $(seq 1 400); do echo line $i; sleep 0.01; done' --target t1 --detach)
+    count() { "$octo" --home "$work/octo" tasks show "$id" --json | grep -c '"sequence"' || true; }
+    while [ "$(count)" -lt 20 ]; do sleep 0.05; done
+    kill -9 "$daemon"
+    before=$(count)
+    sleep 1 # the step goes on journaling on the tentacle meanwhile
+    t0=$(now)
+    start_daemon
+    t_ready=$(now)
+    while [ "$(count)" -le "$before" ]; do :; done
+    t1=$(now)
+    echo "stored lines before the kill: $before"
+    echo "daemon start to ready: $(awk "BEGIN{print $t_ready - $t0}") s"
+    echo "daemon start to the next stored line: $(awk "BEGIN{print $t1 - $t0}") s"
+    "$octo" --home "$work/octo" tasks show "$id" --follow >/dev/null
+    echo "task $id: $("$octo" --home "$work/octo" tasks show "$id" --json | grep -m1 '"state"' | tr -d ' ,')," \
+        "$("$octo" --home "$work/octo" tasks show "$id" --json | grep -c '"sequence"') lines stored (of 400)"
+    ;;
+chatty)
+    n=${3:-100000}
+    "$octo" --home "$work/octo" show-thumbprint >/dev/null
+    start_daemon
+    add_tentacles 1
+    "$octo" --home "$work/octo" run-step run-script --param 'ScriptBody=echo warm' --target t1 >/dev/null 2>&1
+    t0=$(now)
+    "$octo" --home "$work/octo" run-step run-script --param "ScriptBody=seq 1 $n" --target t1 --json >/dev/null 2>&1
+    t1=$(now)
+    echo "$n lines in $(awk "BEGIN{print $t1 - $t0}") s end to end: $(awk "BEGIN{printf \"%.0f\", $n / ($t1 - $t0)}") lines/s" \
+        "($([ -n "${OCTO_BENCH_DATABASE:-}" ] && echo PostgreSQL || echo SQLite))"
+    ;;
+*)
+    echo "usage: $0 fanout|resume|chatty [BIN_DIR] [N] [RUNS]" >&2
+    exit 2
+    ;;
+esac
