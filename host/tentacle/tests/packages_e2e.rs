@@ -513,6 +513,13 @@ async fn a_tentacle_killed_during_extraction_leaves_no_complete_looking_director
         Vec::<String>::new(),
         "no directory under a final name"
     );
+
+    // The next deployment clears what the killed one left and takes the version's own name.
+    let restarted = Tentacle::start(web1_home.path()).await;
+    add_listening(home, "web1-restarted", &restarted);
+    let out = deploy(home, &package, &["--target", "web1-restarted"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(dirs(apps), ["1.0.0"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,7 +229,10 @@ fn extract_into_place(
         let _ = fs::remove_dir_all(apps.join(stale));
     }
     let version = package_version(what);
-    let name = layout::next_name(version, existing.iter().map(String::as_str));
+    let finished = existing
+        .iter()
+        .filter(|n| !n.starts_with(layout::PARTIAL_PREFIX));
+    let name = layout::next_name(version, finished.map(String::as_str));
     let partial = apps.join(format!("{}{name}", layout::PARTIAL_PREFIX));
     fs::create_dir(&partial)
         .with_context(|| format!("{what}: cannot create {}", host_apps.join(&name).display()))?;
