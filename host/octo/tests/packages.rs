@@ -317,6 +317,51 @@ fn concurrent_downloads_fetch_once_and_faults_are_one_line() {
         "http://127.0.0.1:1",
     ])
     .failure("exists already");
+    // `--password` without a value reads it from stdin when that is not a terminal.
+    let url = format!("{}/v3/index.json", server.base_url);
+    let added = add_with_password_on_stdin(
+        &home,
+        &[
+            "feeds",
+            "add",
+            "private",
+            "--type",
+            "nuget",
+            "--url",
+            &url,
+            "--username",
+            "ci",
+            "--password",
+        ],
+        "hunter2",
+    );
+    assert!(
+        added.success().contains("username: ci password: set"),
+        "{added:?}"
+    );
+    assert!(
+        !home
+            .octo(&["feeds", "list", "--json"])
+            .stdout
+            .contains("hunter2")
+    );
+    assert!(
+        std::fs::read_to_string(home.path().join("feeds.json"))
+            .unwrap()
+            .contains("hunter2")
+    );
+    home.octo(&[
+        "feeds",
+        "add",
+        "nopw",
+        "--type",
+        "nuget",
+        "--url",
+        &url,
+        "--username",
+        "ci",
+    ])
+    .failure("--username needs --password");
     home.octo(&["feeds", "remove", "dead"]).success();
     home.octo(&["feeds", "remove", "dead"])
         .failure("no feed named \"dead\"");
