@@ -730,3 +730,50 @@ fn a_grant_is_not_inherited_by_another_component_with_the_same_id() {
         .clone();
     assert_eq!(steps["grants"][0]["component"]["sha256"], digest);
 }
+
+/// Issue 11, finding 10: a host with a trailing dot is one destination — audited as `localhost`, and
+/// the request dialled and sent (`Host` header) as `localhost`, not resolved as `localhost.`.
+#[test]
+fn a_trailing_dot_host_is_audited_and_dialled_the_same_way() {
+    let home = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    ok(
+        home.path(),
+        &[
+            "run-step",
+            "http-health-check",
+            "--param",
+            &format!("url=http://localhost.:{port}/health"),
+        ],
+    );
+    let head = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let host = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("host: ")
+                .or_else(|| l.strip_prefix("Host: "))
+        })
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(host, format!("localhost:{port}"), "{head}");
+    let attempts = step_attempts(home.path());
+    assert_eq!(
+        attempts[0]["destination"],
+        format!("http://localhost:{port}")
+    );
+    assert_eq!(attempts[0]["allowed"], true);
+}

@@ -26,6 +26,8 @@ pub struct Limits {
     pub max_component_bytes: usize,
     /// The largest custom section in a component (default 16 MiB).
     pub max_custom_section_bytes: usize,
+    /// The largest steps-feed index or signature document the feed client accepts (default 32 MiB).
+    pub max_feed_index_bytes: u64,
 }
 
 impl Limits {
@@ -42,6 +44,7 @@ impl Limits {
         "maxTemplateBytes",
         "maxComponentBytes",
         "maxCustomSectionBytes",
+        "maxFeedIndexBytes",
     ];
 
     /// These limits with the settings' `[limits]` table applied (names as in [`Limits::NAMES`]).
@@ -64,6 +67,7 @@ impl Limits {
                 "maxTemplateBytes" => self.max_template_bytes = size,
                 "maxComponentBytes" => self.max_component_bytes = size,
                 "maxCustomSectionBytes" => self.max_custom_section_bytes = size,
+                "maxFeedIndexBytes" => self.max_feed_index_bytes = value,
                 other => return Err(LimitError::Unknown(other.to_string())),
             }
         }
@@ -111,6 +115,7 @@ impl Default for Limits {
             max_template_bytes: 4 * 1024 * 1024,
             max_component_bytes: component.max_component_bytes,
             max_custom_section_bytes: component.max_custom_section_bytes,
+            max_feed_index_bytes: 32 * 1024 * 1024,
         }
     }
 }

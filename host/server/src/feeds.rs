@@ -53,6 +53,11 @@ pub(crate) fn client_config(settings: &Settings) -> Result<ClientConfig> {
         idle_timeout: env_duration("OCTO_FEED_TIMEOUT", defaults.idle_timeout)?,
         connect_timeout: env_duration("OCTO_FEED_CONNECT_TIMEOUT", defaults.connect_timeout)?,
         backoff_base: env_duration("OCTO_FEED_BACKOFF", defaults.backoff_base)?,
+        // `[limits] maxFeedIndexBytes` in octo.toml (default 32 MiB).
+        max_document_size: octo_runtime::Limits::default()
+            .with_settings(settings.limits.iter().map(|(k, v)| (k.as_str(), *v)))
+            .map_err(|e| err!(Invalid, "{e} (octo.toml)"))?
+            .max_feed_index_bytes,
         ..defaults
     };
     if let Some(pem) = &settings.feed_trusted_certificate {
@@ -223,4 +228,25 @@ pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
         .build()
         .context("cannot start the async runtime")?;
     Ok(runtime.block_on(future))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11, deliverable 4: the feed index size limit is configurable (`[limits]` in octo.toml),
+    /// not only the client's fixed default.
+    #[test]
+    fn the_feed_index_limit_comes_from_the_settings() {
+        let mut settings = Settings::default();
+        assert_eq!(
+            client_config(&settings).unwrap().max_document_size,
+            32 << 20
+        );
+        settings.limits.insert("maxFeedIndexBytes".into(), 4096);
+        assert_eq!(client_config(&settings).unwrap().max_document_size, 4096);
+        settings.limits.insert("maxFeedIndexBytes".into(), 0);
+        let e = client_config(&settings).unwrap_err().to_string();
+        assert!(e.contains("maxFeedIndexBytes"), "{e}");
+    }
 }
