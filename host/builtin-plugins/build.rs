@@ -84,6 +84,13 @@ fn main() {
     ] {
         let path = built.join(format!("{name}.wasm"));
         assert!(path.is_file(), "{} was not built", path.display());
+        // Its digest, so a run need not hash the embedded bytes to recognise them.
+        let bytes = std::fs::read(&path).expect("read a built plugin");
+        println!(
+            "cargo:rustc-env=OCTO_SHA256_{}={}",
+            name.to_uppercase(),
+            octo_fsutil::sha256_hex(&bytes)
+        );
     }
     println!("cargo:rustc-env=OCTO_PLUGINS_DIR={}", built.display());
 }

@@ -72,7 +72,12 @@ fn installed_binding(store: Option<&Store>, id: &str) -> Option<Binding> {
 /// The component a run is about: its manifest id, its digest, and — when the bytes are exactly what
 /// the store installed under that id from a signed feed or bundle — the key that signed it.
 pub fn component(store: Option<&Store>, id: &str, bytes: &[u8]) -> ComponentIdentity {
-    let sha256 = octo_fsutil::sha256_hex(bytes);
+    component_of_digest(store, id, octo_fsutil::sha256_hex(bytes))
+}
+
+/// [`component`] of a component whose sha256 (hex) is already known (the runtime computed it when it
+/// loaded the component).
+pub fn component_of_digest(store: Option<&Store>, id: &str, sha256: String) -> ComponentIdentity {
     let signed_by = store
         .and_then(|s| s.get(id).ok().flatten())
         .filter(|lock| lock.sha256 == sha256 && lock.source.is_signed())

@@ -155,10 +155,15 @@ impl OutboundPolicy for SettingsPolicy {
 /// exactly what the plugin store installed under its id (everything in the store came through a signed
 /// feed index or bundle); any other component is a custom step and needs grants.
 pub fn step_role(store: Option<&Store>, plugin_id: &str, bytes: &[u8]) -> PluginRole {
-    let sha = octo_fsutil::sha256_hex(bytes);
+    step_role_of_digest(store, plugin_id, &octo_fsutil::sha256_hex(bytes))
+}
+
+/// [`step_role`] of a component whose sha256 (hex) is `sha`, e.g. the one the runtime computed when
+/// it loaded the component (the embedded built-ins' digests are computed when Octo is built).
+pub fn step_role_of_digest(store: Option<&Store>, plugin_id: &str, sha: &str) -> PluginRole {
     let embedded = octo_builtin_plugins::STEPS
         .iter()
-        .any(|p| p.id == plugin_id && octo_fsutil::sha256_hex(p.bytes) == sha);
+        .any(|p| p.id == plugin_id && p.sha256 == sha);
     if embedded {
         return PluginRole::BuiltInStep;
     }

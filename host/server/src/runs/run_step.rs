@@ -343,15 +343,18 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
 
     // Settings + administrator grants; --allow-outbound is a grant for this run that cannot override
     // the air gap. Built-in steps need no grant.
-    let role = policy::step_role(store.as_ref(), &plugin.manifest().id, &bytes);
+    let role = policy::step_role_of_digest(store.as_ref(), &plugin.manifest().id, plugin.digest());
     let web_proxy = crate::proxy::web_proxy(&settings)?;
     let script_network = script_network(&settings);
     // Decided at each request against the settings file of that moment (see `SettingsPolicy::live`).
     let live = octo_settings::LiveSettings::follow(&home.settings())
         .context("cannot read the settings")?;
     // Only the grants bound to this very component (its digest, or its signed provenance).
-    let component =
-        crate::outbound::grants::component(store.as_ref(), &plugin.manifest().id, &bytes);
+    let component = crate::outbound::grants::component_of_digest(
+        store.as_ref(),
+        &plugin.manifest().id,
+        plugin.digest().to_owned(),
+    );
     // Raw TCP destinations granted to this component (or for this run): forwarded into a confined
     // script's namespace, each connection still decided by the policy.
     let tcp_forwards: Vec<octo_manifest::Destination> = grants
