@@ -184,3 +184,84 @@ fn confined_scripts_reach_granted_tcp_destinations_only() {
         "{shown}"
     );
 }
+
+/// Issue 11, deliverable 2: an unprivileged host confines through user namespaces. Run as `nobody`
+/// (a copy of the binary in a world-readable directory), a confined script's `setsid` child dies with
+/// the step and its direct connection is refused and audited. Skipped unless run as root with
+/// `runuser` at hand.
+#[test]
+fn an_unprivileged_octo_confines_scripts_with_user_namespaces() {
+    use std::os::unix::fs::PermissionsExt;
+    let uid = std::process::Command::new("id").arg("-u").output();
+    let root = uid.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let runuser = std::process::Command::new("runuser")
+        .arg("--help")
+        .output()
+        .is_ok();
+    if !root || !runuser {
+        println!("note: not root or no runuser; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("octo");
+    std::fs::copy(env!("CARGO_BIN_EXE_octo"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    assert!(
+        std::process::Command::new("chown")
+            .args(["nobody"])
+            .arg(&home)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(&bin)
+            .arg("--home")
+            .arg(&home)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(
+        as_nobody(&["configure", "--scriptNetwork=confined"])
+            .status
+            .success()
+    );
+    let (port, hits) = listener();
+    let out = as_nobody(&[
+        "run-step",
+        "run-script",
+        "--param",
+        &format!(
+            "ScriptBody=(setsid sleep 313 &); echo \"uid=$(id -u) pid=$$\"\n\
+             if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo tcp=open; else echo tcp=refused; fi"
+        ),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("pid=1"), "{stdout}");
+    assert!(!stdout.contains("uid=0"), "{stdout}");
+    assert!(stdout.contains("tcp=refused"), "{stdout}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let left = std::process::Command::new("pgrep")
+        .args(["-u", "nobody", "-f", "sleep 313"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(left.trim().is_empty(), "left running: {left}");
+    let audit = std::fs::read_to_string(home.join("logs/outbound.jsonl")).unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("tcp://127.0.0.1:{port}"))
+                && l.contains("\"allowed\":false")),
+        "{audit}"
+    );
+}
