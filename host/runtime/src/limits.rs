@@ -186,6 +186,13 @@ mod tests {
                 .with_settings([("maxLineBytes", 0)])
                 .is_err()
         );
-        assert_eq!(Limits::NAMES.len(), 8);
+        // Every listed name is one the settings may set.
+        for name in Limits::NAMES {
+            assert!(
+                Limits::default().with_settings([(*name, 1)]).is_ok(),
+                "{name}"
+            );
+        }
+        assert_eq!(Limits::NAMES.len(), 9);
     }
 }
