@@ -6,98 +6,17 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::octo::{Daemon, octo, octo_bin, octo_ok};
 use common::{Tentacle, tentacle_cmd};
 use octo_comms::identity::Thumbprint;
 
-fn octo_bin() -> PathBuf {
-    let path = Path::new(common::tentacle_bin()).with_file_name("octo");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first (cargo build -p octo, or cargo test --workspace)",
-        path.display()
-    );
-    path
-}
-
-fn octo(home: &Path, args: &[&str]) -> Output {
-    Command::new(octo_bin())
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn octo_ok(home: &Path, args: &[&str]) -> String {
-    let out = octo(home, args);
-    assert!(
-        out.status.success(),
-        "octo {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A running `octo run`; killed when dropped.
-struct Daemon {
-    child: Child,
-    polling: SocketAddr,
-    thumbprint: Thumbprint,
-}
-
-impl Daemon {
-    fn start(home: &Path, port: u16) -> Self {
-        let mut child = Command::new(octo_bin())
-            .arg("--home")
-            .arg(home)
-            .args([
-                "run",
-                "--listen-address",
-                "127.0.0.1",
-                "--comms-listen-port",
-            ])
-            .arg(port.to_string())
-            .env("OCTO_RECONNECT_TIMEOUT", "20s")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut polling, mut thumbprint) = (None, None);
-        for line in &mut lines {
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("polling-listener ") {
-                polling = Some(a.parse().unwrap());
-            } else if let Some(t) = line.strip_prefix("thumbprint ") {
-                thumbprint = Some(Thumbprint::parse(t).unwrap());
-            } else if line == "ready" {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            polling: polling.expect("the daemon did not start"),
-            thumbprint: thumbprint.unwrap(),
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+/// How long the daemon keeps redialling a tentacle before a step fails.
+const RECONNECT_TIMEOUT: &str = "20s";
 
 /// `octo targets health` until it succeeds (a polling tentacle may still be dialling).
 fn wait_healthy(home: &Path, name: &str) -> String {
@@ -134,7 +53,7 @@ async fn listening_and_polling_targets_run_a_step_in_parallel() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
     let server = Thumbprint::parse(octo_ok(home, &["show-thumbprint"]).trim()).unwrap();
-    let daemon = Daemon::start(home, 0);
+    let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     assert_eq!(daemon.thumbprint, server);
 
     let (listening, _lhome) = listening_tentacle(server).await;
@@ -253,7 +172,7 @@ async fn listening_and_polling_targets_run_a_step_in_parallel() {
 async fn a_server_restart_is_survived_by_polling_tentacles() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
-    let mut daemon = Daemon::start(home, 0);
+    let mut daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let port = daemon.polling.port();
     let phome = tempfile::tempdir().unwrap();
     tentacle_cmd(phome.path(), &["configure", "--noListen"]);
@@ -279,11 +198,11 @@ async fn a_server_restart_is_survived_by_polling_tentacles() {
         ],
     );
     wait_healthy(home, "p1");
-    daemon.stop();
+    daemon.kill();
     let out = octo(home, &["targets", "health"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
-    let _daemon = Daemon::start(home, port);
+    let _daemon = Daemon::start(home, port, RECONNECT_TIMEOUT);
     wait_healthy(home, "p1");
     let stdout = octo_ok(
         home,
@@ -417,7 +336,7 @@ async fn cut_and_paused_connections_mid_step_lose_no_line_and_repeat_none() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
     let server = Thumbprint::parse(octo_ok(home, &["show-thumbprint"]).trim()).unwrap();
-    let _daemon = Daemon::start(home, 0);
+    let _daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let (tentacle, _thome) = listening_tentacle(server).await;
     let forwarder = Forwarder::start(tentacle.address()).await;
     octo_ok(
@@ -476,7 +395,7 @@ async fn a_tentacle_that_dies_with_the_step_gives_result_unknown() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
     let server = Thumbprint::parse(octo_ok(home, &["show-thumbprint"]).trim()).unwrap();
-    let _daemon = Daemon::start(home, 0);
+    let _daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let (mut tentacle, thome) = listening_tentacle(server).await;
     let address = tentacle.address();
     octo_ok(
@@ -571,7 +490,7 @@ async fn non_protocol_clients_and_a_wrong_server_thumbprint_are_turned_away() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
-    let daemon = Daemon::start(home, 0);
+    let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let (tentacle, _thome) = listening_tentacle(daemon.thumbprint).await;
 
     // Plain HTTP to either TLS port gets a short text answer, not a hang or a stack trace.
@@ -650,7 +569,7 @@ async fn non_protocol_clients_and_a_wrong_server_thumbprint_are_turned_away() {
 async fn stopping_the_cli_cancels_the_step_on_the_tentacle() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
-    let daemon = Daemon::start(home, 0);
+    let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let (tentacle, thome) = listening_tentacle(daemon.thumbprint).await;
     octo_ok(
         home,

@@ -6,27 +6,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Tentacle;
+use common::octo::{Daemon, octo, octo_bin, octo_ok};
 use octo_comms::identity::Thumbprint;
-
-fn octo_bin() -> PathBuf {
-    Path::new(common::tentacle_bin()).with_file_name("octo")
-}
-
-fn octo(home: &Path, args: &[&str]) -> Output {
-    Command::new(octo_bin())
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn text(out: &Output) -> (String, String) {
     (
@@ -35,72 +22,8 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-fn octo_ok(home: &Path, args: &[&str]) -> String {
-    let out = octo(home, args);
-    let (stdout, stderr) = text(&out);
-    assert!(
-        out.status.success(),
-        "octo {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    stdout
-}
-
-/// A running `octo run`; killed (SIGKILL) when dropped.
-struct Daemon {
-    child: Child,
-    #[allow(dead_code)]
-    polling: SocketAddr,
-    thumbprint: Thumbprint,
-}
-
-impl Daemon {
-    fn start(home: &Path) -> Self {
-        let mut child = Command::new(octo_bin())
-            .arg("--home")
-            .arg(home)
-            .args([
-                "run",
-                "--listen-address",
-                "127.0.0.1",
-                "--comms-listen-port",
-                "0",
-            ])
-            .env("OCTO_RECONNECT_TIMEOUT", "30s")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut polling, mut thumbprint) = (None, None);
-        for line in &mut lines {
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("polling-listener ") {
-                polling = Some(a.parse().unwrap());
-            } else if let Some(t) = line.strip_prefix("thumbprint ") {
-                thumbprint = Some(Thumbprint::parse(t).unwrap());
-            } else if line == "ready" {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            polling: polling.expect("the daemon did not start"),
-            thumbprint: thumbprint.unwrap(),
-        }
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+/// How long the daemon keeps redialling a tentacle before a part fails.
+const RECONNECT_TIMEOUT: &str = "30s";
 
 fn add_listening(home: &Path, name: &str, tentacle: &Tentacle, thumbprint: Thumbprint) {
     octo_ok(
@@ -150,7 +73,7 @@ const SCRIPT: &str = "echo hello\nset_octopusvariable Greeting hello-world\nset_
 async fn a_remote_run_is_a_task_with_each_targets_outcome() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
-    let daemon = Daemon::start(home);
+    let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let (web1, _h1) = Tentacle::listening(daemon.thumbprint).await;
     let (web2, _h2) = Tentacle::listening(daemon.thumbprint).await;
     add_listening(home, "web1", &web1, web1.thumbprint);
@@ -371,7 +294,7 @@ async fn a_remote_run_is_a_task_with_each_targets_outcome() {
 async fn pinning_errors_end_the_targets_part_at_once() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
-    let daemon = Daemon::start(home);
+    let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let (tentacle, _h) = Tentacle::listening(daemon.thumbprint).await;
     // The server expects another certificate than the tentacle presents.
     let wrong = octo_comms::identity::Identity::generate("impostor")
@@ -459,7 +382,7 @@ fn numbered(text: &str) -> Vec<u32> {
 async fn a_daemon_killed_mid_step_resumes_and_loses_no_line() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
-    let mut daemon = Daemon::start(home);
+    let mut daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let (tentacle, _h) = Tentacle::listening(daemon.thumbprint).await;
     add_listening(home, "t1", &tentacle, tentacle.thumbprint);
 
@@ -525,7 +448,7 @@ async fn a_daemon_killed_mid_step_resumes_and_loses_no_line() {
     );
 
     // A new daemon on the same home resumes following the tentacle's journal.
-    let _daemon = Daemon::start(home);
+    let _daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let task = wait_task(home, &id, |t| t["state"] != "running");
     assert_eq!(task["state"], "succeeded", "{task}");
     let sequences: Vec<u64> = task["log"]
@@ -588,7 +511,7 @@ async fn tasks_are_kept_in_postgresql_when_configured() {
     );
     let shown = octo_ok(home, &["show-configuration", "--json"]);
     assert!(!shown.contains(PASSWORD), "{shown}");
-    let daemon = Daemon::start(home);
+    let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let (tentacle, _h) = Tentacle::listening(daemon.thumbprint).await;
     add_listening(home, "pg1", &tentacle, tentacle.thumbprint);
     let out = octo(

@@ -2,6 +2,8 @@
 //! with octo-comms, for the protocol tests.
 #![allow(dead_code)]
 
+pub mod octo;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

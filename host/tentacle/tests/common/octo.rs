@@ -1,0 +1,100 @@
+//! The `octo` binary built next to `tentacle`, its CLI and its daemon, for the end-to-end tests
+//! that drive server and tentacles as real processes.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use octo_comms::identity::Thumbprint;
+
+/// The `octo` binary (`cargo test --workspace` builds it beside `tentacle`).
+pub fn octo_bin() -> PathBuf {
+    let path = Path::new(super::tentacle_bin()).with_file_name("octo");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (cargo build -p octo, or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// `octo --home HOME ARGS…`, run to its end.
+pub fn octo(home: &Path, args: &[&str]) -> Output {
+    Command::new(octo_bin())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `octo --home HOME ARGS…`, which must succeed; its stdout.
+pub fn octo_ok(home: &Path, args: &[&str]) -> String {
+    let out = octo(home, args);
+    assert!(
+        out.status.success(),
+        "octo {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A running `octo run` on loopback; killed (SIGKILL) when dropped.
+pub struct Daemon {
+    child: Child,
+    pub polling: SocketAddr,
+    pub thumbprint: Thumbprint,
+}
+
+impl Daemon {
+    /// Starts the daemon with its polling listener on `port` (0: any) and
+    /// `OCTO_RECONNECT_TIMEOUT=reconnect_timeout`; returns once it says "ready".
+    pub fn start(home: &Path, port: u16, reconnect_timeout: &str) -> Self {
+        let mut child = Command::new(octo_bin())
+            .arg("--home")
+            .arg(home)
+            .args([
+                "run",
+                "--listen-address",
+                "127.0.0.1",
+                "--comms-listen-port",
+            ])
+            .arg(port.to_string())
+            .env("OCTO_RECONNECT_TIMEOUT", reconnect_timeout)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut polling, mut thumbprint) = (None, None);
+        for line in &mut lines {
+            let line = line.unwrap();
+            if let Some(a) = line.strip_prefix("polling-listener ") {
+                polling = Some(a.parse().unwrap());
+            } else if let Some(t) = line.strip_prefix("thumbprint ") {
+                thumbprint = Some(Thumbprint::parse(t).unwrap());
+            } else if line == "ready" {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            polling: polling.expect("the daemon did not start"),
+            thumbprint: thumbprint.unwrap(),
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
