@@ -145,6 +145,51 @@ async fn digest_file(path: &Path) -> std::io::Result<Sha256Digest> {
     Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
 }
 
+/// Why [`write_hashed`] stopped.
+#[derive(Debug)]
+pub(crate) enum WriteHashedError {
+    /// More than the limit (in bytes) arrived; what was written is incomplete.
+    TooLarge(u64),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for WriteHashedError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Streams `reader` (at most `limit` bytes) into a new file at `path`, hashing as it goes, and
+/// syncs it; returns the size and the digest. The caller checks the digest and renames or removes
+/// the file: the plugin and package caches share this.
+pub(crate) async fn write_hashed<R: tokio::io::AsyncRead + Unpin>(
+    mut reader: R,
+    path: &Path,
+    limit: u64,
+) -> Result<(u64, Sha256Digest), WriteHashedError> {
+    use tokio::io::AsyncWriteExt;
+    let mut out =
+        tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::create(path).await?);
+    let mut hasher = sha2::Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > limit {
+            return Err(WriteHashedError::TooLarge(limit));
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).await?;
+    }
+    out.flush().await?;
+    out.into_inner().sync_all().await?;
+    Ok((total, Sha256Digest::from_bytes(hasher.finalize().into())))
+}
+
 /// Receives `body` (at most `limit` bytes) on this task while a blocking thread hashes each
 /// chunk and hands it to `sink`; `sink(None)` is called once at the end. Returns the size and the
 /// digest of everything received.

@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use octo_protocol::{PackageFileRef, Sha256Digest, StepPackage};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncRead;
 
 /// The default size budget: 10 GiB.
 pub const DEFAULT_BUDGET: u64 = 10 << 30;
@@ -65,6 +64,15 @@ pub enum PutError {
     /// Reading the body or writing the file failed.
     #[error("storing the package file failed: {0}")]
     Io(#[from] io::Error),
+}
+
+impl From<crate::files::WriteHashedError> for PutError {
+    fn from(e: crate::files::WriteHashedError) -> Self {
+        match e {
+            crate::files::WriteHashedError::TooLarge(limit) => Self::TooLarge(limit),
+            crate::files::WriteHashedError::Io(e) => Self::Io(e),
+        }
+    }
 }
 
 /// The cache directory and the files running steps use.
@@ -131,7 +139,7 @@ impl PackageCache {
         &self,
         package: &PackageMeta<'_>,
         file: &PackageFileRef,
-        mut reader: R,
+        reader: R,
         limit: u64,
     ) -> Result<u64, PutError> {
         octo_fsutil::create_private_dir(&self.dir)?;
@@ -142,24 +150,7 @@ impl PackageCache {
         octo_fsutil::create_private_dir(&staging)?;
         let result = async {
             let path = staging.join(&file.name);
-            let mut out =
-                tokio::io::BufWriter::with_capacity(4 << 20, tokio::fs::File::create(&path).await?);
-            let mut hasher = sha2::Sha256::new();
-            let mut total = 0u64;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = reader.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                total += n as u64;
-                if total > limit {
-                    return Err(PutError::TooLarge(limit));
-                }
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n]).await?;
-            }
-            let actual = Sha256Digest::from_bytes(hasher.finalize().into());
+            let (total, actual) = crate::files::write_hashed(reader, &path, limit).await?;
             if actual != file.sha256 {
                 return Err(PutError::DigestMismatch {
                     id: package.id.to_owned(),
@@ -169,8 +160,6 @@ impl PackageCache {
                     actual,
                 });
             }
-            out.flush().await?;
-            out.into_inner().sync_all().await?;
             Ok(total)
         }
         .await;

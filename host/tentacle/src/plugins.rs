@@ -5,8 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use octo_protocol::Sha256Digest;
-use sha2::Digest;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncRead;
 
 /// Why a plugin could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +24,15 @@ pub enum PutError {
     /// Reading the body or writing the file failed.
     #[error("storing the plugin failed: {0}")]
     Io(#[from] io::Error),
+}
+
+impl From<crate::files::WriteHashedError> for PutError {
+    fn from(e: crate::files::WriteHashedError) -> Self {
+        match e {
+            crate::files::WriteHashedError::TooLarge(limit) => Self::TooLarge(limit),
+            crate::files::WriteHashedError::Io(e) => Self::Io(e),
+        }
+    }
 }
 
 /// The cache directory.
@@ -52,39 +60,20 @@ impl PluginCache {
     pub async fn put<R: AsyncRead + Unpin>(
         &self,
         digest: &Sha256Digest,
-        mut reader: R,
+        reader: R,
         limit: u64,
     ) -> Result<u64, PutError> {
         octo_fsutil::create_private_dir(&self.dir)?;
         let path = self.path(digest);
         let temp = octo_fsutil::temp_path_beside(&path);
         let result = async {
-            let mut file =
-                tokio::io::BufWriter::with_capacity(4 << 20, tokio::fs::File::create(&temp).await?);
-            let mut hasher = sha2::Sha256::new();
-            let mut total = 0u64;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = reader.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                total += n as u64;
-                if total > limit {
-                    return Err(PutError::TooLarge(limit));
-                }
-                hasher.update(&buf[..n]);
-                file.write_all(&buf[..n]).await?;
-            }
-            let actual = Sha256Digest::from_bytes(hasher.finalize().into());
+            let (total, actual) = crate::files::write_hashed(reader, &temp, limit).await?;
             if &actual != digest {
                 return Err(PutError::DigestMismatch {
                     expected: *digest,
                     actual,
                 });
             }
-            file.flush().await?;
-            file.into_inner().sync_all().await?;
             tokio::fs::rename(&temp, &path).await?;
             Ok(total)
         }
