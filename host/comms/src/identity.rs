@@ -213,6 +213,11 @@ impl Identity {
         pem_encode("PRIVATE KEY", self.key.secret_pkcs8_der())
     }
 
+    /// The private key's PKCS#8 bytes, for deriving keys from it (`seal`).
+    pub(crate) fn private_key_secret(&self) -> &[u8] {
+        self.key.secret_pkcs8_der()
+    }
+
     /// The private key, for building TLS configurations.
     pub(crate) fn private_key_der(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key.clone_key())

@@ -12,6 +12,8 @@
 //!   polling directions.
 //! * [`proxy`]: the HTTP CONNECT client used by every outbound connection that has a proxy.
 //! * [`backoff`]: full-jitter exponential backoff for reconnects.
+//! * [`seal`]: authenticated encryption with a key derived from an identity's private key, for
+//!   bytes that nodes sharing one identity pass through a database.
 //! * [`stream`]: a byte stream that replays bytes that were read ahead.
 #![deny(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod endpoint;
 pub mod identity;
 pub mod proxy;
 pub mod rpc;
+pub mod seal;
 pub mod stream;
 pub mod tls;
 pub mod trust;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use hyper::StatusCode;
 
 pub use body::{BodyError, RpcBody};
-pub use client::{Download, RpcClient, handshake_h2};
+pub use client::{Download, RawAnswer, RpcClient, handshake_h2};
 pub use server::{RpcService, serve_h2};
 
 use crate::proxy::ProxyError;

@@ -15,6 +15,7 @@ mod error;
 pub mod migrations;
 mod model;
 pub mod postgres;
+pub mod relay;
 pub mod sqlite;
 mod url;
 

@@ -19,7 +19,7 @@ pub struct PostgresStore {
 /// Any number the migrations' advisory lock uses (the same in every node).
 const MIGRATION_LOCK: i64 = 0x6f63_746f;
 
-async fn connect(url: &DatabaseUrl) -> Result<Client> {
+pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Client> {
     let config = url.config()?;
     let (client, connection) = config
         .connect(NoTls)

@@ -256,6 +256,42 @@ impl RpcClient {
         })
     }
 
+    /// POSTs `body` (of `content_type`) to `path` and returns the answer's status and body, whatever
+    /// the status: for relaying a call opaquely (the relaying node does not need to understand it).
+    /// The whole call is limited by [`H2Options::call_timeout`], the answer by
+    /// [`H2Options::max_json_response`].
+    pub async fn exchange(
+        &self,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<RawAnswer, RpcError> {
+        let request = self.build(Method::POST, path, content_type, body::full(body))?;
+        self.with_timeout(|| format!("call to {path}"), async {
+            let response = self.send(request).await?;
+            let status = response.status().as_u16();
+            let limit = self.options.max_json_response;
+            let body = body::read_limited(response.into_body(), limit)
+                .await
+                .map_err(|e| match e {
+                    BodyError::TooLarge { limit } => RpcError::ResponseTooLarge {
+                        path: path.to_owned(),
+                        limit,
+                    },
+                    BodyError::Read(e) => body_read_error(e),
+                    BodyError::Malformed(source) => RpcError::Decode {
+                        path: path.to_owned(),
+                        source,
+                    },
+                })?;
+            Ok(RawAnswer {
+                status,
+                body: body.to_vec(),
+            })
+        })
+        .await
+    }
+
     /// POSTs the bytes of `reader` to `path` as a streamed `application/octet-stream` body and
     /// decodes a JSON answer. Only the wait for the answer's head is limited by the call
     /// timeout, not the upload itself.
@@ -335,6 +371,40 @@ async fn check_status(
         status,
         message,
     })
+}
+
+/// An answer as bytes, from [`RpcClient::exchange`] (or relayed from another node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The JSON answer to a call to `path`, as [`RpcClient::call_json`] would have returned it: a
+    /// non-2xx status is [`RpcError::Status`] with the start of the text.
+    pub fn into_json<Resp: DeserializeOwned>(self, path: &str) -> Result<Resp, RpcError> {
+        let status = hyper::StatusCode::from_u16(self.status).map_err(|_| RpcError::Status {
+            path: path.to_owned(),
+            status: hyper::StatusCode::BAD_GATEWAY,
+            message: format!("an invalid status {}", self.status),
+        })?;
+        if !status.is_success() {
+            const KEEP: usize = 512;
+            let text = &self.body[..self.body.len().min(KEEP)];
+            return Err(RpcError::Status {
+                path: path.to_owned(),
+                status,
+                message: String::from_utf8_lossy(text).trim().to_owned(),
+            });
+        }
+        serde_json::from_slice(&self.body).map_err(|source| RpcError::Decode {
+            path: path.to_owned(),
+            source,
+        })
+    }
 }
 
 /// A streamed answer from [`RpcClient::download`].

@@ -56,13 +56,32 @@ pub async fn run(
     let store = crate::tasks::open_store(home).await?;
     let trust = TrustStore::from_thumbprints(targets.thumbprints());
     let options = H2Options::default();
-    let pool = Arc::new(
-        Pool::new(
-            TlsClient::new(&identity, trust.clone()).map_err(tls_error)?,
-            options.clone(),
-        )
-        .with_home(home),
-    );
+    let mut pool = Pool::new(
+        TlsClient::new(&identity, trust.clone()).map_err(tls_error)?,
+        options.clone(),
+    )
+    .with_home(home);
+    // A shared store (PostgreSQL) means other nodes: calls for polling tentacles connected to
+    // one of them are relayed through it, and this node performs theirs.
+    let relay = match crate::tasks::location(home)? {
+        octo_store::Location::Postgres(url) => {
+            let call_timeout = options.call_timeout.unwrap_or(Duration::from_secs(60));
+            let relay = super::relay::Relay::connect(
+                &url,
+                &identity,
+                super::relay::node_name(),
+                call_timeout,
+            )
+            .await?;
+            pool = pool.with_relay(relay.clone());
+            Some(relay)
+        }
+        octo_store::Location::Sqlite(_) => None,
+    };
+    let pool = Arc::new(pool);
+    if let Some(relay) = relay {
+        tokio::spawn(super::relay::serve(relay, pool.clone()));
+    }
     let shutdown = CancellationToken::new();
 
     let address = format!("{listen_address}:{port}");

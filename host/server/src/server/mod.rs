@@ -4,6 +4,7 @@
 
 mod daemon;
 mod pool;
+mod relay;
 mod remote;
 
 use crate::error::Result;

@@ -1,15 +1,25 @@
 //! Connections to tentacles: listening targets are dialled on demand and the connection kept;
 //! polling tentacles arrive on the polling listener and are looked up by thumbprint.
+//!
+//! The routing hook: a call for a polling tentacle connected here goes straight to it; one for a
+//! polling tentacle that is not connected here, when the store is shared (PostgreSQL, several
+//! nodes), goes through the database to the node that holds it ([`super::relay`]). With SQLite
+//! (one node) there is no relay: the pool waits for the tentacle to connect here, as before.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use octo_comms::endpoint::{self, Connected, DialTarget};
 use octo_comms::identity::Thumbprint;
 use octo_comms::rpc::{H2Options, RpcClient, RpcError};
 use octo_comms::tls::TlsClient;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncRead;
 use tokio::sync::Notify;
+
+use super::relay::{Relay, RelayedClient};
 
 use crate::home::Home;
 use crate::targets::{Reach, Target};
@@ -50,6 +60,47 @@ impl From<RpcError> for ConnectError {
     }
 }
 
+/// Calls to one tentacle: on a connection held here, or relayed through the node that holds it.
+#[derive(Clone)]
+pub enum TentacleClient {
+    /// A connection of this node.
+    Direct(RpcClient),
+    /// Through another node (a polling tentacle connected there).
+    Relayed(RelayedClient),
+}
+
+impl TentacleClient {
+    /// Whether calls go through another node.
+    pub fn is_relayed(&self) -> bool {
+        matches!(self, TentacleClient::Relayed(_))
+    }
+
+    /// POSTs `request` as JSON to `path` and decodes the JSON answer.
+    pub async fn call_json<Req, Resp>(&self, path: &str, request: &Req) -> Result<Resp, RpcError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        match self {
+            TentacleClient::Direct(client) => client.call_json(path, request).await,
+            TentacleClient::Relayed(client) => client.call_json(path, request).await,
+        }
+    }
+
+    /// POSTs the bytes of `reader` to `path` and decodes the JSON answer (relayed: up to
+    /// [`super::relay::MAX_BODY`] bytes).
+    pub async fn upload<R, Resp>(&self, path: &str, reader: R) -> Result<Resp, RpcError>
+    where
+        R: AsyncRead + Send + 'static,
+        Resp: DeserializeOwned,
+    {
+        match self {
+            TentacleClient::Direct(client) => client.upload(path, reader).await,
+            TentacleClient::Relayed(client) => client.upload(path, reader).await,
+        }
+    }
+}
+
 /// Live connections.
 pub struct Pool {
     tls: TlsClient,
@@ -59,6 +110,7 @@ pub struct Pool {
     polling: Mutex<HashMap<Thumbprint, Vec<RpcClient>>>,
     arrived: Notify,
     home: Option<Home>,
+    relay: Option<Arc<Relay>>,
 }
 
 impl Pool {
@@ -71,12 +123,19 @@ impl Pool {
             polling: Mutex::new(HashMap::new()),
             arrived: Notify::new(),
             home: None,
+            relay: None,
         }
     }
 
     /// Named proxies (`octo proxies`) are read from the settings under `home` when dialling.
     pub fn with_home(mut self, home: &Home) -> Self {
         self.home = Some(home.clone());
+        self
+    }
+
+    /// Calls for polling tentacles connected to other nodes go through `relay`.
+    pub fn with_relay(mut self, relay: Arc<Relay>) -> Self {
+        self.relay = Some(relay);
         self
     }
 
@@ -116,16 +175,53 @@ impl Pool {
             .sum()
     }
 
-    fn live_polling(&self, thumbprint: &Thumbprint) -> Option<RpcClient> {
+    /// The polling tentacles connected here.
+    pub fn polling_thumbprints(&self) -> Vec<Thumbprint> {
+        let polling = self.polling.lock().unwrap_or_else(|e| e.into_inner());
+        polling
+            .iter()
+            .filter(|(_, list)| list.iter().any(|c| !c.is_closed()))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// The open connection of a polling tentacle connected here.
+    pub fn live_polling(&self, thumbprint: &Thumbprint) -> Option<RpcClient> {
         let mut polling = self.polling.lock().unwrap_or_else(|e| e.into_inner());
         let list = polling.get_mut(thumbprint)?;
         list.retain(|c| !c.is_closed());
         list.last().cloned()
     }
 
-    /// A connection to `target`: the open one, a new one to a listening tentacle, or (for a
-    /// polling tentacle) the next one it opens within `wait`.
-    pub async fn client(&self, target: &Target, wait: Duration) -> Result<RpcClient, ConnectError> {
+    /// Calls to `target`: its open connection, a new one to a listening tentacle, or, for a
+    /// polling tentacle not connected here, the relay through the node that holds it (a node must
+    /// take each call within `wait`) or, without a relay, the next connection it opens here within
+    /// `wait`.
+    pub async fn client(
+        &self,
+        target: &Target,
+        wait: Duration,
+    ) -> Result<TentacleClient, ConnectError> {
+        if let Reach::Polling = target.reach {
+            if let Some(client) = self.live_polling(&target.thumbprint) {
+                return Ok(TentacleClient::Direct(client));
+            }
+            if let Some(relay) = &self.relay {
+                return Ok(TentacleClient::Relayed(RelayedClient::new(
+                    relay.clone(),
+                    &target.name,
+                    target.thumbprint,
+                    wait,
+                )));
+            }
+        }
+        self.connection(target, wait)
+            .await
+            .map(TentacleClient::Direct)
+    }
+
+    /// A connection of this node to `target`.
+    async fn connection(&self, target: &Target, wait: Duration) -> Result<RpcClient, ConnectError> {
         match &target.reach {
             Reach::Listening { .. } => {
                 if let Some(client) = self

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use octo_comms::backoff::Backoff;
-use octo_comms::rpc::{RpcClient, RpcError};
+use octo_comms::rpc::RpcError;
 use octo_protocol::{
     Completed, ErrorBody, ErrorCode, LogCursor, PackagePresence, PackageQuery, StartStep,
     StatusRequest, StepResult, StepStarted, StepState, StepStatus, Stored, Ticket, TicketRequest,
@@ -23,7 +23,7 @@ use octo_store::{PartOutcome, Store, TaskId, TaskState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::{ConnectError, Pool};
+use super::pool::{ConnectError, Pool, TentacleClient};
 use crate::admin::AdminEvent;
 use crate::targets::Target;
 
@@ -198,7 +198,7 @@ impl Runner<'_> {
         }
     }
 
-    async fn connect(&mut self) -> Result<RpcClient, ConnectError> {
+    async fn connect(&mut self) -> Result<TentacleClient, ConnectError> {
         self.pool.client(self.target, CONNECT_WAIT).await
     }
 
@@ -412,7 +412,11 @@ enum SendError {
 }
 
 /// Uploads the package files the tentacle lacks (it answers which by digest).
-async fn send_package(runner: &Runner<'_>, client: &RpcClient, job: &Job) -> Result<(), SendError> {
+async fn send_package(
+    runner: &Runner<'_>,
+    client: &TentacleClient,
+    job: &Job,
+) -> Result<(), SendError> {
     let Some(package) = &job.start.package else {
         return Err(SendError::Refused(
             "the tentacle asked for a package the step does not have".into(),
@@ -574,8 +578,14 @@ async fn start_step(
                 }
                 None if e.is_connection_failure() => {
                     runner.lost(&e);
-                    runner.note("the connection dropped while starting the step; retrying");
+                    runner.note(format!(
+                        "the connection dropped while starting the step ({e}); retrying"
+                    ));
                     runner.pause().await;
+                    if client.is_relayed() {
+                        // No node delivered it: as a failed connect, it counts against the budget.
+                        continue;
+                    }
                 }
                 None => {
                     return Some(
