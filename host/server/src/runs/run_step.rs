@@ -336,9 +336,9 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
     let plugin = runtime.load_step(&bytes).with_context(|| origin.clone())?;
 
     let work_root = home.work()?;
-    let work = tempfile::Builder::new()
-        .prefix("run-step-")
-        .tempdir_in(&work_root)
+    // Directories of runs that were killed before they could remove theirs go first.
+    super::work_dirs::remove_abandoned(&work_root);
+    let work = super::work_dirs::create(&work_root)
         .with_context(|| format!("cannot create a work directory in {}", work_root.display()))?;
 
     // Settings + administrator grants; --allow-outbound is a grant for this run that cannot override

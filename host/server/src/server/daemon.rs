@@ -51,6 +51,8 @@ pub async fn run(
     sink: &Sink,
 ) -> Result<()> {
     let identity = super::identity(home)?;
+    // Work directories of `octo run-step`s that were killed before they could remove theirs.
+    crate::runs::work_dirs::remove_abandoned(&home.work()?);
     let targets = targets::load(&home.targets())?;
     // The store first: a server that cannot keep its tasks does not start.
     let store = crate::tasks::open_store(home).await?;
