@@ -38,6 +38,9 @@ struct Daemon {
     running: Mutex<HashMap<TaskId, CancellationToken>>,
 }
 
+/// How often the daemon checks whether another node changed the shared targets or settings.
+const SHARED_CHECK: Duration = Duration::from_secs(1);
+
 fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::other(e)
 }
@@ -50,10 +53,13 @@ pub async fn run(
     on_ready: impl FnOnce(&Ready),
     sink: &Sink,
 ) -> Result<()> {
-    let identity = super::identity(home)?;
-    let targets = targets::load(&home.targets())?;
     // The store first: a server that cannot keep its tasks does not start.
     let store = crate::tasks::open_store(home).await?;
+    let identity = super::identity(home)?;
+    let targets = crate::shared::load::<targets::Targets>(&*store, home)
+        .await?
+        .0;
+    let settings_revision = crate::shared::settings::sync(&*store, home).await?;
     let trust = TrustStore::from_thumbprints(targets.thumbprints());
     let options = H2Options::default();
     let pool = Arc::new(
@@ -110,6 +116,7 @@ pub async fn run(
         store: store.clone(),
         running: Mutex::new(HashMap::new()),
     });
+    tokio::spawn(daemon.clone().follow_shared(settings_revision));
     // Tasks an earlier run of the daemon left running: follow each tentacle's journal again from
     // the last stored sequence.
     daemon.clone().resume().await;
@@ -218,7 +225,7 @@ impl Daemon {
         abandoned: CancellationToken,
     ) -> bool {
         let result = match request {
-            AdminRequest::Reload => self.reload().map(|m| {
+            AdminRequest::Reload => self.reload().await.map(|m| {
                 let _ = tx.send(AdminEvent::Ok { message: m });
                 true
             }),
@@ -237,15 +244,47 @@ impl Daemon {
         })
     }
 
-    fn targets(&self) -> Result<targets::Targets> {
-        let targets = targets::load(&self.home.targets())?;
-        // Trust follows the targets file: a removed target's connections close.
+    async fn targets(&self) -> Result<targets::Targets> {
+        let targets = crate::shared::load::<targets::Targets>(&*self.store, &self.home)
+            .await?
+            .0;
+        // Trust follows the shared targets: a removed target's connections close.
         self.trust.replace_all(targets.thumbprints());
         Ok(targets)
     }
 
-    fn reload(&self) -> Result<String> {
-        let targets = self.targets()?;
+    /// Trust follows targets changed by another node (or a CLI that could not tell this daemon), and
+    /// this node's `octo.toml` follows the shared settings: each document's revision is checked every
+    /// [`SHARED_CHECK`].
+    async fn follow_shared(self: Arc<Self>, mut settings_seen: i64) {
+        let mut targets_seen = crate::shared::revision::<targets::Targets>(&*self.store)
+            .await
+            .unwrap_or(0);
+        loop {
+            tokio::time::sleep(SHARED_CHECK).await;
+            match crate::shared::revision::<targets::Targets>(&*self.store).await {
+                Ok(revision) if revision != targets_seen => match self.targets().await {
+                    Ok(_) => targets_seen = revision,
+                    Err(error) => tracing::warn!(%error, "cannot read the changed targets"),
+                },
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot check the targets' revision"),
+            }
+            match crate::shared::settings::revision(&*self.store).await {
+                Ok(revision) if revision != settings_seen => {
+                    match crate::shared::settings::sync(&*self.store, &self.home).await {
+                        Ok(revision) => settings_seen = revision,
+                        Err(error) => tracing::warn!(%error, "cannot follow the shared settings"),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot check the settings' revision"),
+            }
+        }
+    }
+
+    async fn reload(&self) -> Result<String> {
+        let targets = self.targets().await?;
         Ok(format!(
             "{} targets; {} polling connections",
             targets.targets.len(),
@@ -258,7 +297,7 @@ impl Daemon {
         names: Vec<String>,
         tx: &mpsc::UnboundedSender<AdminEvent>,
     ) -> Result<bool> {
-        let all = self.targets()?;
+        let all = self.targets().await?;
         let selected = if names.is_empty() {
             all.targets.clone()
         } else {
@@ -312,7 +351,7 @@ impl Daemon {
         tx: &mpsc::UnboundedSender<AdminEvent>,
         abandoned: CancellationToken,
     ) -> Result<bool> {
-        let selected = self.targets()?.select(&run.targets, &run.roles)?;
+        let selected = self.targets().await?.select(&run.targets, &run.roles)?;
         if selected.is_empty() {
             bail!(NotFound, "no target selected");
         }
@@ -493,7 +532,7 @@ impl Daemon {
                 return;
             }
         };
-        let targets = self.targets().ok();
+        let targets = self.targets().await.ok();
         for task in tasks {
             let cancel = self.register(task.id);
             if task.cancel_requested {
