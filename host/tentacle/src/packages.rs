@@ -142,6 +142,45 @@ impl PackageCache {
         reader: R,
         limit: u64,
     ) -> Result<u64, PutError> {
+        self.store(package, file, |path| async move {
+            crate::files::write_hashed(reader, &path, limit).await
+        })
+        .await
+    }
+
+    /// [`PackageCache::put`] of an upload's body: received on this task while another thread
+    /// hashes and writes (what the server's push uses).
+    pub async fn put_body<B>(
+        &self,
+        package: &PackageMeta<'_>,
+        file: &PackageFileRef,
+        body: B,
+        limit: u64,
+    ) -> Result<u64, PutError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        self.store(package, file, |path| async move {
+            crate::files::write_hashed_body(body, &path, limit).await
+        })
+        .await
+    }
+
+    /// Writes `file` through `write` (which returns the size and digest of what it wrote) into a
+    /// staging directory; keeps it only when the digest is the announced one.
+    async fn store<W, F>(
+        &self,
+        package: &PackageMeta<'_>,
+        file: &PackageFileRef,
+        write: W,
+    ) -> Result<u64, PutError>
+    where
+        W: FnOnce(PathBuf) -> F,
+        F: std::future::Future<
+                Output = Result<(u64, Sha256Digest), crate::files::WriteHashedError>,
+            >,
+    {
         octo_fsutil::create_private_dir(&self.dir)?;
         let staging = self
             .dir
@@ -149,8 +188,7 @@ impl PackageCache {
         let _ = tokio::fs::remove_dir_all(&staging).await;
         octo_fsutil::create_private_dir(&staging)?;
         let result = async {
-            let path = staging.join(&file.name);
-            let (total, actual) = crate::files::write_hashed(reader, &path, limit).await?;
+            let (total, actual) = write(staging.join(&file.name)).await?;
             if actual != file.sha256 {
                 return Err(PutError::DigestMismatch {
                     id: package.id.to_owned(),
