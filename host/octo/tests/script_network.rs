@@ -185,6 +185,141 @@ fn confined_scripts_reach_granted_tcp_destinations_only() {
     );
 }
 
+/// A `[::1]` TCP listener that says `pong` to each connection; counts them. `None` without IPv6.
+fn pong_listener_v6() -> Option<(u16, Arc<AtomicUsize>)> {
+    let socket = std::net::TcpListener::bind("[::1]:0").ok()?;
+    let port = socket.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in socket.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"pong\n");
+        }
+    });
+    Some((port, hits))
+}
+
+/// Bash that connects to `host`:`port` by `/dev/tcp` and prints `LABEL=pong` or `LABEL=refused`.
+fn dev_tcp(label: &str, host: &str, port: u16) -> String {
+    format!(
+        "if exec 3<>/dev/tcp/{host}/{port}; then read -r r <&3; echo \"{label}=$r\"; exec 3<&-;\n\
+         else echo \"{label}=refused\"; fi\n"
+    )
+}
+
+/// Issue 11, deliverable 2: a granted `tcp://NAME:PORT` reaches a confined script by its name. The
+/// host resolves the name (after the policy allowed it) and forwards a loopback address of the
+/// namespace, which the script's private `/etc/hosts` gives the name; the same name at a port not
+/// granted reaches nothing. An IPv6 literal (`tcp://[::1]:PORT`) is forwarded as an IPv4 one is.
+/// Every attempt is in the audit.
+#[test]
+fn confined_scripts_reach_granted_names() {
+    let home = Home::new();
+    home.octo(&["configure", "--scriptNetwork=confined"])
+        .success();
+    let (granted, granted_hits) = pong_listener();
+    let (other, other_hits) = pong_listener();
+    home.octo(&[
+        "plugins",
+        "grant",
+        "run-script",
+        &format!("tcp://localhost:{granted}"),
+    ])
+    .success();
+    let v6 = pong_listener_v6();
+    if let Some((port, _)) = &v6 {
+        home.octo(&[
+            "plugins",
+            "grant",
+            "run-script",
+            &format!("tcp://[::1]:{port}"),
+        ])
+        .success();
+    }
+    let mut body = String::from("ScriptBody=getent hosts localhost\n");
+    body.push_str(&dev_tcp("granted", "localhost", granted));
+    body.push_str(&dev_tcp("other", "localhost", other));
+    if let Some((port, _)) = &v6 {
+        body.push_str(&dev_tcp("v6", "::1", *port));
+    }
+    // The host's /etc/hosts is untouched.
+    let before = std::fs::read_to_string("/etc/hosts").unwrap();
+    let run = home.octo(&["run-step", "run-script", "--param", &body]);
+    let out = run.success();
+    assert_eq!(std::fs::read_to_string("/etc/hosts").unwrap(), before);
+    assert!(out.contains("granted=pong"), "{run:#?}");
+    assert!(out.contains("other=refused"), "{run:#?}");
+    assert_eq!(granted_hits.load(Ordering::SeqCst), 1, "{run:#?}");
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0, "{run:#?}");
+    if let Some((_, hits)) = &v6 {
+        assert!(out.contains("v6=pong"), "{run:#?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "{run:#?}");
+    }
+    let audit = audit(&home);
+    let line = |destination: &str, allowed: bool| {
+        audit.lines().any(|l| {
+            l.contains(&format!("\"{destination}\""))
+                && l.contains(&format!("\"allowed\":{allowed}"))
+        })
+    };
+    assert!(line(&format!("tcp://localhost:{granted}"), true), "{audit}");
+    // The script resolved the name itself (to the forward's address), then connected there.
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!(":{other}\"")) && l.contains("\"allowed\":false")),
+        "{audit}"
+    );
+    if let Some((port, _)) = &v6 {
+        assert!(line(&format!("tcp://[::1]:{port}"), true), "{audit}");
+    }
+}
+
+/// While air-gapped, a granted name inside the internal networks reaches a confined script only
+/// where its addresses lie inside the internal networks too: `localhost` alone is not enough for
+/// the address it resolves to (denied, with the reason in the audit); with `127.0.0.0/8` it is.
+#[test]
+fn air_gapped_names_are_forwarded_only_to_internal_addresses() {
+    let home = Home::new();
+    home.octo(&[
+        "configure",
+        "--airGapped=true",
+        "--internalNetworks=localhost",
+    ])
+    .success();
+    let (port, hits) = pong_listener();
+    home.octo(&[
+        "plugins",
+        "grant",
+        "run-script",
+        &format!("tcp://localhost:{port}"),
+    ])
+    .success();
+    let body = format!("ScriptBody={}", dev_tcp("named", "localhost", port));
+    let run = home.octo(&["run-step", "run-script", "--param", &body]);
+    let out = run.success();
+    assert!(!out.contains("named=pong"), "{run:#?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "{run:#?}");
+    let audit = audit(&home);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("\"tcp://localhost:{port}\""))
+                && l.contains("\"allowed\":false")
+                && l.contains("resolved to 127.0.0.1, which is not inside the internal networks")),
+        "{audit}"
+    );
+
+    home.octo(&["configure", "--internalNetworks=localhost,127.0.0.0/8"])
+        .success();
+    let run = home.octo(&["run-step", "run-script", "--param", &body]);
+    let out = run.success();
+    assert!(out.contains("named=pong"), "{run:#?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "{run:#?}");
+}
+
 /// Issue 11, deliverable 2: an unprivileged host confines through user namespaces. Run as `nobody`
 /// (a copy of the binary in a world-readable directory), a confined script's `setsid` child dies with
 /// the step and its direct connection is refused and audited. Skipped unless run as root with
@@ -234,13 +369,26 @@ fn an_unprivileged_octo_confines_scripts_with_user_namespaces() {
             .success()
     );
     let (port, hits) = listener();
+    // A granted name works there too (a mount namespace inside the user namespace).
+    let (named, named_hits) = pong_listener();
+    assert!(
+        as_nobody(&[
+            "plugins",
+            "grant",
+            "run-script",
+            &format!("tcp://localhost:{named}")
+        ])
+        .status
+        .success()
+    );
     let out = as_nobody(&[
         "run-step",
         "run-script",
         "--param",
         &format!(
             "ScriptBody=(setsid sleep 313 &); echo \"uid=$(id -u) pid=$$\"\n\
-             if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo tcp=open; else echo tcp=refused; fi"
+             if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo tcp=open; else echo tcp=refused; fi\n{}",
+            dev_tcp("named", "localhost", named)
         ),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -249,7 +397,9 @@ fn an_unprivileged_octo_confines_scripts_with_user_namespaces() {
     assert!(stdout.contains("pid=1"), "{stdout}");
     assert!(!stdout.contains("uid=0"), "{stdout}");
     assert!(stdout.contains("tcp=refused"), "{stdout}");
+    assert!(stdout.contains("named=pong"), "{stdout}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
+    assert_eq!(named_hits.load(Ordering::SeqCst), 1);
     let left = std::process::Command::new("pgrep")
         .args(["-u", "nobody", "-f", "sleep 313"])
         .output()

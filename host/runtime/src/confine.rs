@@ -20,9 +20,10 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 use rustix::thread::UnshareFlags;
+use std::ffi::CString;
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
 /// Set (to anything non-empty) to make the namespace probe fail, as on a host without namespaces: how
@@ -164,11 +165,14 @@ pub(crate) struct ChildPlan {
     flags: UnshareFlags,
     id_maps: Option<IdMaps>,
     /// Sockets to create inside the new network namespace (confined mode).
-    listen: Vec<SocketAddrV4>,
-    /// Addresses outside 127.0.0.0/8 among them, put on loopback (`lo:N`, /32) so they can be bound
-    /// and reached inside the namespace.
+    listen: Vec<SocketAddr>,
+    /// Addresses outside 127.0.0.0/8 and `::1` among them, put on loopback (`lo:N`, /32; IPv6 /128)
+    /// so they can be bound and reached inside the namespace.
     aliases: Vec<AliasRequest>,
     network: bool,
+    /// A file bind-mounted over `/etc/hosts` in a mount namespace of the command's own (confined mode,
+    /// when granted names are forwarded).
+    hosts: Option<CString>,
     /// The child's end of the socket pair to the host (listening sockets, then a pidfd of PID 1).
     channel: Option<OwnedFd>,
 }
@@ -199,15 +203,18 @@ impl ChildPlan {
             listen: Vec::new(),
             aliases: Vec::new(),
             network: confined,
+            hosts: None,
             channel: None,
         }
     }
 
     /// A plan for `network` mode whose child creates listening sockets at `listen` (confined mode only;
-    /// at most [`MAX_LISTENERS`]), with the host's end of the channel.
+    /// at most [`MAX_LISTENERS`]) and, given `hosts`, sees that file as its `/etc/hosts` (confined
+    /// mode only), with the host's end of the channel.
     pub(crate) fn new(
         network: ScriptNetwork,
-        listen: Vec<SocketAddrV4>,
+        listen: Vec<SocketAddr>,
+        hosts: Option<&std::path::Path>,
     ) -> std::io::Result<(ChildPlan, HostChannel)> {
         assert!(listen.len() <= MAX_LISTENERS);
         let (host, child) = rustix::net::socketpair(
@@ -218,13 +225,27 @@ impl ChildPlan {
         )?;
         let mut plan = ChildPlan::without_channel(network);
         if plan.network {
-            plan.aliases = listen
-                .iter()
-                .filter(|a| !a.ip().is_loopback())
-                .enumerate()
-                .map(|(i, a)| alias_request(i + 1, *a.ip()))
-                .collect();
+            let mut v4 = 0;
+            for addr in &listen {
+                match addr.ip() {
+                    IpAddr::V4(ip) if !ip.is_loopback() && !plan_has(&plan.aliases, addr.ip()) => {
+                        v4 += 1;
+                        plan.aliases.push(alias_request(v4, ip));
+                    }
+                    IpAddr::V6(ip) if !ip.is_loopback() && !plan_has(&plan.aliases, addr.ip()) => {
+                        plan.aliases.push(alias_request_v6(ip));
+                    }
+                    _ => {}
+                }
+            }
             plan.listen = listen;
+            if let Some(path) = hosts {
+                use std::os::unix::ffi::OsStrExt;
+                plan.hosts = Some(CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+                    std::io::Error::other("the hosts file's path holds a NUL byte")
+                })?);
+                plan.flags |= UnshareFlags::NEWNS;
+            }
         }
         plan.channel = Some(child);
         Ok((plan, HostChannel(host)))
@@ -252,6 +273,29 @@ impl ChildPlan {
             loopback_up()?;
             for alias in &self.aliases {
                 add_alias(alias)?;
+            }
+        }
+        if let Some(hosts) = &self.hosts {
+            // Nothing mounted here propagates back to the host, then the file over /etc/hosts.
+            // SAFETY: plain system calls with NUL-terminated paths prepared before the fork.
+            unsafe {
+                if libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) < 0
+                    || libc::mount(
+                        hosts.as_ptr(),
+                        c"/etc/hosts".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
         }
         Ok(())
@@ -433,9 +477,31 @@ fn loopback_up() -> std::io::Result<()> {
     Ok(())
 }
 
-/// An `ifreq` naming `lo:N` and an address: plain data (the union's pointer member is never used).
+/// An address to put on loopback: an `ifreq` naming `lo:N` and an IPv4 address, or an `in6_ifreq`
+/// for an IPv6 one. Plain data (the union's pointer member is never used).
 #[derive(Clone, Copy)]
-struct AliasRequest(libc::ifreq);
+enum AliasRequest {
+    V4(libc::ifreq, std::net::Ipv4Addr),
+    V6(libc::in6_ifreq, std::net::Ipv6Addr),
+}
+
+fn plan_has(aliases: &[AliasRequest], ip: IpAddr) -> bool {
+    aliases.iter().any(|a| match a {
+        AliasRequest::V4(_, v4) => ip == IpAddr::V4(*v4),
+        AliasRequest::V6(_, v6) => ip == IpAddr::V6(*v6),
+    })
+}
+
+/// The request that puts `ip` on loopback as a /128 (the loopback interface of a new network
+/// namespace has index 1; loopback addresses skip duplicate address detection).
+fn alias_request_v6(ip: std::net::Ipv6Addr) -> AliasRequest {
+    // SAFETY: `in6_ifreq` is plain data; zero is a valid value.
+    let mut request: libc::in6_ifreq = unsafe { std::mem::zeroed() };
+    request.ifr6_addr.s6_addr = ip.octets();
+    request.ifr6_prefixlen = 128;
+    request.ifr6_ifindex = 1;
+    AliasRequest::V6(request, ip)
+}
 
 // SAFETY: plain bytes, read only by the kernel in the forked child.
 unsafe impl Send for AliasRequest {}
@@ -466,12 +532,28 @@ fn alias_request(index: usize, ip: std::net::Ipv4Addr) -> AliasRequest {
             std::mem::size_of::<libc::sockaddr_in>(),
         );
     }
-    AliasRequest(request)
+    AliasRequest::V4(request, ip)
 }
 
 /// `ip addr add IP/32 dev lo` the ioctl way: the address of an alias interface, then its netmask.
 /// Async-signal-safe.
-fn add_alias(AliasRequest(request): &AliasRequest) -> std::io::Result<()> {
+fn add_alias(alias: &AliasRequest) -> std::io::Result<()> {
+    let request = match alias {
+        AliasRequest::V4(request, _) => request,
+        AliasRequest::V6(request, _) => {
+            let socket = rustix::net::socket_with(
+                AddressFamily::INET6,
+                SocketType::DGRAM,
+                SocketFlags::CLOEXEC,
+                None,
+            )?;
+            // SAFETY: SIOCSIFADDR on an IPv6 socket reads an `in6_ifreq`.
+            if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFADDR, request) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            return Ok(());
+        }
+    };
     let socket = rustix::net::socket_with(
         AddressFamily::INET,
         SocketType::DGRAM,
@@ -504,13 +586,12 @@ fn add_alias(AliasRequest(request): &AliasRequest) -> std::io::Result<()> {
     Ok(())
 }
 
-fn listener(addr: &SocketAddrV4) -> std::io::Result<OwnedFd> {
-    let socket = rustix::net::socket_with(
-        AddressFamily::INET,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+fn listener(addr: &SocketAddr) -> std::io::Result<OwnedFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let socket = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
     rustix::net::sockopt::set_socket_reuseaddr(&socket, true)?;
     rustix::net::bind(&socket, addr)?;
     rustix::net::listen(&socket, 128)?;

@@ -10,6 +10,7 @@
 //! listening socket at the same address inside the namespace whose connections the host forwards
 //! ([`serve_forward`]) after the same decision, recorded as `tcp://address:port`.
 
+use crate::forwards::Upstream;
 use crate::intercept::Sender;
 use crate::outbound::{OutboundAttempt, OutboundGate};
 use bytes::Bytes;
@@ -113,44 +114,86 @@ pub(crate) fn serve(egress: Arc<Egress>, listener: TcpListener) -> EgressServer 
     EgressServer { task }
 }
 
-/// Forwards each connection accepted on `listener` (inside a confined command's namespace, at the
-/// granted destination's address) to `upstream` on the host's network, once the step's policy allows
-/// `destination` for a script; a denied connection is reset and opens no upstream socket. Every
-/// connection is one attempt in the audit.
+/// Forwards each connection accepted on `listener` (inside a confined command's namespace, at
+/// `forward.listen`) to its upstream on the host's network, once the step's policy allows the
+/// granted destination for a script. A granted name is resolved then, and (while air-gapped) its
+/// addresses must lie inside the internal networks ([`crate::OutboundPolicy::check_resolved`]). A
+/// denied connection is reset and opens no upstream socket. Every connection is one attempt in the
+/// audit.
 pub(crate) fn serve_forward(
     egress: Arc<Egress>,
     listener: TcpListener,
-    destination: Destination,
-    upstream: std::net::SocketAddr,
+    forward: crate::forwards::Forward,
 ) -> EgressServer {
+    let forward = Arc::new(forward);
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((mut stream, _)) = accepted else { continue };
-                    if !egress.decide(&destination).allowed {
-                        // Reset, not a clean close.
-                        let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
-                        continue;
-                    }
-                    let warn = egress.gate.warn.clone();
-                    let shown = destination.to_string();
-                    connections.spawn(async move {
-                        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(upstream)).await {
-                            Ok(Ok(mut up)) => {
-                                let _ = tokio::io::copy_bidirectional(&mut stream, &mut up).await;
-                            }
-                            Ok(Err(e)) => warn(format!("forwarding {shown}: {e}")),
-                            Err(_) => warn(format!("forwarding {shown}: no connection within {CONNECT_TIMEOUT:?}")),
-                        }
-                    });
+                    let Ok((stream, _)) = accepted else { continue };
+                    connections.spawn(forward_one(egress.clone(), forward.clone(), stream));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
     });
     EgressServer { task }
+}
+
+/// One forwarded connection: decided, recorded, then spliced (or reset).
+async fn forward_one(
+    egress: Arc<Egress>,
+    forward: Arc<crate::forwards::Forward>,
+    mut stream: tokio::net::TcpStream,
+) {
+    let destination = &forward.destination;
+    let decided = match &forward.upstream {
+        Upstream::Address(addr) => egress.gate.check_script(destination).map(|()| vec![*addr]),
+        Upstream::Name { host, port } => match egress.gate.check_script(destination) {
+            Err(reason) => Err(reason),
+            Ok(()) => match resolve(host, *port).await {
+                Err(reason) => Err(reason),
+                Ok(addrs) => egress.gate.check_resolved_script(destination, addrs),
+            },
+        },
+    };
+    egress
+        .gate
+        .record_script(destination.to_string(), decided.as_ref().err().cloned());
+    let Ok(addrs) = decided else {
+        // Reset, not a clean close.
+        let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
+        return;
+    };
+    let mut last = String::new();
+    for addr in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(mut up)) => {
+                let _ = tokio::io::copy_bidirectional(&mut stream, &mut up).await;
+                return;
+            }
+            Ok(Err(e)) => last = format!("{addr}: {e}"),
+            Err(_) => last = format!("{addr}: no connection within {CONNECT_TIMEOUT:?}"),
+        }
+    }
+    (egress.gate.warn)(format!("forwarding {destination}: {last}"));
+}
+
+/// The addresses of a granted name, as the host resolves it.
+async fn resolve(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<_> = addrs.collect();
+            if addrs.is_empty() {
+                Err(format!("{host} has no address"))
+            } else {
+                Ok(addrs)
+            }
+        }
+        Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
+        Err(_) => Err(format!("cannot resolve {host} within {CONNECT_TIMEOUT:?}")),
+    }
 }
 
 async fn handle(egress: &Arc<Egress>, request: Request<Incoming>) -> Response<WasiBody> {

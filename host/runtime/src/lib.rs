@@ -17,6 +17,7 @@ mod confine;
 mod connect_watch;
 mod egress;
 mod engine;
+mod forwards;
 mod http_client;
 mod intercept;
 mod limits;

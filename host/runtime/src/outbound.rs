@@ -5,6 +5,7 @@
 //! — must allow it. Denied requests fail inside the guest with `HTTP-request-denied` and are recorded.
 
 use octo_manifest::{Destination, DestinationPattern};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
@@ -44,6 +45,14 @@ pub enum Verdict {
 pub trait OutboundPolicy: Send + Sync {
     /// The verdict for one request.
     fn check(&self, request: &OutboundRequest) -> Verdict;
+
+    /// For a raw TCP destination named by a host name, which [`OutboundPolicy::check`] allowed and
+    /// the host then resolved: whether a script's connection may go to `address`, one of the name's
+    /// addresses (those denied are skipped; none left denies the connection). A policy that knows an
+    /// air gap checks the address against the internal networks; by default, yes.
+    fn check_resolved(&self, _request: &OutboundRequest, _address: IpAddr) -> Verdict {
+        Verdict::Allow
+    }
 }
 
 /// Denies everything: the default until the air-gap settings say otherwise.
@@ -175,15 +184,54 @@ impl OutboundGate {
     /// A script's request through the egress proxy: no manifest declaration to check (a script may
     /// reach whatever the policy allows its step), the same policy and audit as the plugin's own.
     pub(crate) fn decide_script(&self, destination: &Destination) -> OutboundAttempt {
-        let reason = match self.policy.check(&OutboundRequest {
+        let reason = self.check_script(destination).err();
+        self.record(destination.to_string(), reason, RequestSource::Script)
+    }
+
+    fn script_request(&self, destination: &Destination) -> OutboundRequest {
+        OutboundRequest {
             plugin_id: self.plugin_id.clone(),
             destination: destination.clone(),
             source: RequestSource::Script,
-        }) {
-            Verdict::Allow => None,
-            Verdict::Deny(reason) => Some(reason),
-        };
-        self.record(destination.to_string(), reason, RequestSource::Script)
+        }
+    }
+
+    /// The policy's verdict on a script's request, not recorded yet ([`OutboundGate::record_script`]).
+    pub(crate) fn check_script(&self, destination: &Destination) -> Result<(), String> {
+        match self.policy.check(&self.script_request(destination)) {
+            Verdict::Allow => Ok(()),
+            Verdict::Deny(reason) => Err(reason),
+        }
+    }
+
+    /// Those of the addresses a granted name resolved to that the policy lets a script reach, not
+    /// recorded yet; none is a denial (with the reason for the first address).
+    pub(crate) fn check_resolved_script(
+        &self,
+        destination: &Destination,
+        addresses: Vec<std::net::SocketAddr>,
+    ) -> Result<Vec<std::net::SocketAddr>, String> {
+        let request = self.script_request(destination);
+        let mut first_reason = None;
+        let allowed: Vec<_> = addresses
+            .into_iter()
+            .filter(|a| match self.policy.check_resolved(&request, a.ip()) {
+                Verdict::Allow => true,
+                Verdict::Deny(reason) => {
+                    first_reason.get_or_insert(reason);
+                    false
+                }
+            })
+            .collect();
+        match first_reason {
+            Some(reason) if allowed.is_empty() => Err(reason),
+            _ => Ok(allowed),
+        }
+    }
+
+    /// Records a script's attempt decided with [`OutboundGate::check_script`] (`reason` when denied).
+    pub(crate) fn record_script(&self, destination: String, reason: Option<String>) {
+        self.record(destination, reason, RequestSource::Script);
     }
 
     /// Records an attempt the policy was not asked about (a confined script's direct connection,

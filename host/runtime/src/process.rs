@@ -8,12 +8,13 @@
 use crate::bindings::octo::plugin::process::{self, Command};
 use crate::confine::{self, ChildPlan, ScriptNetwork};
 use crate::egress::{self, Egress};
+use crate::forwards;
 use crate::lines::{BoundedLines, Line};
 use crate::state::{StepContext, StepState};
 use crate::vocabulary::{Artifact, LogLevel};
 use octo_service_messages::{OutputLevel, ServiceMessage, parse_line};
 use rustix::fd::OwnedFd;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -108,16 +109,27 @@ async fn run_command(
         ),
         None => format!("http://{CONFINED_PROXY}"),
     };
-    // Confined: the proxy, then one socket per granted TCP destination, at its own address.
+    // Confined: the proxy, then one socket per granted TCP destination (see crate::forwards).
     let forwards = match network {
-        ScriptNetwork::Audited => Vec::new(),
-        ScriptNetwork::Confined => tcp_forwards(ctx),
+        ScriptNetwork::Audited => forwards::Plan::default(),
+        ScriptNetwork::Confined => plan_forwards(ctx),
     };
-    let listen = match network {
+    let listen: Vec<SocketAddr> = match network {
         ScriptNetwork::Audited => Vec::new(),
-        ScriptNetwork::Confined => std::iter::once(CONFINED_PROXY)
-            .chain(forwards.iter().map(|(_, addr)| *addr))
+        ScriptNetwork::Confined => std::iter::once(SocketAddr::V4(CONFINED_PROXY))
+            .chain(forwards.forwards.iter().map(|f| f.listen))
             .collect(),
+    };
+    // Granted names: a private /etc/hosts maps them onto their forwards (kept until the command
+    // started: the mount holds the file then).
+    let hosts = if namespaces && !forwards.names.is_empty() {
+        Some(write_hosts_file(&forwards.names).map_err(|e| {
+            process::Error::SpawnFailed(format!(
+                "cannot write the confined command's hosts file: {e}"
+            ))
+        })?)
+    } else {
+        None
     };
     let mut cmd = tokio::process::Command::new(&command.program);
     cmd.args(&command.args)
@@ -147,7 +159,8 @@ async fn run_command(
         .process_group(0)
         .kill_on_drop(true);
     let channel = if namespaces {
-        let (plan, channel) = ChildPlan::new(network, listen.clone()).map_err(|e| {
+        let hosts_path = hosts.as_ref().map(|f| f.path());
+        let (plan, channel) = ChildPlan::new(network, listen.clone(), hosts_path).map_err(|e| {
             process::Error::SpawnFailed(format!("cannot prepare the command's namespaces: {e}"))
         })?;
         // SAFETY: `run_in_child` makes only async-signal-safe calls (see crate::confine).
@@ -160,6 +173,7 @@ async fn run_command(
     };
     let spawned = cmd.spawn();
     drop(cmd); // closes the child's end of the channel
+    drop(hosts); // mounted by now (spawn returns once the command's PID 1 was forked)
     let mut child = spawned.map_err(|e| {
         process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program))
     })?;
@@ -182,10 +196,7 @@ async fn run_command(
             let recorder = egress.clone();
             _watcher = Some(crate::connect_watch::watch(
                 notify,
-                listen
-                    .iter()
-                    .map(|a| std::net::SocketAddr::V4(*a))
-                    .collect(),
+                listen.clone(),
                 move |addr| recorder.record_direct_attempt(format!("tcp://{addr}")),
             ));
         }
@@ -198,16 +209,12 @@ async fn run_command(
     };
     let mut forward_listeners = listeners.into_iter();
     let _forwards: Vec<_> = forwards
+        .forwards
         .into_iter()
         .zip(forward_listeners.by_ref())
-        .filter_map(|((destination, addr), fd)| {
+        .filter_map(|(forward, fd)| {
             let listener = tokio_listener(fd).ok()?;
-            Some(egress::serve_forward(
-                egress.clone(),
-                listener,
-                destination,
-                std::net::SocketAddr::V4(addr),
-            ))
+            Some(egress::serve_forward(egress.clone(), listener, forward))
         })
         .collect();
     let _egress = egress::serve(egress, listener);
@@ -251,38 +258,34 @@ async fn run_command(
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
-/// The step's granted TCP destinations a confined command can reach (IPv4 addresses, at most
-/// [`confine::MAX_LISTENERS`] - 1), each with the address it gets inside the namespace; the others
-/// are named in a warning.
-fn tcp_forwards(ctx: &mut StepContext) -> Vec<(octo_manifest::Destination, SocketAddrV4)> {
-    let mut forwards: Vec<(octo_manifest::Destination, SocketAddrV4)> = Vec::new();
-    for destination in ctx.tcp_forwards.clone() {
-        let addr = destination
-            .host
-            .parse::<Ipv4Addr>()
-            .ok()
-            .map(|ip| SocketAddrV4::new(ip, destination.port));
-        let problem = match addr {
-            None => {
-                Some("only IPv4 addresses can be forwarded (a confined script resolves no names)")
-            }
-            Some(a) if a == CONFINED_PROXY => Some("that is where the egress proxy listens"),
-            Some(_) if forwards.len() + 1 >= confine::MAX_LISTENERS => {
-                Some("too many TCP destinations for one command")
-            }
-            Some(a) if forwards.iter().any(|(_, b)| *b == a) => continue,
-            Some(_) => None,
-        };
-        match (problem, addr) {
-            (None, Some(a)) => forwards.push((destination, a)),
-            (Some(why), _) => ctx.log.write(
-                LogLevel::Warn,
-                &format!("granted {destination} is not forwarded to the confined script: {why}"),
-            ),
-            (None, None) => {}
-        }
+/// The step's granted TCP destinations a confined command can reach (at most
+/// [`confine::MAX_LISTENERS`] - 1, besides the egress proxy); the others are named in a warning.
+fn plan_forwards(ctx: &mut StepContext) -> forwards::Plan {
+    let plan = forwards::plan(
+        &ctx.tcp_forwards,
+        SocketAddr::V4(CONFINED_PROXY),
+        confine::MAX_LISTENERS - 1,
+    );
+    for (destination, why) in &plan.skipped {
+        ctx.log.write(
+            LogLevel::Warn,
+            &format!("granted {destination} is not forwarded to the confined script: {why}"),
+        );
     }
-    forwards
+    plan
+}
+
+/// The confined command's `/etc/hosts`: `names` on their forwards, then the host's own entries.
+fn write_hosts_file(names: &[(String, Ipv4Addr)]) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let original = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let mut file = tempfile::Builder::new()
+        .prefix("octo-hosts-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile()?;
+    file.write_all(forwards::hosts_file(&original, names).as_bytes())?;
+    file.flush()?;
+    Ok(file)
 }
 
 /// Reads lines of at most `cap` bytes (the rest of a longer line, terminated or not, is dropped).

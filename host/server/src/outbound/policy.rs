@@ -149,6 +149,32 @@ impl OutboundPolicy for SettingsPolicy {
             Verdict::Deny(decision.reason)
         }
     }
+
+    /// While air-gapped, a granted name's address must lie inside the internal networks too (the
+    /// name's own check matched it against names only).
+    fn check_resolved(&self, request: &OutboundRequest, address: std::net::IpAddr) -> Verdict {
+        let settings = match self.settings.current() {
+            Ok(s) => s,
+            Err(e) => {
+                return Verdict::Deny(format!(
+                    "the settings cannot be read now ({e}), so nothing is let out"
+                ));
+            }
+        };
+        if !settings.air_gapped()
+            || settings
+                .internal_networks
+                .matching(&address.to_string())
+                .is_some()
+        {
+            return Verdict::Allow;
+        }
+        Verdict::Deny(format!(
+            "air-gapped: {} resolved to {address}, which is not inside the internal networks ({}); \
+             `octo configure --internalNetworks=...` sets them",
+            request.destination.host, settings.internal_networks
+        ))
+    }
 }
 
 /// The role of a step component: built-in when its bytes are exactly an embedded built-in step's, or
