@@ -452,6 +452,6 @@ mod tests {
             Some(PublishedHash { sha512: hex })
         );
         assert_eq!(parse_catalog_leaf(br#"{"version":"1.0.0"}"#).unwrap(), None);
-        assert!(find_registered(b"[]", &same("1.0.0"), &any).is_err());
+        assert!(find_registered(b"<html>", &same("1.0.0"), &any).is_err());
     }
 }
