@@ -101,7 +101,8 @@ impl IdMaps {
 }
 
 /// Whether the namespaces of `network` mode can be created here; probed once per mode (a fork that
-/// unshares and exits), except for the test hook, which is read every time.
+/// unshares and exits) and, once it succeeded, remembered across runs (see crate::probe_cache),
+/// except for the test hook, which is read every time.
 pub(crate) fn available(network: ScriptNetwork) -> Result<(), String> {
     if std::env::var_os(SIMULATE_UNAVAILABLE_ENV).is_some_and(|v| !v.is_empty()) {
         return Err(format!(
@@ -114,7 +115,8 @@ pub(crate) fn available(network: ScriptNetwork) -> Result<(), String> {
         ScriptNetwork::Audited => &AUDITED,
         ScriptNetwork::Confined => &CONFINED,
     };
-    cell.get_or_init(|| probe(network)).clone()
+    cell.get_or_init(|| crate::probe_cache::remembered(network.as_str(), || probe(network)))
+        .clone()
 }
 
 fn probe(network: ScriptNetwork) -> Result<(), String> {
