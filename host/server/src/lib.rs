@@ -33,6 +33,7 @@ pub mod feeds;
 pub mod home;
 pub mod jobs;
 pub mod library;
+pub mod nodes;
 pub mod outbound;
 pub mod package_feeds;
 pub mod packages;

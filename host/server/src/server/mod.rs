@@ -39,6 +39,10 @@ pub struct RunOptions {
     pub comms_listen_port: Option<u16>,
     /// Address to listen on for polling tentacles.
     pub listen_address: String,
+    /// This node's name (`--node`, default: the host name).
+    pub node: Option<String>,
+    /// How long a node may go without a heartbeat before its tasks are marked (`--nodeTimeout`).
+    pub node_timeout: Option<std::time::Duration>,
 }
 
 /// What a started daemon tells its caller once it accepts connections.
@@ -68,10 +72,20 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let node = daemon::NodeOptions {
+        name: options
+            .node
+            .clone()
+            .unwrap_or_else(crate::nodes::default_name),
+        timeout: options
+            .node_timeout
+            .unwrap_or(crate::nodes::DEFAULT_TIMEOUT),
+    };
     rt.block_on(daemon::run(
         home,
         &options.listen_address,
         port,
+        &node,
         on_ready,
         sink,
     ))

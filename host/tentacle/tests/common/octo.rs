@@ -98,3 +98,47 @@ impl Drop for Daemon {
         self.kill();
     }
 }
+
+impl Daemon {
+    /// Like [`Daemon::start`], with more `octo run` arguments (`--node`, `--node-timeout`).
+    pub fn start_with(home: &Path, reconnect_timeout: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(octo_bin())
+            .arg("--home")
+            .arg(home)
+            .args([
+                "run",
+                "--listen-address",
+                "127.0.0.1",
+                "--comms-listen-port",
+                "0",
+            ])
+            .args(extra)
+            .env("OCTO_RECONNECT_TIMEOUT", reconnect_timeout)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut polling, mut thumbprint) = (None, None);
+        for line in &mut lines {
+            let line = line.unwrap();
+            if let Some(a) = line.strip_prefix("polling-listener ") {
+                polling = Some(a.parse().unwrap());
+            } else if let Some(t) = line.strip_prefix("thumbprint ") {
+                thumbprint = Some(Thumbprint::parse(t).unwrap());
+            } else if line == "ready" {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            polling: polling.expect("the daemon did not start"),
+            thumbprint: thumbprint.unwrap(),
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
