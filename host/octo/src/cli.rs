@@ -782,7 +782,7 @@ pub struct FeedAddArgs {
     #[arg(long)]
     pub username: Option<String>,
     /// Password; without a value it is read from the terminal (no echo) or stdin. Stored in
-    /// feeds.json (mode 0600), never printed.
+    /// the store (the SQLite file is mode 0600), never printed.
     #[arg(long, num_args = 0..=1, requires = "username")]
     pub password: Option<Option<String>>,
     /// Read the password from one line of stdin.

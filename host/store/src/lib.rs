@@ -6,11 +6,13 @@
 //! - [`postgres`]: a PostgreSQL database (`octo configure --database postgres://…`).
 //!
 //! Both run the embedded [`migrations`] when opened and refuse a database whose schema is newer than
-//! this binary. Both pass the same test suite (`tests/suite.rs`). Passwords in a database URL are never
+//! this binary. Besides tasks, a store keeps the small [`Documents`] several nodes share (targets,
+//! settings, …), written with compare-and-swap on a revision. Both pass the same test suite (`tests/suite.rs`). Passwords in a database URL are never
 //! shown: [`DatabaseUrl`]'s `Display` masks them.
 
 #![deny(missing_docs)]
 
+mod documents;
 mod error;
 pub mod migrations;
 mod model;
@@ -18,6 +20,7 @@ pub mod postgres;
 pub mod sqlite;
 mod url;
 
+pub use documents::{Document, Documents};
 pub use error::{Error, Result};
 pub use model::{
     Artifact, Claimed, DEFAULT_TASK_CAP, LogLine, Marked, NewPart, NewTask, NodeControl, NodeInfo,
@@ -62,7 +65,7 @@ pub fn default_location(home: &Path) -> Location {
 
 /// What the server keeps. Every method is one transaction.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: Documents + Send + Sync {
     /// Records a new task (state `running`, each part `running`) and returns its id.
     async fn create_task(&self, task: &NewTask) -> Result<TaskId>;
 

@@ -16,7 +16,7 @@ pub struct Migration {
 }
 
 /// The version this binary writes.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -127,6 +127,27 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE TABLE task_components (
             sha256 TEXT PRIMARY KEY,
             bytes BYTEA NOT NULL
+        );
+    ",
+    },
+    // What several nodes share (targets, settings, …): one small JSON document per name, written
+    // with compare-and-swap on its revision (see `Documents`).
+    Migration {
+        version: 3,
+        sqlite: "
+        CREATE TABLE documents (
+            name TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            revision INTEGER NOT NULL,
+            updated TEXT NOT NULL
+        );
+    ",
+        postgres: "
+        CREATE TABLE documents (
+            name TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            revision BIGINT NOT NULL,
+            updated TEXT NOT NULL
         );
     ",
     },

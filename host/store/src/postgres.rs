@@ -750,3 +750,56 @@ async fn listen(url: DatabaseUrl, wake: tokio::sync::mpsc::Sender<()>) {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl crate::Documents for PostgresStore {
+    async fn document(&self, name: &str) -> Result<Option<crate::Document>> {
+        let guard = self.client().await?;
+        let row = guard
+            .as_ref()
+            .expect("connected")
+            .query_opt(
+                "SELECT body, revision FROM documents WHERE name = $1",
+                &[&name],
+            )
+            .await?;
+        Ok(row.map(|r| crate::Document {
+            body: r.get(0),
+            revision: r.get(1),
+        }))
+    }
+
+    async fn put_document(&self, name: &str, body: &str, expected: i64) -> Result<Option<i64>> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let n = if expected == 0 {
+            client
+                .execute(
+                    "INSERT INTO documents (name, body, revision, updated) VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING",
+                    &[&name, &body, &model::now()],
+                )
+                .await?
+        } else {
+            client
+                .execute(
+                    "UPDATE documents SET body = $1, revision = revision + 1, updated = $2 WHERE name = $3 AND revision = $4",
+                    &[&body, &model::now(), &name, &expected],
+                )
+                .await?
+        };
+        Ok((n == 1).then_some(expected + 1))
+    }
+
+    async fn document_revision(&self, name: &str) -> Result<i64> {
+        let guard = self.client().await?;
+        Ok(guard
+            .as_ref()
+            .expect("connected")
+            .query_one(
+                "SELECT COALESCE(MAX(revision), 0)::bigint FROM documents WHERE name = $1",
+                &[&name],
+            )
+            .await?
+            .get(0))
+    }
+}

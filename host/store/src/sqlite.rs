@@ -727,3 +727,55 @@ fn control(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeControl> {
         draining: r.get(1)?,
     })
 }
+
+#[async_trait::async_trait]
+impl crate::Documents for SqliteStore {
+    async fn document(&self, name: &str) -> Result<Option<crate::Document>> {
+        let name = name.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT body, revision FROM documents WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(crate::Document {
+                        body: r.get(0)?,
+                        revision: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn put_document(&self, name: &str, body: &str, expected: i64) -> Result<Option<i64>> {
+        let (name, body) = (name.to_string(), body.to_string());
+        self.with(move |c| {
+            let n = if expected == 0 {
+                c.execute(
+                    "INSERT INTO documents (name, body, revision, updated) VALUES (?1, ?2, 1, ?3) ON CONFLICT DO NOTHING",
+                    params![name, body, model::now()],
+                )?
+            } else {
+                c.execute(
+                    "UPDATE documents SET body = ?1, revision = revision + 1, updated = ?2 WHERE name = ?3 AND revision = ?4",
+                    params![body, model::now(), name, expected],
+                )?
+            };
+            Ok((n == 1).then_some(expected + 1))
+        })
+        .await
+    }
+
+    async fn document_revision(&self, name: &str) -> Result<i64> {
+        let name = name.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(MAX(revision), 0) FROM documents WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+}

@@ -204,6 +204,75 @@ async fn suite(store: Arc<dyn Store>) {
     );
 }
 
+/// Documents: compare-and-swap on the revision; two stores (two nodes) incrementing one counter at
+/// once lose no increment.
+async fn documents(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    assert_eq!(a.document("targets").await.unwrap(), None);
+    assert_eq!(a.document_revision("targets").await.unwrap(), 0);
+    assert_eq!(a.put_document("targets", "{}", 0).await.unwrap(), Some(1));
+    // Created once: a second creation is refused.
+    assert_eq!(
+        b.put_document("targets", "{\"x\":1}", 0).await.unwrap(),
+        None
+    );
+    let doc = b.document("targets").await.unwrap().unwrap();
+    assert_eq!((doc.body.as_str(), doc.revision), ("{}", 1));
+    assert_eq!(b.put_document("targets", "[1]", 1).await.unwrap(), Some(2));
+    // A stale revision is refused.
+    assert_eq!(a.put_document("targets", "[2]", 1).await.unwrap(), None);
+    assert_eq!(a.document("targets").await.unwrap().unwrap().body, "[1]");
+    assert_eq!(a.document_revision("targets").await.unwrap(), 2);
+
+    async fn increment(store: Arc<dyn Store>, times: usize) {
+        for _ in 0..times {
+            loop {
+                let (value, revision) = match store.document("counter").await.unwrap() {
+                    Some(d) => (d.body.parse::<u64>().unwrap(), d.revision),
+                    None => (0, 0),
+                };
+                let next = (value + 1).to_string();
+                if store
+                    .put_document("counter", &next, revision)
+                    .await
+                    .unwrap()
+                    .is_some()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    let writers = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .map(|s| tokio::spawn(increment(s, 25)));
+    for w in writers {
+        w.await.unwrap();
+    }
+    let counter = a.document("counter").await.unwrap().unwrap();
+    assert_eq!(counter.body, "100");
+    assert_eq!(counter.revision, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_swapped_by_revision_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = Location::Sqlite(dir.path().join("octo.db"));
+    let a = open(&location).await.unwrap();
+    let b = open(&location).await.unwrap();
+    documents(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_swapped_by_revision_in_postgres() {
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let location = Location::Postgres(DatabaseUrl::parse(&cluster.new_database()).unwrap());
+    let a = open(&location).await.unwrap();
+    let b = open(&location).await.unwrap();
+    documents(a, b).await;
+}
+
 #[tokio::test]
 async fn sqlite_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();

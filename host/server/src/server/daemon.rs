@@ -88,6 +88,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How often the daemon checks whether another node changed the shared targets or settings.
+const SHARED_CHECK: Duration = Duration::from_secs(1);
+
 fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::other(e)
 }
@@ -101,12 +104,15 @@ pub async fn run(
     on_ready: impl FnOnce(&Ready),
     sink: &Sink,
 ) -> Result<()> {
-    let identity = super::identity(home)?;
     // Work directories of `octo run-step`s that were killed before they could remove theirs.
     crate::runs::work_dirs::remove_abandoned(&home.work()?);
-    let targets = targets::load(&home.targets())?;
     // The store first: a server that cannot keep its tasks does not start.
     let store = crate::tasks::open_store(home).await?;
+    let identity = super::identity(home)?;
+    let targets = crate::shared::load::<targets::Targets>(&*store, home)
+        .await?
+        .0;
+    let settings_revision = crate::shared::settings::sync(&*store, home).await?;
     let trust = TrustStore::from_thumbprints(targets.thumbprints());
     let options = H2Options::default();
     let pool = Arc::new(
@@ -191,6 +197,7 @@ pub async fn run(
     let fatal = CancellationToken::new();
     tokio::spawn(daemon.clone().heartbeats(fatal.clone()));
     tokio::spawn(daemon.clone().claims());
+    tokio::spawn(daemon.clone().follow_shared(settings_revision));
     // Tasks an earlier run of the daemon left running: follow each tentacle's journal again from
     // the last stored sequence.
     daemon.clone().resume().await;
@@ -308,7 +315,7 @@ impl Daemon {
         abandoned: CancellationToken,
     ) -> bool {
         let result = match request {
-            AdminRequest::Reload => self.reload().map(|m| {
+            AdminRequest::Reload => self.reload().await.map(|m| {
                 let _ = tx.send(AdminEvent::Ok { message: m });
                 true
             }),
@@ -327,15 +334,47 @@ impl Daemon {
         })
     }
 
-    fn targets(&self) -> Result<targets::Targets> {
-        let targets = targets::load(&self.home.targets())?;
-        // Trust follows the targets file: a removed target's connections close.
+    async fn targets(&self) -> Result<targets::Targets> {
+        let targets = crate::shared::load::<targets::Targets>(&*self.store, &self.home)
+            .await?
+            .0;
+        // Trust follows the shared targets: a removed target's connections close.
         self.trust.replace_all(targets.thumbprints());
         Ok(targets)
     }
 
-    fn reload(&self) -> Result<String> {
-        let targets = self.targets()?;
+    /// Trust follows targets changed by another node (or a CLI that could not tell this daemon), and
+    /// this node's `octo.toml` follows the shared settings: each document's revision is checked every
+    /// [`SHARED_CHECK`].
+    async fn follow_shared(self: Arc<Self>, mut settings_seen: i64) {
+        let mut targets_seen = crate::shared::revision::<targets::Targets>(&*self.store)
+            .await
+            .unwrap_or(0);
+        loop {
+            tokio::time::sleep(SHARED_CHECK).await;
+            match crate::shared::revision::<targets::Targets>(&*self.store).await {
+                Ok(revision) if revision != targets_seen => match self.targets().await {
+                    Ok(_) => targets_seen = revision,
+                    Err(error) => tracing::warn!(%error, "cannot read the changed targets"),
+                },
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot check the targets' revision"),
+            }
+            match crate::shared::settings::revision(&*self.store).await {
+                Ok(revision) if revision != settings_seen => {
+                    match crate::shared::settings::sync(&*self.store, &self.home).await {
+                        Ok(revision) => settings_seen = revision,
+                        Err(error) => tracing::warn!(%error, "cannot follow the shared settings"),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot check the settings' revision"),
+            }
+        }
+    }
+
+    async fn reload(&self) -> Result<String> {
+        let targets = self.targets().await?;
         Ok(format!(
             "{} targets; {} polling connections",
             targets.targets.len(),
@@ -348,7 +387,7 @@ impl Daemon {
         names: Vec<String>,
         tx: &mpsc::UnboundedSender<AdminEvent>,
     ) -> Result<bool> {
-        let all = self.targets()?;
+        let all = self.targets().await?;
         let selected = if names.is_empty() {
             all.targets.clone()
         } else {
@@ -402,7 +441,7 @@ impl Daemon {
         tx: &mpsc::UnboundedSender<AdminEvent>,
         abandoned: CancellationToken,
     ) -> Result<bool> {
-        let selected = self.targets()?.select(&run.targets, &run.roles)?;
+        let selected = self.targets().await?.select(&run.targets, &run.roles)?;
         if selected.is_empty() {
             bail!(NotFound, "no target selected");
         }
@@ -584,7 +623,7 @@ impl Daemon {
                     })
                 }
             };
-            let targets = self.targets()?;
+            let targets = self.targets().await?;
             let mut parts = Vec::new();
             for stored in &task.parts {
                 let target = targets
@@ -943,7 +982,7 @@ impl Daemon {
                 return;
             }
         };
-        let targets = self.targets().ok();
+        let targets = self.targets().await.ok();
         for task in tasks {
             let cancel = self.register(task.id);
             if task.cancel_requested {

@@ -16,10 +16,10 @@ use std::path::PathBuf;
 /// The subject name of the server's certificate.
 pub const CERTIFICATE_NAME: &str = "Octo Server";
 
-/// Loads the server identity, creating it on first use.
+/// Loads the server identity, creating it on first use (shared by the nodes of a PostgreSQL store:
+/// [`crate::shared::identity`]).
 pub fn identity(home: &Home) -> Result<Identity> {
-    home.create()?;
-    Ok(Identity::load_or_create(&home.certs(), CERTIFICATE_NAME)?)
+    crate::shared::identity::load_or_create(home, CERTIFICATE_NAME)
 }
 
 /// `octo show-thumbprint`: the server's thumbprint (the identity is created on first use).
@@ -29,7 +29,7 @@ pub fn thumbprint(home: &Home) -> Result<Thumbprint> {
 
 /// `octo new-certificate`: replaces the server's certificate; tentacles must trust the new thumbprint.
 pub fn new_certificate(home: &Home) -> Result<Thumbprint> {
-    Ok(Identity::regenerate(&home.certs(), CERTIFICATE_NAME)?.thumbprint())
+    Ok(crate::shared::identity::regenerate(home, CERTIFICATE_NAME)?.thumbprint())
 }
 
 /// How `octo run` listens.

@@ -479,11 +479,11 @@ async fn send_package(runner: &Runner<'_>, client: &RpcClient, job: &Job) -> Res
             "sending {what} ({}, {} bytes, sha256 {})",
             file.name, file.size, file.sha256
         ));
-        let reader = tokio::fs::File::open(path).await.map_err(|e| {
+        let reader = std::fs::File::open(path).map_err(|e| {
             SendError::Refused(format!("{what}: cannot read {}: {e}", path.display()))
         })?;
         match client
-            .upload::<_, Stored>(&paths::package_put(file, package), reader)
+            .upload_file::<Stored>(&paths::package_put(file, package), reader)
             .await
         {
             Ok(_) => {}
