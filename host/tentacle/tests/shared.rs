@@ -45,8 +45,8 @@ async fn a_target_added_on_one_node_is_trusted_by_the_other() {
     };
     let url = cluster.new_database();
     let (a, b) = two_nodes(&url);
-    let node_a = Daemon::start(a.path(), 0, "20s");
-    let node_b = Daemon::start(b.path(), 0, "20s");
+    let node_a = Daemon::start_with(a.path(), "20s", &["--node", "a"]);
+    let node_b = Daemon::start_with(b.path(), "20s", &["--node", "b"]);
     // One identity: the first node's, taken by the second from the store.
     assert_eq!(node_a.thumbprint, node_b.thumbprint);
     assert_eq!(
