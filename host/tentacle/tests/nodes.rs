@@ -170,8 +170,7 @@ async fn nodes_share_one_postgresql_and_mark_a_dead_nodes_task() {
     let task = task_json(a, &id);
     assert_eq!(task["node"], "b", "{task}");
     assert_eq!(task["state"], "succeeded");
-    octo_ok(a, &["nodes", "drain", "a", "--off"]);
-    assert!(octo_ok(a, &["nodes", "cap", "a", "7"]).contains("at most 7"));
+    // Node a stays draining for the next task, so that node b is the one to claim it.
 
     // Node b is SIGKILLed in the middle of a step: node a marks the task "result unknown" once b's
     // heartbeat is older than the timeout, and runs nothing again.
@@ -205,6 +204,8 @@ async fn nodes_share_one_postgresql_and_mark_a_dead_nodes_task() {
         failure.contains("node b") && failure.contains("stopped heartbeating"),
         "{failure}"
     );
+    octo_ok(a, &["nodes", "drain", "a", "--off"]);
+    assert!(octo_ok(a, &["nodes", "cap", "a", "7"]).contains("at most 7"));
     let list: serde_json::Value =
         serde_json::from_str(&octo_ok(a, &["nodes", "list", "--json"])).unwrap();
     assert_eq!(list[1]["state"], "offline", "{list}");
