@@ -52,6 +52,15 @@ impl Daemon {
     /// Starts the daemon with its polling listener on `port` (0: any) and
     /// `OCTO_RECONNECT_TIMEOUT=reconnect_timeout`; returns once it says "ready".
     pub fn start(home: &Path, port: u16, reconnect_timeout: &str) -> Self {
+        Self::spawn(home, port, reconnect_timeout, &[])
+    }
+
+    /// Like [`Daemon::start`] on any port, with more `octo run` arguments (`--node`, `--node-timeout`).
+    pub fn start_with(home: &Path, reconnect_timeout: &str, extra: &[&str]) -> Self {
+        Self::spawn(home, 0, reconnect_timeout, extra)
+    }
+
+    fn spawn(home: &Path, port: u16, reconnect_timeout: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(octo_bin())
             .arg("--home")
             .arg(home)
@@ -62,6 +71,7 @@ impl Daemon {
                 "--comms-listen-port",
             ])
             .arg(port.to_string())
+            .args(extra)
             .env("OCTO_RECONNECT_TIMEOUT", reconnect_timeout)
             .stdout(Stdio::piped())
             .spawn()
@@ -96,49 +106,5 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-impl Daemon {
-    /// Like [`Daemon::start`], with more `octo run` arguments (`--node`, `--node-timeout`).
-    pub fn start_with(home: &Path, reconnect_timeout: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(octo_bin())
-            .arg("--home")
-            .arg(home)
-            .args([
-                "run",
-                "--listen-address",
-                "127.0.0.1",
-                "--comms-listen-port",
-                "0",
-            ])
-            .args(extra)
-            .env("OCTO_RECONNECT_TIMEOUT", reconnect_timeout)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut polling, mut thumbprint) = (None, None);
-        for line in &mut lines {
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("polling-listener ") {
-                polling = Some(a.parse().unwrap());
-            } else if let Some(t) = line.strip_prefix("thumbprint ") {
-                thumbprint = Some(Thumbprint::parse(t).unwrap());
-            } else if line == "ready" {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            polling: polling.expect("the daemon did not start"),
-            thumbprint: thumbprint.unwrap(),
-        }
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
