@@ -7,6 +7,13 @@
 #                                                        starting it again to the next stored log line
 #   scripts/bench-tasks.sh chatty [BIN_DIR] [LINES]      one step printing LINES lines on one listening
 #                                                        tentacle: lines/s stored by the server, end to end
+#   scripts/bench-tasks.sh steps [BIN_DIR] [STEPS] [TENTACLES] [NODES] [PARALLEL]
+#                                                        STEPS trivial steps (default 1000), each one task
+#                                                        on one of TENTACLES listening tentacles (10), sent
+#                                                        `--detach` by PARALLEL CLIs at once (8) round robin
+#                                                        to NODES `octo run --node` processes (1; more need
+#                                                        OCTO_BENCH_DATABASE): tasks/s from the first
+#                                                        submission to the last task ended
 #
 # OCTO_BENCH_DATABASE=postgres://… keeps the tasks in that PostgreSQL database instead of SQLite.
 #
@@ -32,18 +39,20 @@ wait_for() { # file word
     echo "timed out waiting for $2 in $1" >&2; return 1
 }
 
-start_daemon() {
+start_daemon() { # [HOME_NAME] [NODE]
+    local name=${1:-octo} node=${2:-}
     if [ -n "${OCTO_BENCH_DATABASE:-}" ]; then
-        "$octo" --home "$work/octo" configure --database "$OCTO_BENCH_DATABASE" >/dev/null
+        "$octo" --home "$work/$name" configure --database "$OCTO_BENCH_DATABASE" >/dev/null
     fi
-    "$octo" --home "$work/octo" run --listen-address 127.0.0.1 --comms-listen-port 0 >"$work/daemon.out" 2>"$work/daemon.err" &
+    "$octo" --home "$work/$name" run --listen-address 127.0.0.1 --comms-listen-port 0 ${node:+--node "$node"} \
+        >"$work/$name.daemon.out" 2>"$work/$name.daemon.err" &
     daemon=$!
     disown "$daemon"
     pids+=("$daemon")
-    wait_for "$work/daemon.out" ready
+    wait_for "$work/$name.daemon.out" ready
 }
 
-add_tentacles() { # count
+add_tentacles() { # count [more homes that get the same targets]
     local server
     server=$("$octo" --home "$work/octo" show-thumbprint)
     for i in $(seq 1 "$1"); do
@@ -56,9 +65,11 @@ add_tentacles() { # count
     for i in $(seq 1 "$1"); do
         local home="$work/t$i"
         wait_for "$home.out" ready
-        "$octo" --home "$work/octo" targets add-listening "t$i" \
-            --url "https://$(sed -n 's/^listening //p' "$home.out")" \
-            --thumbprint "$(sed -n 's/^thumbprint //p' "$home.out")" --role fan >/dev/null
+        for octo_home in octo "${@:2}"; do
+            "$octo" --home "$work/$octo_home" targets add-listening "t$i" \
+                --url "https://$(sed -n 's/^listening //p' "$home.out")" \
+                --thumbprint "$(sed -n 's/^thumbprint //p' "$home.out")" --role fan >/dev/null
+        done
     done
 }
 
@@ -118,8 +129,49 @@ chatty)
     echo "$n lines in $(awk "BEGIN{print $t1 - $t0}") s end to end: $(awk "BEGIN{printf \"%.0f\", $n / ($t1 - $t0)}") lines/s" \
         "($([ -n "${OCTO_BENCH_DATABASE:-}" ] && echo PostgreSQL || echo SQLite))"
     ;;
+steps)
+    steps=${3:-1000}
+    n=${4:-10}
+    nodes=${5:-1}
+    parallel=${6:-8}
+    if [ "$nodes" -gt 1 ] && [ -z "${OCTO_BENCH_DATABASE:-}" ]; then
+        echo "several nodes need OCTO_BENCH_DATABASE=postgres://…" >&2
+        exit 2
+    fi
+    "$octo" --home "$work/octo" show-thumbprint >/dev/null
+    homes=()
+    for k in $(seq 2 "$nodes"); do
+        # One server identity for every node.
+        mkdir -p "$work/octo$k"
+        cp -a "$work/octo/certs" "$work/octo$k/certs"
+        homes+=("octo$k")
+    done
+    start_daemon octo node1
+    for k in $(seq 2 "$nodes"); do start_daemon "octo$k" "node$k"; done
+    add_tentacles "$n" "${homes[@]}"
+    for k in "" $(seq 2 "$nodes"); do
+        "$octo" --home "$work/octo$k" run-step run-script --param 'ScriptBody=echo warm' --role fan >/dev/null 2>&1
+    done
+    export octo work n nodes
+    t0=$(now)
+    seq 1 "$steps" | xargs -P "$parallel" -I{} bash -c '
+        i={}; k=$(( i % nodes + 1 )); [ "$k" = 1 ] && k=""
+        "$octo" --home "$work/octo$k" run-step run-script --param "ScriptBody=echo step $i" --target "t$(( i % n + 1 ))" --detach >/dev/null'
+    t_sent=$(now)
+    while [ "$("$octo" --home "$work/octo" tasks list --state queued --state running --limit 0 --json | grep -o '"id"' | wc -l)" -gt 0 ]; do
+        sleep 0.1
+    done
+    t1=$(now)
+    ok=$("$octo" --home "$work/octo" tasks list --state succeeded --limit 0 --json | grep -o '"run-step"' | wc -l)
+    echo "$steps steps on $n tentacles, $nodes node(s) ($([ -n "${OCTO_BENCH_DATABASE:-}" ] && echo PostgreSQL || echo SQLite)), $parallel CLIs at once:" \
+        "sent in $(awk "BEGIN{print $t_sent - $t0}") s, all ended after $(awk "BEGIN{print $t1 - $t0}") s:" \
+        "$(awk "BEGIN{printf \"%.1f\", $steps / ($t1 - $t0)}") tasks/s; $ok succeeded (with the warm-ups)"
+    if [ "$nodes" -gt 1 ]; then
+        "$octo" --home "$work/octo" nodes list
+    fi
+    ;;
 *)
-    echo "usage: $0 fanout|resume|chatty [BIN_DIR] [N] [RUNS]" >&2
+    echo "usage: $0 fanout|resume|chatty|steps [BIN_DIR] [N] [RUNS]" >&2
     exit 2
     ;;
 esac

@@ -44,6 +44,12 @@ pub enum Command {
         #[command(subcommand)]
         command: TasksCommand,
     },
+    /// The nodes of a server sharing one PostgreSQL store: list, drain, cap (straight from the
+    /// store; no daemon needed here).
+    Nodes {
+        #[command(subcommand)]
+        command: NodesCommand,
+    },
     /// Change settings: the vendor switches (--upgradeCheck=false, ..., --airGapped=true), the
     /// endpoints (--feed, --updateUrl, ...), --commsListenPort and --database. Kebab-case aliases are
     /// accepted.
@@ -308,6 +314,31 @@ pub enum TasksCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// Every node: state (running, draining, offline), last heartbeat, running tasks, cap.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a node from claiming new tasks (its running ones finish); `--off` undoes it.
+    Drain {
+        /// The node's name.
+        name: String,
+        /// Claim tasks again.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Set how many tasks a node runs at once.
+    Cap {
+        /// The node's name.
+        name: String,
+        /// The cap.
+        cap: u32,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct TasksListArgs {
     /// Only tasks in this state: running, succeeded, failed, cancelled, unknown, skipped (repeatable).
@@ -363,6 +394,13 @@ pub struct RunArgs {
         value_name = "ADDR"
     )]
     pub listen_address: String,
+    /// This node's name among the nodes sharing a PostgreSQL store (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// How long a node may go without a heartbeat before another marks its tasks "result
+    /// unknown" (default 30s).
+    #[arg(long = "node-timeout", alias = "nodeTimeout", value_name = "DURATION", value_parser = octo_server::duration::parse)]
+    pub node_timeout: Option<std::time::Duration>,
 }
 
 /// `octo targets …`.
@@ -744,7 +782,7 @@ pub struct FeedAddArgs {
     #[arg(long)]
     pub username: Option<String>,
     /// Password; without a value it is read from the terminal (no echo) or stdin. Stored in
-    /// feeds.json (mode 0600), never printed.
+    /// the store (the SQLite file is mode 0600), never printed.
     #[arg(long, num_args = 0..=1, requires = "username")]
     pub password: Option<Option<String>>,
     /// Read the password from one line of stdin.

@@ -7,8 +7,9 @@ mod secrets;
 
 use clap::Parser;
 use cli::{
-    Command, FeedsCommand, JobsCommand, LibraryCommand, LifecycleCommand, PackagesCommand,
-    PluginsCommand, ProxiesCommand, TargetsCommand, TasksCommand, TelemetryCommand,
+    Command, FeedsCommand, JobsCommand, LibraryCommand, LifecycleCommand, NodesCommand,
+    PackagesCommand, PluginsCommand, ProxiesCommand, TargetsCommand, TasksCommand,
+    TelemetryCommand,
 };
 use octo_server::jobs::{Outcome, Selection};
 use octo_server::targets::{Reach, Target};
@@ -187,10 +188,31 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Nodes { command } => match command {
+            NodesCommand::List { json: as_json } => {
+                let list = octo_server::nodes::list(&home)?;
+                if as_json {
+                    json(&list.to_json())?;
+                } else {
+                    print!("{list}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            NodesCommand::Drain { name, off } => {
+                println!("{}", octo_server::nodes::drain(&home, &name, !off)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            NodesCommand::Cap { name, cap } => {
+                println!("{}", octo_server::nodes::cap(&home, &name, cap)?);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Run(args) => {
             let options = server::RunOptions {
                 comms_listen_port: args.comms_listen_port,
                 listen_address: args.listen_address,
+                node: args.node,
+                node_timeout: args.node_timeout,
             };
             server::run(&home, &options, output::ready, &sink)?;
             Ok(ExitCode::SUCCESS)

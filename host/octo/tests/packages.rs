@@ -76,7 +76,9 @@ fn an_oci_feed_through_squid_with_credentials_from_stdin() {
         "s3cret",
     );
     assert!(added.success().contains("password: set"), "{added:?}");
-    let mode = std::fs::metadata(home.path().join("feeds.json"))
+    // Feeds are kept in the store (`octo.db`), private like the file was.
+    assert!(!home.path().join("feeds.json").exists());
+    let mode = std::fs::metadata(home.path().join("octo.db"))
         .unwrap()
         .permissions()
         .mode();
@@ -345,11 +347,10 @@ fn concurrent_downloads_fetch_once_and_faults_are_one_line() {
             .stdout
             .contains("hunter2")
     );
-    assert!(
-        std::fs::read_to_string(home.path().join("feeds.json"))
-            .unwrap()
-            .contains("hunter2")
-    );
+    // Kept (in the store) for the feed's own requests.
+    let mut stored = std::fs::read(home.path().join("octo.db")).unwrap();
+    stored.extend(std::fs::read(home.path().join("octo.db-wal")).unwrap_or_default());
+    assert!(String::from_utf8_lossy(&stored).contains("hunter2"));
     home.octo(&[
         "feeds",
         "add",

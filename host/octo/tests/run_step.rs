@@ -560,3 +560,96 @@ fn no_work_file_holds_a_secret_while_the_script_runs() {
         );
     }
 }
+
+/// The `run-step-*` work directories of `home`.
+fn run_step_dirs(home: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(home.join("work")) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("run-step-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Waits (up to a minute) until `home` holds a run-step work directory other than `except`.
+fn wait_for_dir(home: &Path, except: Option<&Path>) -> PathBuf {
+    for _ in 0..600 {
+        if let Some(dir) = run_step_dirs(home)
+            .into_iter()
+            .find(|d| Some(d.as_path()) != except)
+        {
+            return dir;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no new work directory: {:?}", run_step_dirs(home));
+}
+
+/// Issue 11: an `octo run-step` killed with SIGKILL cannot remove its work directory (nor did its
+/// script survive it); the next run-step removes the directory, but not the directory of a run that
+/// is still going.
+#[test]
+fn a_killed_run_steps_work_directory_goes_at_the_next_start() {
+    let home = tempfile::tempdir().unwrap();
+    let marker = format!("sleep 7{}", std::process::id() % 1000 + 1000);
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_octo"))
+            .arg("--home")
+            .arg(home.path())
+            .args(["run-step", "run-script", "--param"])
+            .arg(format!("ScriptBody={marker}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let running = |pattern: &str| {
+        Command::new("pgrep")
+            .args(["-f", pattern])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    let mut killed = start();
+    let left = wait_for_dir(home.path(), None);
+    for _ in 0..600 {
+        if running(&marker) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    killed.kill().unwrap(); // SIGKILL: no clean-up runs
+    killed.wait().unwrap();
+    assert!(left.is_dir(), "{left:?}");
+    let mut gone = false;
+    for _ in 0..100 {
+        if !running(&marker) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(gone, "the script outlived its killed run-step");
+
+    // The next run-step removes it (before making its own) ...
+    let mut live = start();
+    let live_dir = wait_for_dir(home.path(), Some(&left));
+    assert!(!left.exists(), "{left:?} is still there");
+    // ... and a run-step next to a live one leaves the live one's alone.
+    let out = octo(
+        home.path(),
+        &["run-step", "run-script", "--param", "ScriptBody=echo hi"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(live_dir.is_dir(), "a live run's directory was removed");
+    live.kill().unwrap();
+    live.wait().unwrap();
+}

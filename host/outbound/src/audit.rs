@@ -7,7 +7,8 @@
 //! `kind` is the table row ([`DestinationId`]) the attempt belongs to; `plugin` is the plugin id, or for
 //! the host's own clients the component (`octo:steps-feed`). `destination` is an origin only
 //! (`scheme://host:port`): never a path or a query, which may carry secrets. The file itself (where,
-//! rotation) is the binary's business; this module is the format.
+//! rotation) is the binary's business; this module is the format. An attempt a tentacle made (its
+//! scripts', reported with the step's result) carries `"target":"NAME"`.
 
 use crate::DestinationId;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,9 @@ pub struct AuditRecord {
     /// own client recorded it; absent for a direct connection or when not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// The target the attempt was made on, when a tentacle reported it; absent for this host's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl AuditRecord {
@@ -52,7 +56,14 @@ impl AuditRecord {
             allowed,
             reason: reason.to_string(),
             proxy: None,
+            target: None,
         }
+    }
+
+    /// The same record, made on target `target` (reported by its tentacle).
+    pub fn on_target(mut self, target: &str) -> Self {
+        self.target = Some(target.to_string());
+        self
     }
 
     /// The same record, naming the proxy used (`None`: direct).

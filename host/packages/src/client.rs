@@ -297,7 +297,7 @@ impl PackageClient {
                 .download_with(&file.url, &options, &expected, dest_dir, progress)
                 .await
             {
-                Ok(d) => return Ok(d),
+                Ok(d) => return self.check_sha512(file, d, &label).await,
                 Err(ClientError::Status {
                     status,
                     challenge: Some(challenge),
@@ -309,6 +309,114 @@ impl PackageClient {
                 }
                 Err(e) => return Err(self.client_error(Some(&label), e, sent)),
             }
+        }
+    }
+
+    /// A download whose file states a SHA-512 (and no sha256 that was checked while streaming) is
+    /// kept only when its bytes have it; otherwise it is removed.
+    async fn check_sha512(
+        &self,
+        file: &PackageFile,
+        downloaded: Downloaded,
+        label: &str,
+    ) -> Result<Downloaded, PackageError> {
+        let Some(expected) = file.sha512.as_ref().filter(|_| file.sha256.is_none()) else {
+            return Ok(downloaded);
+        };
+        let path = downloaded.path.clone();
+        let actual = tokio::task::spawn_blocking(move || sha512_hex_of(&path))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        let failure = match actual {
+            Ok(actual) if actual.eq_ignore_ascii_case(expected) => return Ok(downloaded),
+            Ok(actual) => Cause::DigestMismatch(format!(
+                "{} has SHA-512 {actual}, the feed publishes {expected}; it was discarded",
+                file.name
+            )),
+            Err(e) => Cause::Protocol(format!("cannot read the download of {}: {e}", file.name)),
+        };
+        let _ = std::fs::remove_file(&downloaded.path);
+        Err(self.error(Some(label), failure))
+    }
+
+    /// NuGet: fills in the SHA-512 the feed's registration resource publishes for each file of
+    /// `download` that has no sha256 (`packageHash`, inline or in the catalog leaf). A feed without
+    /// a registration resource, or one that publishes no hash, leaves the files as they are.
+    pub async fn fill_published_hashes(
+        &self,
+        download: &mut PackageDownload,
+    ) -> Result<(), PackageError> {
+        if self.spec.kind != FeedKind::Nuget || download.fully_pinned() {
+            return Ok(());
+        }
+        let label = download.display_name();
+        let id = PackageId::parse(FeedKind::Nuget, &download.package_id)
+            .map_err(|e| self.error(Some(&label), e.into()))?;
+        let Some(base) = self
+            .service_index(Some(&label))
+            .await?
+            .registrations_base_url()
+        else {
+            return Ok(());
+        };
+        let base = url::Url::parse(&self.spec.url)
+            .and_then(|u| u.join(&base))
+            .map(|u| u.to_string())
+            .unwrap_or(base);
+        let Some(wanted) = Version::parse(&download.version).ok() else {
+            return Ok(());
+        };
+        let same = |v: &str| Version::parse(v).is_ok_and(|v| v == wanted);
+        let in_range = |lower: &str, upper: &str| {
+            matches!((Version::parse(lower), Version::parse(upper)),
+                (Ok(l), Ok(u)) if l <= wanted && wanted <= u)
+        };
+        let protocol =
+            |e: nuget::NugetError| self.error(Some(&label), Cause::Protocol(e.to_string()));
+        let mut url = nuget::registration_url(&base, &id.lower());
+        // The index, then at most one page, then at most one catalog leaf.
+        let mut hops = 0;
+        let hash = loop {
+            hops += 1;
+            let doc = match self.get(&url, Some(&label)).await {
+                Ok(doc) => doc,
+                // Not registered: the flat container still has it; no published hash.
+                Err(e) if matches!(e.cause, Cause::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            match nuget::find_registered(&doc.body, &same, &in_range).map_err(protocol)? {
+                nuget::RegistrationLookup::Found(nuget::Registered::Hash(hash)) => {
+                    break Some(hash);
+                }
+                nuget::RegistrationLookup::Found(nuget::Registered::CatalogLeaf(leaf))
+                    if hops < 3 && self.same_origin(&leaf) =>
+                {
+                    let doc = self.get(&leaf, Some(&label)).await?;
+                    break nuget::parse_catalog_leaf(&doc.body).map_err(protocol)?;
+                }
+                nuget::RegistrationLookup::Page(page) if hops < 2 && self.same_origin(&page) => {
+                    url = page;
+                }
+                _ => break None,
+            }
+        };
+        if let Some(hash) = hash {
+            for file in download.files.iter_mut().filter(|f| f.sha256.is_none()) {
+                file.sha512 = Some(hash.sha512.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `url` is on the feed's origin (where its credentials may go).
+    fn same_origin(&self, url: &str) -> bool {
+        match (
+            octo_feed::client::origin_of(url),
+            octo_feed::client::origin_of(&self.spec.url),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
         }
     }
 
@@ -508,6 +616,7 @@ impl PackageClient {
                 name: format!("{id_lower}.{chosen}.nupkg"),
                 url: nuget::package_url(&base, &id_lower, &chosen),
                 sha256: None,
+                sha512: None,
                 size: None,
                 media_type: None,
             }],
@@ -707,6 +816,7 @@ impl PackageClient {
                 name,
                 url: format!("{origin}/v2/{repo}/blobs/{}", layer.digest),
                 sha256: Some(layer.digest.hex().to_string()),
+                sha512: None,
                 size: Some(layer.size),
                 media_type: Some(layer.media_type.clone()),
             })
@@ -779,6 +889,7 @@ impl PackageClient {
                 name,
                 url,
                 sha256,
+                sha512: None,
                 size: None,
                 media_type: None,
             }],
@@ -825,6 +936,26 @@ pub fn check_url(spec: &FeedSpec) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Lowercase hex SHA-512 of the file at `path`.
+fn sha512_hex_of(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha512::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf)? {
+            0 => break,
+            n => hasher.update(&buf[..n]),
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ pub struct PackageFile {
     /// Lowercase hex sha256, when known before downloading (OCI layers, an HTTP sidecar, or a file the
     /// server already downloaded). A download that does not match is discarded.
     pub sha256: Option<String>,
+    /// Lowercase hex SHA-512, when the feed publishes it (a NuGet registration's `packageHash`)
+    /// and no sha256 is known: the download is verified against it instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha512: Option<String>,
     /// Size in bytes, when known before downloading.
     pub size: Option<u64>,
     /// The OCI layer's media type, if any.
@@ -71,6 +75,14 @@ impl PackageDownload {
     pub fn fully_pinned(&self) -> bool {
         self.files.iter().all(|f| f.sha256.is_some())
     }
+
+    /// Whether every file's download can be verified before use: its sha256 or its SHA-512 is
+    /// known.
+    pub fn verifiable(&self) -> bool {
+        self.files
+            .iter()
+            .all(|f| f.sha256.is_some() || f.sha512.is_some())
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +102,7 @@ mod tests {
                 name: "app.zip".into(),
                 url: "http://127.0.0.1:5000/v2/team/app/blobs/sha256:aa".into(),
                 sha256: Some("a".repeat(64)),
+                sha512: None,
                 size: Some(3),
                 media_type: Some("application/zip".into()),
             }],

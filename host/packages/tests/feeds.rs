@@ -458,3 +458,120 @@ async fn oci_bearer_flow_pagination_and_digest_checks() {
         "{e}"
     );
 }
+
+fn sha512_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA512, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn sha512_b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .encode(ring::digest::digest(&ring::digest::SHA512, bytes).as_ref())
+}
+
+/// A NuGet v3 feed whose registration resource publishes `packageHash`: My.Pkg 1.5.0 inline in a
+/// page fetched by its `@id`, 1.0.0 only in its catalog leaf (the hash of other bytes), 2.0.0
+/// without any.
+fn nuget_feed_with_registrations(nupkg: Vec<u8>) -> Routed {
+    let base: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let b = base.clone();
+    let server = Routed::start(move |r: &Request| {
+        let base = b.get().unwrap();
+        match r.path.as_str() {
+            "/v3/index.json" => Reply::ok(format!(
+                r#"{{"version":"3.0.0","resources":[{{"@id":"{base}/flat/","@type":"PackageBaseAddress/3.0.0"}},{{"@id":"{base}/reg","@type":["RegistrationsBaseUrl","RegistrationsBaseUrl/3.6.0"]}}]}}"#
+            )),
+            "/flat/my.pkg/index.json" => Reply::ok(r#"{"versions":["1.0.0","1.5.0","2.0.0"]}"#),
+            p if p.starts_with("/flat/my.pkg/") && p.ends_with(".nupkg") => {
+                Reply::ok(nupkg.clone())
+            }
+            "/reg/my.pkg/index.json" => Reply::ok(format!(
+                r#"{{"count":1,"items":[{{"@id":"{base}/reg/my.pkg/page.json","lower":"1.0.0","upper":"2.0.0","count":3}}]}}"#
+            )),
+            "/reg/my.pkg/page.json" => Reply::ok(format!(
+                r#"{{"@id":"{base}/reg/my.pkg/page.json","lower":"1.0.0","upper":"2.0.0","items":[
+                    {{"catalogEntry":{{"@id":"{base}/catalog/my.pkg.1.0.0.json","version":"1.0.0"}}}},
+                    {{"catalogEntry":{{"@id":"{base}/catalog/my.pkg.1.5.0.json","version":"1.5.0","packageHash":"{}","packageHashAlgorithm":"SHA512"}}}},
+                    {{"catalogEntry":{{"version":"2.0.0"}}}}]}}"#,
+                sha512_b64(&nupkg)
+            )),
+            "/catalog/my.pkg.1.0.0.json" => Reply::ok(format!(
+                r#"{{"version":"1.0.0","packageHash":"{}","packageHashAlgorithm":"SHA512"}}"#,
+                sha512_b64(b"other bytes")
+            )),
+            _ => Reply::status(404),
+        }
+    });
+    base.set(server.base_url.clone()).unwrap();
+    server
+}
+
+#[tokio::test]
+async fn nuget_registration_hashes_verify_downloads_without_a_sha256() {
+    let nupkg = b"PK\x03\x04 a nupkg with a published hash".to_vec();
+    let server = nuget_feed_with_registrations(nupkg.clone());
+    let feed = client(
+        FeedKind::Nuget,
+        &format!("{}/v3/index.json", server.base_url),
+        None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+
+    // Inline in the registration page: the download is verified against it.
+    let mut d = feed.resolve("My.Pkg", Some("[1.5.0]")).await.unwrap();
+    assert!(!d.verifiable());
+    feed.fill_published_hashes(&mut d).await.unwrap();
+    assert_eq!(
+        d.files[0].sha512.as_deref(),
+        Some(sha512_hex(&nupkg).as_str())
+    );
+    assert!(d.verifiable() && !d.fully_pinned());
+    let done = feed
+        .download_file(&d, &d.files[0], dir.path(), None, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(done.sha256, sha(&nupkg));
+    std::fs::remove_file(&done.path).unwrap();
+
+    // Only in the catalog leaf, and not these bytes: refused, nothing left.
+    let mut d = feed.resolve("My.Pkg", Some("[1.0.0]")).await.unwrap();
+    feed.fill_published_hashes(&mut d).await.unwrap();
+    assert_eq!(
+        d.files[0].sha512.as_deref(),
+        Some(sha512_hex(b"other bytes").as_str())
+    );
+    let e = feed
+        .download_file(&d, &d.files[0], dir.path(), None, &|_, _| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(cause_of(&e), Cause::DigestMismatch(_)), "{e}");
+    let line = e.to_string();
+    assert!(
+        line.contains("fx")
+            && line.contains("My.Pkg")
+            && line.contains("SHA-512")
+            && !line.contains('\n'),
+        "{line}"
+    );
+    assert!(empty(dir.path()));
+
+    // Registered without a hash: nothing to verify against.
+    let mut d = feed.resolve("My.Pkg", Some("[2.0.0]")).await.unwrap();
+    feed.fill_published_hashes(&mut d).await.unwrap();
+    assert!(!d.verifiable());
+
+    // A feed without a registration resource: the same.
+    let (plain, _) = nuget_feed(false, nupkg.clone());
+    let feed = client(
+        FeedKind::Nuget,
+        &format!("{}/v3/index.json", plain.base_url),
+        None,
+    );
+    let mut d = feed.resolve("My.Pkg", Some("1.5")).await.unwrap();
+    feed.fill_published_hashes(&mut d).await.unwrap();
+    assert!(!d.verifiable());
+}

@@ -101,7 +101,8 @@ impl IdMaps {
 }
 
 /// Whether the namespaces of `network` mode can be created here; probed once per mode (a fork that
-/// unshares and exits), except for the test hook, which is read every time.
+/// unshares and exits) and, once it succeeded, remembered across runs (see crate::probe_cache),
+/// except for the test hook, which is read every time.
 pub(crate) fn available(network: ScriptNetwork) -> Result<(), String> {
     if std::env::var_os(SIMULATE_UNAVAILABLE_ENV).is_some_and(|v| !v.is_empty()) {
         return Err(format!(
@@ -114,7 +115,8 @@ pub(crate) fn available(network: ScriptNetwork) -> Result<(), String> {
         ScriptNetwork::Audited => &AUDITED,
         ScriptNetwork::Confined => &CONFINED,
     };
-    cell.get_or_init(|| probe(network)).clone()
+    cell.get_or_init(|| crate::probe_cache::remembered(network.as_str(), || probe(network)))
+        .clone()
 }
 
 fn probe(network: ScriptNetwork) -> Result<(), String> {
@@ -175,6 +177,9 @@ pub(crate) struct ChildPlan {
     hosts: Option<CString>,
     /// The child's end of the socket pair to the host (listening sockets, then a pidfd of PID 1).
     channel: Option<OwnedFd>,
+    /// The host's pid: the intermediate dies with it (so a host killed by SIGKILL takes the
+    /// command's namespace along).
+    host_pid: i32,
 }
 
 /// The host's end of the socket pair, read once the command started.
@@ -205,6 +210,7 @@ impl ChildPlan {
             network: confined,
             hosts: None,
             channel: None,
+            host_pid: rustix::process::getpid().as_raw_nonzero().get(),
         }
     }
 
@@ -312,6 +318,13 @@ impl ChildPlan {
             .as_ref()
             .map(|c| c.as_fd())
             .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // Dies with the host (the thread that forked it, which waits for the command), and so does
+        // PID 1 with it; a host that died before this line is seen in the parent pid.
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+        // SAFETY: plain system call.
+        if unsafe { libc::getppid() } != self.host_pid {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
         unsafe { self.enter_namespaces()? };
         if self.network {
             let mut owned: [Option<OwnedFd>; MAX_LISTENERS] = [const { None }; MAX_LISTENERS];

@@ -124,6 +124,9 @@ impl Runtime {
         variables::add_to_linker::<StepState, HasSelf<StepState>>(&mut step_linker, |s| s)?;
         process::add_to_linker::<StepState, HasSelf<StepState>>(&mut step_linker, |s| s)?;
 
+        if let Some(dir) = &config.cache_dir {
+            crate::probe_cache::remember_in(dir.clone());
+        }
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         let cache = CompiledCache::new(config.cache_dir.clone(), &engine);
@@ -146,10 +149,24 @@ impl Runtime {
 
     /// Loads a step plugin: manifest, kind and API checks, compile (or cached), pre-instantiate.
     pub fn load_step(&self, bytes: &[u8]) -> Result<StepPlugin, LoadError> {
+        self.load_step_with_sha256(bytes, None)
+    }
+
+    /// [`Runtime::load_step`], given the sha256 (hex) of `bytes` when the caller already has it (a
+    /// built-in's, computed when Octo was built), which saves hashing them again. It must be the
+    /// digest of these very bytes: it keys the compiled-code cache and the grants bound to them.
+    pub fn load_step_with_sha256(
+        &self,
+        bytes: &[u8],
+        sha256: Option<&str>,
+    ) -> Result<StepPlugin, LoadError> {
         let manifest = octo_manifest::read_manifest_within(bytes, &self.config.limits.component())?;
         manifest.check_kind(PluginKind::Step)?;
         manifest.check_api_version()?;
-        let digest = crate::sha256_hex(bytes);
+        let digest = match sha256 {
+            Some(known) => known.to_owned(),
+            None => crate::sha256_hex(bytes),
+        };
         let component = self.compile(&manifest, bytes, &digest)?;
         let world_error = |e: wasmtime::Error| LoadError::World {
             id: manifest.id.clone(),

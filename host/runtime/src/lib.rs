@@ -24,6 +24,7 @@ mod limits;
 mod lines;
 pub mod mask;
 pub mod outbound;
+mod probe_cache;
 mod process;
 mod request;
 mod state;

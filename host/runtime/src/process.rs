@@ -174,6 +174,10 @@ async fn run_command(
     let spawned = cmd.spawn();
     drop(cmd); // closes the child's end of the channel
     drop(hosts); // mounted by now (spawn returns once the command's PID 1 was forked)
+    if spawned.is_err() && namespaces {
+        // A remembered probe may have gone stale: the next command probes again.
+        crate::probe_cache::forget(network.as_str());
+    }
     let mut child = spawned.map_err(|e| {
         process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program))
     })?;

@@ -533,14 +533,24 @@ pub fn configure(home: &Home, options: &ConfigureOptions) -> Result<Configured> 
     let parsed = parse_all(options)?;
     let path = home.settings();
     let mut before = None;
-    let after = Settings::update(&path, |settings| {
+    let change = |settings: &mut Settings| {
         before = Some(settings.clone());
         for (flag, value) in &parsed {
             apply(settings, flag, value.clone());
         }
         Ok(())
-    })
-    .map_err(|e| flag_error(e, &path))?;
+    };
+    // `database` says where the store is: it is this node's own, written to its file alone (so a
+    // database that cannot be reached can still be replaced). Everything else is shared through the
+    // store, with compare-and-swap: two nodes configuring at once lose nothing.
+    let after = if parsed.iter().any(|(flag, _)| flag.name == keys::DATABASE) {
+        Settings::update(&path, change).map_err(|e| flag_error(e, &path))?
+    } else {
+        crate::shared::settings::update(home, change).map_err(|e| match e {
+            Error::Settings(e) => flag_error(e, &path),
+            other => other.context("cannot update the shared settings; nothing was changed"),
+        })?
+    };
     let before = before.expect("update ran the closure");
     Ok(Configured {
         changed: changes(&before, &after),

@@ -3,8 +3,9 @@
 //! ```text
 //! <home>/octo.toml                  settings (`octo configure`, `octo proxy`, `octo proxies`)
 //! <home>/grants.toml                administrator grants (`octo plugins grant`)
-//! <home>/targets.json               deployment targets
-//! <home>/feeds.json                 package feeds, credentials included (mode 0600)
+//! <home>/targets.json               deployment targets before the store held them (imported once,
+//!                                   then renamed targets.json.imported)
+//! <home>/feeds.json                 package feeds before the store held them (imported once)
 //! <home>/packages/                  the package cache (blobs/sha256/<hex>, entries/, locks/, tmp/)
 //! <home>/jobs.json, .jobs.lock      last and next run of each background job
 //! <home>/plugins/                   the plugin store (blobs/sha256/<hex>, plugins.lock)
@@ -15,7 +16,8 @@
 //! <home>/cache/<vendor>.json        what the vendor plugins brought (update check, messages, extensions)
 //! <home>/work/                      step work directories
 //! <home>/certs/                     the server's identity
-//! <home>/octo.db                    tasks and their logs (SQLite, WAL; unless `database` is PostgreSQL)
+//! <home>/octo.db                    tasks, their logs and the shared documents (targets, feeds) (SQLite, WAL;
+//!                                   unless `database` is PostgreSQL)
 //! <home>/octo.sock                  the daemon's admin socket (0600)
 //! ```
 //!
@@ -81,7 +83,7 @@ impl Home {
         self.root.join("grants.toml")
     }
 
-    /// `feeds.json`: the package feeds (`octo feeds`), credentials included (mode 0600).
+    /// `feeds.json`: where package feeds were kept before the store held them (imported once).
     pub fn feeds(&self) -> PathBuf {
         self.root.join("feeds.json")
     }
@@ -91,7 +93,7 @@ impl Home {
         self.root.join("packages")
     }
 
-    /// `targets.json`.
+    /// `targets.json`: where targets were kept before the store held them (imported once).
     pub fn targets(&self) -> PathBuf {
         self.root.join("targets.json")
     }

@@ -15,6 +15,7 @@
 //!   feeds              the steps feed and library clients (built only from the gate's pass)
 //!   targets · proxy · configure    targets file, proxies, settings and `configure`
 //!   outbound           the one gate, grants, audit file, sandbox policy, `octo outbound` report
+//!   shared             what nodes share, as documents in the store (targets, …), imported once
 //!   admin · store · home · error · sink · table · duration
 //!     ▼
 //! octo-runtime · octo-comms · octo-feed · octo-protocol · octo-outbound · octo-settings · octo-manifest
@@ -33,6 +34,7 @@ pub mod feeds;
 pub mod home;
 pub mod jobs;
 pub mod library;
+pub mod nodes;
 pub mod outbound;
 pub mod package_feeds;
 pub mod packages;
@@ -40,6 +42,7 @@ pub mod plugins;
 pub mod proxy;
 pub mod runs;
 pub mod server;
+pub mod shared;
 pub mod sink;
 pub mod store;
 pub mod table;

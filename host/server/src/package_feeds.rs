@@ -1,10 +1,12 @@
 //! `octo feeds`: the package feeds an administrator configures (NuGet v3, OCI registries, plain HTTP).
 //!
-//! Stored in `<home>/feeds.json` (mode 0600, written atomically under `feeds.json.lock`), passwords
-//! included: they are never printed (`list` shows `password: set`), never logged (`Credentials`'
+//! Kept in the store as the shared `feeds` document ([`crate::shared`]: compare-and-swap, so every
+//! node of a cluster has the same feeds; a home's old `<home>/feeds.json` is imported once), passwords
+//! included — the store holds them as the file did (the SQLite file is 0600; a PostgreSQL database must
+//! be as private) — they are never printed (`list` shows `password: set`), never logged (`Credentials`'
 //! `Debug` redacts them) and sent only to the feed's own origin (octo-packages).
 
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::home::Home;
 use crate::sink::Sink;
 use octo_packages::{Credentials, FeedKind, FeedReport, FeedSpec, check_feed_name};
@@ -34,10 +36,24 @@ impl StoredFeed {
     }
 }
 
+/// The stored feeds (the `feeds` document, the old file's format).
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct FeedsFile {
+pub struct FeedsFile {
     #[serde(default)]
     feeds: Vec<StoredFeed>,
+}
+
+impl crate::shared::Shared for FeedsFile {
+    const NAME: &'static str = "feeds";
+
+    fn old_file(home: &Home) -> std::path::PathBuf {
+        home.feeds()
+    }
+
+    fn parse_old(bytes: &[u8], path: &Path) -> Result<Self> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| err!(Invalid, "{} is not a valid feeds file: {e}", path.display()))
+    }
 }
 
 /// What `octo feeds add` takes.
@@ -55,29 +71,13 @@ pub struct NewFeed {
     pub max_package_size: Option<u64>,
 }
 
-fn load(path: &Path) -> Result<FeedsFile> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| err!(Invalid, "{} is not a valid feeds file: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FeedsFile::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+fn load(home: &Home) -> Result<FeedsFile> {
+    crate::shared::load_in(home)
 }
 
-fn save(path: &Path, file: &FeedsFile) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(file).expect("feeds serialise");
-    octo_fsutil::write_atomic_with_mode(path, &bytes, 0o600)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn edit<T>(home: &Home, f: impl FnOnce(&mut FeedsFile) -> Result<T>) -> Result<T> {
-    let path = home.feeds();
-    octo_settings::file::with_lock(&path, || {
-        let mut file = load(&path)?;
-        let out = f(&mut file)?;
-        save(&path, &file)?;
-        Ok(out)
-    })
+fn edit<T: Send>(home: &Home, f: impl FnMut(&mut FeedsFile) -> Result<T> + Send) -> Result<T> {
+    home.create()?;
+    crate::shared::update_in(home, f)
 }
 
 /// `octo feeds add`: checks the name and the URL for the kind; refuses a name in use.
@@ -121,7 +121,7 @@ pub fn add(home: &Home, feed: NewFeed) -> Result<FeedRow> {
                 feed.name
             );
         }
-        file.feeds.push(stored);
+        file.feeds.push(stored.clone());
         Ok(())
     })?;
     Ok(row)
@@ -144,7 +144,7 @@ pub fn remove(home: &Home, name: &str) -> Result<()> {
 
 /// A feed by name, credentials included (for the package service; never printed).
 pub fn get(home: &Home, name: &str) -> Result<StoredFeed> {
-    load(&home.feeds())?
+    load(home)?
         .feeds
         .into_iter()
         .find(|f| f.spec.name == name)
@@ -237,7 +237,7 @@ impl fmt::Display for FeedList {
 /// `octo feeds list`.
 pub fn list(home: &Home) -> Result<FeedList> {
     Ok(FeedList(
-        load(&home.feeds())?.feeds.iter().map(FeedRow::of).collect(),
+        load(home)?.feeds.iter().map(FeedRow::of).collect(),
     ))
 }
 

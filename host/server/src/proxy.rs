@@ -38,7 +38,7 @@ pub fn configure(home: &Home, options: &ProxyArgs) -> Result<WebProxyReport> {
         return Ok(WebProxyReport(settings.web_proxy.describe()));
     }
     let mut message = None;
-    let saved = Settings::update(&path, |s| {
+    let saved = crate::shared::settings::update(home, |s| {
         if let Err(e) = s.web_proxy.apply(options) {
             message = Some(e.to_string());
             return Err(octo_settings::SettingsError::invalid("webProxy", "refused"));
@@ -160,8 +160,8 @@ pub fn add_named(home: &Home, new: NewProxy) -> Result<String> {
     };
     named_config(&proxy)?;
     let shown = describe_named(&proxy);
-    Settings::update(&home.settings(), |s| {
-        s.proxies.insert(name.clone(), proxy);
+    crate::shared::settings::update(home, |s| {
+        s.proxies.insert(name.clone(), proxy.clone());
         Ok(())
     })?;
     Ok(shown)
@@ -181,7 +181,7 @@ pub fn list_named(home: &Home) -> Result<BTreeMap<String, NamedProxy>> {
 /// `octo proxies remove`.
 pub fn remove_named(home: &Home, name: &str) -> Result<()> {
     let mut found = false;
-    Settings::update(&home.settings(), |s| {
+    crate::shared::settings::update(home, |s| {
         found = s.proxies.remove(name).is_some();
         Ok(())
     })?;

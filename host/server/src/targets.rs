@@ -1,7 +1,9 @@
-//! Deployment targets: the tentacles this server deploys to, persisted in `<home>/targets.json`
-//! (atomic writes, mode 0600). Parsing and editing are plain functions; [`load`] and [`save`] do
-//! the I/O; [`add`], [`set_proxy`], [`remove`] and [`list`] are the `octo targets` services (a running
-//! daemon is told about each change, so trust follows the file at once).
+//! Deployment targets: the tentacles this server deploys to, kept in the store as the shared
+//! `targets` document ([`crate::shared`]), so every node of a cluster trusts the same tentacles; a
+//! home's old `<home>/targets.json` is imported once. Parsing and editing are plain functions; [`load`]
+//! and [`save`] read and write the file format; [`add`], [`set_proxy`], [`remove`] and [`list`] are the
+//! `octo targets` services (a running daemon of this home is told about each change at once; the
+//! daemons of other nodes see it at their next check of the document's revision).
 
 use std::path::Path;
 
@@ -233,13 +235,27 @@ fn check_proxy_exists(home: &Home, name: &str) -> Result<()> {
     crate::proxy::lookup_named(&settings, name).map(|_| ())
 }
 
-/// Locked by nothing but the atomic write: `octo targets` edits are made by one administrator.
-fn edit<T>(home: &Home, sink: &Sink, f: impl FnOnce(&mut Targets) -> Result<T>) -> Result<T> {
+impl crate::shared::Shared for Targets {
+    const NAME: &'static str = "targets";
+
+    fn old_file(home: &Home) -> std::path::PathBuf {
+        home.targets()
+    }
+
+    fn parse_old(bytes: &[u8], path: &Path) -> Result<Self> {
+        serde_json::from_slice(bytes)
+            .with_context(|| format!("{} is not a valid targets file", path.display()))
+    }
+}
+
+/// A compare-and-swap on the shared document: concurrent edits (two nodes) lose nothing.
+fn edit<T: Send>(
+    home: &Home,
+    sink: &Sink,
+    f: impl FnMut(&mut Targets) -> Result<T> + Send,
+) -> Result<T> {
     home.create()?;
-    let path = home.targets();
-    let mut all = load(&path)?;
-    let out = f(&mut all)?;
-    save(&path, &all)?;
+    let out = crate::shared::update_in(home, f)?;
     notify_daemon(home, sink);
     Ok(out)
 }
@@ -249,7 +265,7 @@ pub fn add(home: &Home, target: Target, sink: &Sink) -> Result<()> {
     if let Some(proxy) = &target.proxy {
         check_proxy_exists(home, proxy)?;
     }
-    edit(home, sink, |all| all.add(target))
+    edit(home, sink, |all| all.add(target.clone()))
 }
 
 /// `octo targets set-proxy NAME PROXY|--none`.
@@ -257,7 +273,7 @@ pub fn set_proxy(home: &Home, name: &str, proxy: Option<String>, sink: &Sink) ->
     if let Some(proxy) = &proxy {
         check_proxy_exists(home, proxy)?;
     }
-    edit(home, sink, |all| all.set_proxy(name, proxy))
+    edit(home, sink, |all| all.set_proxy(name, proxy.clone()))
 }
 
 /// `octo targets remove NAME`: its live connections close.
@@ -267,7 +283,7 @@ pub fn remove(home: &Home, name: &str, sink: &Sink) -> Result<Target> {
 
 /// `octo targets list`.
 pub fn list(home: &Home) -> Result<Targets> {
-    load(&home.targets())
+    crate::shared::load_in(home)
 }
 
 /// `octo targets health [NAME...]`: asks the running daemon; each answer is handed to `each` as it

@@ -239,7 +239,7 @@ pub fn describe_update(status: &UpdateStatus) -> String {
 
 /// The anonymous counts telemetry sends: numbers only, never a name, URL or secret.
 pub fn telemetry_report(home: &Home, installation_id: String) -> Result<TelemetryReport> {
-    let targets = crate::targets::load(&home.targets())
+    let targets = crate::targets::list(home)
         .map(|t| t.targets.len())
         .unwrap_or(0);
     let installed = crate::store::existing(home)

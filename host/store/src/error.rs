@@ -44,6 +44,16 @@ pub enum Error {
     /// A database URL that is not `postgres://…`.
     #[error("invalid database URL {0}: expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")]
     InvalidUrl(String),
+    /// Another running node holds the name.
+    #[error(
+        "the node name {name} is held by another running octo (last heartbeat {age_ms} ms ago); start this one with another --node NAME, or stop the other first"
+    )]
+    NodeTaken {
+        /// The name.
+        name: String,
+        /// How old its heartbeat is.
+        age_ms: i64,
+    },
     /// A SQLite error.
     #[error("the store failed: {0}")]
     Sqlite(#[from] rusqlite::Error),

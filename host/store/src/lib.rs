@@ -6,11 +6,13 @@
 //! - [`postgres`]: a PostgreSQL database (`octo configure --database postgres://…`).
 //!
 //! Both run the embedded [`migrations`] when opened and refuse a database whose schema is newer than
-//! this binary. Both pass the same test suite (`tests/suite.rs`). Passwords in a database URL are never
+//! this binary. Besides tasks, a store keeps the small [`Documents`] several nodes share (targets,
+//! settings, …), written with compare-and-swap on a revision. Both pass the same test suite (`tests/suite.rs`). Passwords in a database URL are never
 //! shown: [`DatabaseUrl`]'s `Display` masks them.
 
 #![deny(missing_docs)]
 
+mod documents;
 mod error;
 pub mod migrations;
 mod model;
@@ -19,10 +21,12 @@ pub mod relay;
 pub mod sqlite;
 mod url;
 
+pub use documents::{Document, Documents};
 pub use error::{Error, Result};
 pub use model::{
-    Artifact, LogLine, NewPart, NewTask, OutboundAttempt, OutputVariable, PartOutcome, PartState,
-    Task, TaskFilter, TaskId, TaskKind, TaskPart, TaskState, TaskSummary,
+    Artifact, Claimed, DEFAULT_TASK_CAP, LogLine, Marked, NewPart, NewTask, NodeControl, NodeInfo,
+    NodeStart, OutboundAttempt, OutputVariable, PartOutcome, PartState, Queue, Task, TaskFilter,
+    TaskId, TaskKind, TaskPart, TaskState, TaskSummary,
 };
 pub use url::DatabaseUrl;
 
@@ -62,7 +66,7 @@ pub fn default_location(home: &Path) -> Location {
 
 /// What the server keeps. Every method is one transaction.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: Documents + Send + Sync {
     /// Records a new task (state `running`, each part `running`) and returns its id.
     async fn create_task(&self, task: &NewTask) -> Result<TaskId>;
 
@@ -103,4 +107,70 @@ pub trait Store: Send + Sync {
 
     /// Where it lives (passwords masked).
     fn describe(&self) -> String;
+
+    // --- Several nodes (issue 12 item 6): queued tasks, claims, heartbeats. ---
+
+    /// Whether several nodes may share this store (PostgreSQL): a SQLite store has one node.
+    fn shared(&self) -> bool;
+
+    /// Records a task in state `queued` (parts too), for a node to claim, and wakes the nodes.
+    async fn enqueue_task(&self, task: &NewTask, queue: &Queue) -> Result<TaskId>;
+
+    /// Claims up to `limit` queued tasks for `node` (only `only` when given): those pinned to it or
+    /// to none, oldest first, skipping rows another node is claiming (`FOR UPDATE SKIP LOCKED`).
+    /// They (and their parts) become `running` with `node` set.
+    async fn claim_tasks(
+        &self,
+        node: &str,
+        limit: usize,
+        only: Option<TaskId>,
+    ) -> Result<Vec<Claimed>>;
+
+    /// The running tasks of `node` (and those recorded before nodes existed), oldest first, with
+    /// their parts: what a restarted node resumes.
+    async fn node_tasks(&self, node: &str) -> Result<Vec<Task>>;
+
+    /// Running tasks of `node` whose cancellation was asked.
+    async fn cancel_requests(&self, node: &str) -> Result<Vec<TaskId>>;
+
+    /// Keeps a component (by its sha256) for other nodes to run; nothing when already kept.
+    async fn put_component(&self, sha256: &str, bytes: &[u8]) -> Result<()>;
+
+    /// A kept component.
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Registers a starting node: refused ([`Error::NodeTaken`]) while another instance from
+    /// another home holds the name with a heartbeat younger than its timeout.
+    async fn register_node(&self, node: &NodeStart) -> Result<NodeControl>;
+
+    /// A heartbeat of `name`'s `instance`; `None` when another instance has taken the name.
+    async fn heartbeat(&self, name: &str, instance: &str) -> Result<Option<NodeControl>>;
+
+    /// Every node, by name.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>>;
+
+    /// Sets a node's task cap; false when there is no such node.
+    async fn set_node_cap(&self, name: &str, cap: u32) -> Result<bool>;
+
+    /// Sets a node's draining flag; false when there is no such node.
+    async fn set_node_draining(&self, name: &str, draining: bool) -> Result<bool>;
+
+    /// Marks the tasks of nodes (other than `me`) whose last heartbeat is older than their timeout:
+    /// running parts "result unknown" (never run again), tasks pinned to them and still queued
+    /// failed. Each task is marked once, by one node.
+    async fn mark_dead_nodes(&self, me: &str) -> Result<Vec<Marked>>;
+
+    /// Log lines of a task after a cursor per target (`(target, last sequence seen)`, every
+    /// target of the task), at most `limit`: correct whatever the order in which several writers
+    /// committed.
+    async fn log_since(
+        &self,
+        id: TaskId,
+        cursors: &[(String, u64)],
+        limit: usize,
+    ) -> Result<Vec<LogLine>>;
+
+    /// Wake-ups when a task is queued or a cancellation asked (PostgreSQL `LISTEN`); `None` when
+    /// the backend has none (nodes then poll).
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>>;
 }

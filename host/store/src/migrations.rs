@@ -16,11 +16,10 @@ pub struct Migration {
 }
 
 /// The version this binary writes.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 4;
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
-    // 1: tasks, their parts and their log.
     Migration {
         version: 1,
         sqlite: "
@@ -86,10 +85,76 @@ pub const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
-    // 2: calls to a polling tentacle connected to another node (`relay`). Only PostgreSQL uses it
-    // (SQLite is one node); SQLite has the same table so the schemas stay alike.
+    // Several nodes: tasks queued then claimed by a node, the nodes and their heartbeats, components
+    // kept for the node that claims a task another received.
     Migration {
         version: 2,
+        sqlite: "
+        ALTER TABLE tasks ADD COLUMN node TEXT;
+        ALTER TABLE tasks ADD COLUMN pinned_node TEXT;
+        ALTER TABLE tasks ADD COLUMN spec TEXT;
+        CREATE INDEX tasks_by_node ON tasks (node, state);
+        CREATE TABLE nodes (
+            name TEXT PRIMARY KEY,
+            instance TEXT NOT NULL,
+            home_id TEXT NOT NULL,
+            started TEXT NOT NULL,
+            heartbeat_ms INTEGER NOT NULL,
+            timeout_ms INTEGER NOT NULL,
+            task_cap INTEGER NOT NULL,
+            draining INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE task_components (
+            sha256 TEXT PRIMARY KEY,
+            bytes BLOB NOT NULL
+        );
+    ",
+        postgres: "
+        ALTER TABLE tasks ADD COLUMN node TEXT;
+        ALTER TABLE tasks ADD COLUMN pinned_node TEXT;
+        ALTER TABLE tasks ADD COLUMN spec TEXT;
+        CREATE INDEX tasks_by_node ON tasks (node, state);
+        CREATE TABLE nodes (
+            name TEXT PRIMARY KEY,
+            instance TEXT NOT NULL,
+            home_id TEXT NOT NULL,
+            started TEXT NOT NULL,
+            heartbeat_ms BIGINT NOT NULL,
+            timeout_ms BIGINT NOT NULL,
+            task_cap INTEGER NOT NULL,
+            draining BOOLEAN NOT NULL DEFAULT FALSE
+        );
+        CREATE TABLE task_components (
+            sha256 TEXT PRIMARY KEY,
+            bytes BYTEA NOT NULL
+        );
+    ",
+    },
+    // What several nodes share (targets, settings, …): one small JSON document per name, written
+    // with compare-and-swap on its revision (see `Documents`).
+    Migration {
+        version: 3,
+        sqlite: "
+        CREATE TABLE documents (
+            name TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            revision INTEGER NOT NULL,
+            updated TEXT NOT NULL
+        );
+    ",
+        postgres: "
+        CREATE TABLE documents (
+            name TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            revision BIGINT NOT NULL,
+            updated TEXT NOT NULL
+        );
+    ",
+    },
+    // 4: calls to a polling tentacle connected to another node (`relay`). Only PostgreSQL uses it
+    // (SQLite is one node); SQLite has the same table so the schemas stay alike.
+    Migration {
+        version: 4,
         sqlite: "
         CREATE TABLE pending_requests (
             id TEXT PRIMARY KEY,

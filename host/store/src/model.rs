@@ -20,6 +20,8 @@ pub enum TaskKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaskState {
+    /// Waiting for a node to claim it.
+    Queued,
     /// Its parts are running.
     Running,
     /// Every part succeeded.
@@ -59,6 +61,7 @@ macro_rules! words {
 
 words!(TaskKind { RunStep = "run-step", Job = "job" });
 words!(TaskState {
+    Queued = "queued",
     Running = "running",
     Succeeded = "succeeded",
     Failed = "failed",
@@ -70,7 +73,7 @@ words!(TaskState {
 impl TaskState {
     /// Whether it has ended.
     pub fn is_terminal(self) -> bool {
-        self != TaskState::Running
+        !matches!(self, TaskState::Running | TaskState::Queued)
     }
 }
 
@@ -205,6 +208,9 @@ pub struct Task {
     pub created: String,
     /// When it ended.
     pub ended: Option<String>,
+    /// The node that claimed it (none while queued, and for tasks from before nodes).
+    #[serde(default)]
+    pub node: Option<String>,
     /// Its parts, in target order.
     pub parts: Vec<TaskPart>,
 }
@@ -235,6 +241,117 @@ pub struct TaskFilter {
     pub states: Vec<TaskState>,
     /// At most this many (newest first); 0 = no limit.
     pub limit: usize,
+}
+
+/// How a queued task may be claimed ([`crate::Store::enqueue_task`]).
+#[derive(Debug, Clone, Default)]
+pub struct Queue {
+    /// What any node needs to run it (JSON the server writes and reads); `None` when only the
+    /// node it is pinned to can run it (from its memory).
+    pub spec: Option<String>,
+    /// Only this node may claim it (a task with sensitive variables, or whose files live on the
+    /// node that received it).
+    pub pinned_node: Option<String>,
+}
+
+/// A task a node claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Its number.
+    pub id: TaskId,
+    /// Its spec, when it was stored.
+    pub spec: Option<String>,
+}
+
+/// A node starting (`octo run --node NAME`).
+#[derive(Debug, Clone)]
+pub struct NodeStart {
+    /// Its name.
+    pub name: String,
+    /// Random per start.
+    pub instance: String,
+    /// Random per server home: a node restarted from the same home takes its name back at once.
+    pub home_id: String,
+    /// How long without a heartbeat before the node counts as gone.
+    pub timeout: std::time::Duration,
+}
+
+/// What an administrator set for a node (`octo nodes drain|cap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeControl {
+    /// At most this many tasks at once.
+    pub cap: u32,
+    /// Claims no new task.
+    pub draining: bool,
+}
+
+/// The task cap of a new node.
+pub const DEFAULT_TASK_CAP: u32 = 50;
+
+/// A line of `octo nodes list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its name.
+    pub name: String,
+    /// Its current start.
+    pub instance: String,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// Milliseconds since its last heartbeat (by the database's clock).
+    pub heartbeat_age_ms: i64,
+    /// Its heartbeat timeout.
+    pub timeout_ms: i64,
+    /// Its task cap.
+    pub cap: u32,
+    /// Whether it is draining.
+    pub draining: bool,
+    /// Tasks it is running.
+    pub running: usize,
+}
+
+impl NodeInfo {
+    /// `running`, `draining` or `offline` (no heartbeat within its timeout).
+    pub fn state(&self) -> &'static str {
+        if self.heartbeat_age_ms > self.timeout_ms {
+            "offline"
+        } else if self.draining {
+            "draining"
+        } else {
+            "running"
+        }
+    }
+}
+
+/// A task of a dead node, marked by [`crate::Store::mark_dead_nodes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    /// The node that stopped heartbeating.
+    pub node: String,
+    /// Its task.
+    pub task: TaskId,
+    /// The state it was given.
+    pub state: TaskState,
+}
+
+/// Now in milliseconds since the epoch (SQLite's clock for heartbeats).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The failure of a part whose node stopped heartbeating.
+pub(crate) fn dead_node_failure(node: &str, running: bool) -> String {
+    if running {
+        format!(
+            "the node {node} that ran this part stopped heartbeating; its result is unknown (it is not run again)"
+        )
+    } else {
+        format!(
+            "the node {node} that this task was pinned to stopped heartbeating before it started (its sensitive variables were only in that node's memory); run it again"
+        )
+    }
 }
 
 /// Now, as stored.

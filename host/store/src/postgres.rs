@@ -93,7 +93,7 @@ async fn migrate(client: &mut Client, url: &DatabaseUrl) -> Result<()> {
 async fn read_task(client: &Client, id: TaskId) -> Result<Option<Task>> {
     let Some(row) = client
         .query_opt(
-            "SELECT kind, name, state, message, cancel_requested, created, ended FROM tasks WHERE id = $1",
+            "SELECT kind, name, state, message, cancel_requested, created, ended, node FROM tasks WHERE id = $1",
             &[&id],
         )
         .await?
@@ -125,6 +125,7 @@ async fn read_task(client: &Client, id: TaskId) -> Result<Option<Task>> {
         cancel_requested: row.get(4),
         created: row.get(5),
         ended: row.get(6),
+        node: row.get(7),
         parts,
     }))
 }
@@ -315,8 +316,17 @@ impl crate::Store for PostgresStore {
             .as_ref()
             .expect("connected")
             .execute(
-                "UPDATE tasks SET cancel_requested = TRUE WHERE id = $1 AND state = 'running'",
-                &[&id],
+                "WITH asked AS (
+                     UPDATE tasks SET cancel_requested = TRUE,
+                         state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+                         ended = CASE WHEN state = 'queued' THEN $2 ELSE ended END
+                     WHERE id = $1 AND state IN ('queued', 'running') RETURNING id, state
+                 ), parts AS (
+                     UPDATE task_parts SET state = 'cancelled'
+                     WHERE task_id IN (SELECT id FROM asked WHERE state = 'cancelled')
+                 )
+                 SELECT pg_notify('octo_tasks', 'cancel') FROM asked",
+                &[&id, &model::now()],
             )
             .await?;
         Ok(n > 0)
@@ -324,5 +334,472 @@ impl crate::Store for PostgresStore {
 
     fn describe(&self) -> String {
         format!("PostgreSQL {}", self.url)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn enqueue_task(&self, task: &NewTask, queue: &Queue) -> Result<TaskId> {
+        let mut guard = self.client().await?;
+        let client = guard.as_mut().expect("connected");
+        let tx = client.transaction().await?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO tasks (kind, name, state, created, spec, pinned_node)
+                 VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING id",
+                &[
+                    &task.kind.as_str(),
+                    &task.name,
+                    &model::now(),
+                    &queue.spec,
+                    &queue.pinned_node,
+                ],
+            )
+            .await?
+            .get(0);
+        let positions: Vec<i32> = (0..task.parts.len() as i32).collect();
+        let targets: Vec<&str> = task.parts.iter().map(|p| p.target.as_str()).collect();
+        let tickets: Vec<&str> = task.parts.iter().map(|p| p.ticket.as_str()).collect();
+        tx.execute(
+            "INSERT INTO task_parts (task_id, position, target, ticket, state)
+             SELECT $1, p, t, k, 'queued' FROM UNNEST($2::int[], $3::text[], $4::text[]) AS u (p, t, k)",
+            &[&id, &positions, &targets, &tickets],
+        )
+        .await?;
+        // Delivered to the listening nodes when the transaction commits.
+        tx.execute("SELECT pg_notify('octo_tasks', 'queued')", &[])
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn claim_tasks(
+        &self,
+        node: &str,
+        limit: usize,
+        only: Option<TaskId>,
+    ) -> Result<Vec<Claimed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut guard = self.client().await?;
+        let client = guard.as_mut().expect("connected");
+        let tx = client.transaction().await?;
+        let rows = tx
+            .query(
+                "UPDATE tasks SET state = 'running', node = $1
+                 WHERE id IN (
+                     SELECT id FROM tasks
+                     WHERE state = 'queued' AND (pinned_node IS NULL OR pinned_node = $1)
+                       AND ($3::bigint IS NULL OR id = $3)
+                     ORDER BY id
+                     LIMIT $2
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 RETURNING id, spec",
+                &[&node, &(limit as i64), &only],
+            )
+            .await?;
+        let claimed: Vec<Claimed> = rows
+            .iter()
+            .map(|r| Claimed {
+                id: r.get(0),
+                spec: r.get(1),
+            })
+            .collect();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        tx.execute(
+            "UPDATE task_parts SET state = 'running' WHERE task_id = ANY($1) AND state = 'queued'",
+            &[&ids],
+        )
+        .await?;
+        tx.commit().await?;
+        let mut claimed = claimed;
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    async fn node_tasks(&self, node: &str) -> Result<Vec<Task>> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let ids: Vec<i64> = client
+            .query(
+                "SELECT id FROM tasks WHERE state = 'running' AND (node = $1 OR node IS NULL) ORDER BY id",
+                &[&node],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut tasks = Vec::new();
+        for id in ids {
+            if let Some(task) = read_task(client, id).await? {
+                tasks.push(task);
+            }
+        }
+        Ok(tasks)
+    }
+
+    async fn cancel_requests(&self, node: &str) -> Result<Vec<TaskId>> {
+        let guard = self.client().await?;
+        let rows = guard
+            .as_ref()
+            .expect("connected")
+            .query(
+                "SELECT id FROM tasks WHERE node = $1 AND state = 'running' AND cancel_requested",
+                &[&node],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn put_component(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let known = client
+            .query_opt(
+                "SELECT 1 FROM task_components WHERE sha256 = $1",
+                &[&sha256],
+            )
+            .await?
+            .is_some();
+        if !known {
+            client
+                .execute(
+                    "INSERT INTO task_components (sha256, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&sha256, &bytes],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        let guard = self.client().await?;
+        Ok(guard
+            .as_ref()
+            .expect("connected")
+            .query_opt(
+                "SELECT bytes FROM task_components WHERE sha256 = $1",
+                &[&sha256],
+            )
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    async fn register_node(&self, node: &NodeStart) -> Result<NodeControl> {
+        let mut guard = self.client().await?;
+        let client = guard.as_mut().expect("connected");
+        let tx = client.transaction().await?;
+        let held = tx
+            .query_opt(
+                &format!(
+                    "SELECT home_id, {NOW_MS} - heartbeat_ms, timeout_ms FROM nodes WHERE name = $1 FOR UPDATE"
+                ),
+                &[&node.name],
+            )
+            .await?;
+        if let Some(row) = held {
+            let (home_id, age, timeout): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            if home_id != node.home_id && age <= timeout {
+                return Err(Error::NodeTaken {
+                    name: node.name.clone(),
+                    age_ms: age,
+                });
+            }
+        }
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO nodes (name, instance, home_id, started, heartbeat_ms, timeout_ms, task_cap)
+                     VALUES ($1, $2, $3, $4, {NOW_MS}, $5, $6)
+                     ON CONFLICT (name) DO UPDATE SET instance = $2, home_id = $3, started = $4,
+                         heartbeat_ms = {NOW_MS}, timeout_ms = $5
+                     RETURNING task_cap, draining"
+                ),
+                &[
+                    &node.name,
+                    &node.instance,
+                    &node.home_id,
+                    &model::now(),
+                    &(node.timeout.as_millis() as i64),
+                    &(DEFAULT_TASK_CAP as i32),
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(control(&row))
+    }
+
+    async fn heartbeat(&self, name: &str, instance: &str) -> Result<Option<NodeControl>> {
+        let guard = self.client().await?;
+        let row = guard
+            .as_ref()
+            .expect("connected")
+            .query_opt(
+                &format!(
+                    "UPDATE nodes SET heartbeat_ms = {NOW_MS} WHERE name = $1 AND instance = $2
+                     RETURNING task_cap, draining"
+                ),
+                &[&name, &instance],
+            )
+            .await?;
+        Ok(row.as_ref().map(control))
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        let guard = self.client().await?;
+        let rows = guard
+            .as_ref()
+            .expect("connected")
+            .query(
+                &format!(
+                    "SELECT n.name, n.instance, n.started, {NOW_MS} - n.heartbeat_ms, n.timeout_ms,
+                            n.task_cap, n.draining,
+                            (SELECT COUNT(*) FROM tasks t WHERE t.node = n.name AND t.state = 'running')
+                     FROM nodes n ORDER BY n.name"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeInfo {
+                name: r.get(0),
+                instance: r.get(1),
+                started: r.get(2),
+                heartbeat_age_ms: r.get(3),
+                timeout_ms: r.get(4),
+                cap: r.get::<_, i32>(5) as u32,
+                draining: r.get(6),
+                running: r.get::<_, i64>(7) as usize,
+            })
+            .collect())
+    }
+
+    async fn set_node_cap(&self, name: &str, cap: u32) -> Result<bool> {
+        let guard = self.client().await?;
+        let n = guard
+            .as_ref()
+            .expect("connected")
+            .execute(
+                "UPDATE nodes SET task_cap = $2 WHERE name = $1",
+                &[&name, &(cap as i32)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn set_node_draining(&self, name: &str, draining: bool) -> Result<bool> {
+        let guard = self.client().await?;
+        let n = guard
+            .as_ref()
+            .expect("connected")
+            .execute(
+                "UPDATE nodes SET draining = $2 WHERE name = $1",
+                &[&name, &draining],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn mark_dead_nodes(&self, me: &str) -> Result<Vec<Marked>> {
+        let mut guard = self.client().await?;
+        let client = guard.as_mut().expect("connected");
+        let tx = client.transaction().await?;
+        // Locking the tasks (SKIP LOCKED) lets one node mark each; another skips it.
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT t.id, n.name, t.state FROM tasks t JOIN nodes n
+                       ON n.name = COALESCE(t.node, t.pinned_node)
+                     WHERE n.name <> $1 AND {NOW_MS} - n.heartbeat_ms > n.timeout_ms
+                       AND (t.state = 'running' AND t.node = n.name
+                            OR t.state = 'queued' AND t.pinned_node = n.name)
+                     ORDER BY t.id
+                     FOR UPDATE OF t SKIP LOCKED"
+                ),
+                &[&me],
+            )
+            .await?;
+        let mut marked = Vec::new();
+        for row in &rows {
+            let (id, node, state): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+            let running = state == "running";
+            let failure = model::dead_node_failure(&node, running);
+            let new_state = if running {
+                TaskState::Unknown
+            } else {
+                TaskState::Failed
+            };
+            let outcome = serde_json::to_string(&PartOutcome {
+                failure: Some(failure.clone()),
+                ..Default::default()
+            })?;
+            tx.execute(
+                "UPDATE task_parts SET state = $2, outcome = $3
+                 WHERE task_id = $1 AND state IN ('queued', 'running')",
+                &[&id, &new_state.as_str(), &outcome],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE tasks SET state = $2, message = $3, ended = $4 WHERE id = $1",
+                &[&id, &new_state.as_str(), &failure, &model::now()],
+            )
+            .await?;
+            marked.push(Marked {
+                node,
+                task: id,
+                state: new_state,
+            });
+        }
+        tx.commit().await?;
+        Ok(marked)
+    }
+
+    async fn log_since(
+        &self,
+        id: TaskId,
+        cursors: &[(String, u64)],
+        limit: usize,
+    ) -> Result<Vec<LogLine>> {
+        let guard = self.client().await?;
+        let targets: Vec<&str> = cursors.iter().map(|(t, _)| t.as_str()).collect();
+        let after: Vec<i64> = cursors.iter().map(|(_, s)| *s as i64).collect();
+        let rows = guard
+            .as_ref()
+            .expect("connected")
+            .query(
+                "SELECT l.target, l.sequence, l.level, l.message FROM task_log l
+                 JOIN UNNEST($2::text[], $3::bigint[]) AS c (t, s) ON l.target = c.t
+                 WHERE l.task_id = $1 AND l.sequence > c.s
+                 ORDER BY l.id LIMIT $4",
+                &[&id, &targets, &after, &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LogLine {
+                target: r.get(0),
+                sequence: r.get::<_, i64>(1) as u64,
+                level: r.get(2),
+                message: r.get(3),
+            })
+            .collect())
+    }
+
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(listen(self.url.clone(), tx));
+        Some(rx)
+    }
+}
+
+/// The database's clock in milliseconds: heartbeats are compared on one clock, whatever the nodes'.
+const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
+
+fn control(row: &Row) -> NodeControl {
+    NodeControl {
+        cap: row.get::<_, i32>(0).max(0) as u32,
+        draining: row.get(1),
+    }
+}
+
+/// `LISTEN octo_tasks` on a connection of its own, passing each notification on as a wake-up;
+/// connected again (after a pause) when it breaks, with a wake-up then (what was queued meanwhile
+/// was not notified). Ends when the receiver is gone.
+async fn listen(url: DatabaseUrl, wake: tokio::sync::mpsc::Sender<()>) {
+    use tokio_postgres::AsyncMessage;
+    let mut pause = std::time::Duration::from_millis(250);
+    while !wake.is_closed() {
+        let attempt = async {
+            let config = url.config()?;
+            let (client, mut connection) = config.connect(NoTls).await?;
+            let listen = client.batch_execute("LISTEN octo_tasks");
+            tokio::pin!(listen);
+            let mut listening = false;
+            loop {
+                tokio::select! {
+                    done = &mut listen, if !listening => {
+                        done?;
+                        listening = true;
+                        let _ = wake.try_send(());
+                    }
+                    message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                        Some(Ok(AsyncMessage::Notification(_))) => {
+                            if wake.try_send(()).is_err() && wake.is_closed() {
+                                return Ok(());
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => return Err(Error::from(error)),
+                        None => return Ok::<_, Error>(()),
+                    },
+                    _ = wake.closed() => return Ok(()),
+                }
+            }
+        }
+        .await;
+        if let Err(error) = attempt {
+            tracing::debug!(%error, "the database notifications connection ended");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(5));
+        } else {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Documents for PostgresStore {
+    async fn document(&self, name: &str) -> Result<Option<crate::Document>> {
+        let guard = self.client().await?;
+        let row = guard
+            .as_ref()
+            .expect("connected")
+            .query_opt(
+                "SELECT body, revision FROM documents WHERE name = $1",
+                &[&name],
+            )
+            .await?;
+        Ok(row.map(|r| crate::Document {
+            body: r.get(0),
+            revision: r.get(1),
+        }))
+    }
+
+    async fn put_document(&self, name: &str, body: &str, expected: i64) -> Result<Option<i64>> {
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        let n = if expected == 0 {
+            client
+                .execute(
+                    "INSERT INTO documents (name, body, revision, updated) VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING",
+                    &[&name, &body, &model::now()],
+                )
+                .await?
+        } else {
+            client
+                .execute(
+                    "UPDATE documents SET body = $1, revision = revision + 1, updated = $2 WHERE name = $3 AND revision = $4",
+                    &[&body, &model::now(), &name, &expected],
+                )
+                .await?
+        };
+        Ok((n == 1).then_some(expected + 1))
+    }
+
+    async fn document_revision(&self, name: &str) -> Result<i64> {
+        let guard = self.client().await?;
+        Ok(guard
+            .as_ref()
+            .expect("connected")
+            .query_one(
+                "SELECT COALESCE(MAX(revision), 0)::bigint FROM documents WHERE name = $1",
+                &[&name],
+            )
+            .await?
+            .get(0))
     }
 }

@@ -124,7 +124,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
 fn read_task(connection: &Connection, id: TaskId) -> Result<Option<Task>> {
     let row = connection
         .query_row(
-            "SELECT kind, name, state, message, cancel_requested, created, ended FROM tasks WHERE id = ?1",
+            "SELECT kind, name, state, message, cancel_requested, created, ended, node FROM tasks WHERE id = ?1",
             [id],
             |r| {
                 Ok((
@@ -135,11 +135,12 @@ fn read_task(connection: &Connection, id: TaskId) -> Result<Option<Task>> {
                     r.get::<_, bool>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             },
         )
         .optional()?;
-    let Some((kind, name, state, message, cancel_requested, created, ended)) = row else {
+    let Some((kind, name, state, message, cancel_requested, created, ended, node)) = row else {
         return Ok(None);
     };
     let mut statement = connection.prepare_cached(
@@ -173,6 +174,7 @@ fn read_task(connection: &Connection, id: TaskId) -> Result<Option<Task>> {
         cancel_requested,
         created,
         ended,
+        node,
         parts,
     }))
 }
@@ -368,10 +370,23 @@ impl crate::Store for SqliteStore {
 
     async fn request_cancel(&self, id: TaskId) -> Result<bool> {
         self.with(move |c| {
-            let n = c.execute(
-                "UPDATE tasks SET cancel_requested = 1 WHERE id = ?1 AND state = 'running'",
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE tasks SET cancel_requested = 1 WHERE id = ?1 AND state IN ('queued', 'running')",
                 [id],
             )?;
+            // A task no node has claimed yet ends here.
+            if tx.execute(
+                "UPDATE tasks SET state = 'cancelled', ended = ?2 WHERE id = ?1 AND state = 'queued'",
+                params![id, model::now()],
+            )? > 0
+            {
+                tx.execute(
+                    "UPDATE task_parts SET state = 'cancelled' WHERE task_id = ?1",
+                    [id],
+                )?;
+            }
+            tx.commit()?;
             Ok(n > 0)
         })
         .await
@@ -379,5 +394,388 @@ impl crate::Store for SqliteStore {
 
     fn describe(&self) -> String {
         format!("SQLite {}", self.path.display())
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    async fn enqueue_task(&self, task: &NewTask, queue: &Queue) -> Result<TaskId> {
+        let task = task.clone();
+        let queue = queue.clone();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO tasks (kind, name, state, created, spec, pinned_node) VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
+                params![task.kind.as_str(), task.name, model::now(), queue.spec, queue.pinned_node],
+            )?;
+            let id = tx.last_insert_rowid();
+            for (position, part) in task.parts.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO task_parts (task_id, position, target, ticket, state) VALUES (?1, ?2, ?3, ?4, 'queued')",
+                    params![id, position as i64, part.target, part.ticket],
+                )?;
+            }
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn claim_tasks(
+        &self,
+        node: &str,
+        limit: usize,
+        only: Option<TaskId>,
+    ) -> Result<Vec<Claimed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let node = node.to_string();
+        self.with(move |c| {
+            // One writer at a time: an immediate transaction is SQLite's row lock.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let claimed = tx
+                .prepare_cached(
+                    "SELECT id, spec FROM tasks WHERE state = 'queued'
+                       AND (pinned_node IS NULL OR pinned_node = ?1) AND (?2 IS NULL OR id = ?2)
+                     ORDER BY id LIMIT ?3",
+                )?
+                .query_map(params![node, only, limit as i64], |r| {
+                    Ok(Claimed {
+                        id: r.get(0)?,
+                        spec: r.get(1)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for claim in &claimed {
+                tx.execute(
+                    "UPDATE tasks SET state = 'running', node = ?2 WHERE id = ?1",
+                    params![claim.id, node],
+                )?;
+                tx.execute(
+                    "UPDATE task_parts SET state = 'running' WHERE task_id = ?1 AND state = 'queued'",
+                    [claim.id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn node_tasks(&self, node: &str) -> Result<Vec<Task>> {
+        let node = node.to_string();
+        self.with(move |c| {
+            let ids = c
+                .prepare(
+                    "SELECT id FROM tasks WHERE state = 'running' AND (node = ?1 OR node IS NULL) ORDER BY id",
+                )?
+                .query_map([node], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut tasks = Vec::new();
+            for id in ids {
+                if let Some(task) = read_task(c, id)? {
+                    tasks.push(task);
+                }
+            }
+            Ok(tasks)
+        })
+        .await
+    }
+
+    async fn cancel_requests(&self, node: &str) -> Result<Vec<TaskId>> {
+        let node = node.to_string();
+        self.with(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id FROM tasks WHERE node = ?1 AND state = 'running' AND cancel_requested",
+            )?
+            .query_map([node], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn put_component(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
+        let sha256 = sha256.to_string();
+        let bytes = bytes.to_vec();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO task_components (sha256, bytes) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![sha256, bytes],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        let sha256 = sha256.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT bytes FROM task_components WHERE sha256 = ?1",
+                [sha256],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn register_node(&self, node: &NodeStart) -> Result<NodeControl> {
+        let node = node.clone();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = model::now_ms();
+            let held = tx
+                .query_row(
+                    "SELECT home_id, heartbeat_ms, timeout_ms FROM nodes WHERE name = ?1",
+                    [&node.name],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+                )
+                .optional()?;
+            if let Some((home_id, heartbeat, timeout)) = held {
+                if home_id != node.home_id && now - heartbeat <= timeout {
+                    return Err(Error::NodeTaken {
+                        name: node.name.clone(),
+                        age_ms: now - heartbeat,
+                    });
+                }
+            }
+            let control = tx.query_row(
+                "INSERT INTO nodes (name, instance, home_id, started, heartbeat_ms, timeout_ms, task_cap)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (name) DO UPDATE SET instance = ?2, home_id = ?3, started = ?4,
+                     heartbeat_ms = ?5, timeout_ms = ?6
+                 RETURNING task_cap, draining",
+                params![
+                    node.name,
+                    node.instance,
+                    node.home_id,
+                    model::now(),
+                    now,
+                    node.timeout.as_millis() as i64,
+                    DEFAULT_TASK_CAP
+                ],
+                control,
+            )?;
+            tx.commit()?;
+            Ok(control)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, name: &str, instance: &str) -> Result<Option<NodeControl>> {
+        let (name, instance) = (name.to_string(), instance.to_string());
+        self.with(move |c| {
+            Ok(c.query_row(
+                "UPDATE nodes SET heartbeat_ms = ?3 WHERE name = ?1 AND instance = ?2 RETURNING task_cap, draining",
+                params![name, instance, model::now_ms()],
+                control,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.with(|c| {
+            let now = model::now_ms();
+            Ok(c.prepare(
+                "SELECT n.name, n.instance, n.started, ?1 - n.heartbeat_ms, n.timeout_ms, n.task_cap, n.draining,
+                        (SELECT COUNT(*) FROM tasks t WHERE t.node = n.name AND t.state = 'running')
+                 FROM nodes n ORDER BY n.name",
+            )?
+            .query_map([now], |r| {
+                Ok(NodeInfo {
+                    name: r.get(0)?,
+                    instance: r.get(1)?,
+                    started: r.get(2)?,
+                    heartbeat_age_ms: r.get(3)?,
+                    timeout_ms: r.get(4)?,
+                    cap: r.get::<_, i64>(5)?.max(0) as u32,
+                    draining: r.get(6)?,
+                    running: r.get::<_, i64>(7)? as usize,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn set_node_cap(&self, name: &str, cap: u32) -> Result<bool> {
+        let name = name.to_string();
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE nodes SET task_cap = ?2 WHERE name = ?1",
+                params![name, cap],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn set_node_draining(&self, name: &str, draining: bool) -> Result<bool> {
+        let name = name.to_string();
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE nodes SET draining = ?2 WHERE name = ?1",
+                params![name, draining],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn mark_dead_nodes(&self, me: &str) -> Result<Vec<Marked>> {
+        let me = me.to_string();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let rows = tx
+                .prepare(
+                    "SELECT t.id, n.name, t.state FROM tasks t JOIN nodes n
+                       ON n.name = COALESCE(t.node, t.pinned_node)
+                     WHERE n.name <> ?1 AND ?2 - n.heartbeat_ms > n.timeout_ms
+                       AND (t.state = 'running' AND t.node = n.name
+                            OR t.state = 'queued' AND t.pinned_node = n.name)
+                     ORDER BY t.id",
+                )?
+                .query_map(params![me, model::now_ms()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut marked = Vec::new();
+            for (id, node, state) in rows {
+                let running = state == "running";
+                let failure = model::dead_node_failure(&node, running);
+                let new_state = if running {
+                    TaskState::Unknown
+                } else {
+                    TaskState::Failed
+                };
+                let outcome = serde_json::to_string(&PartOutcome {
+                    failure: Some(failure.clone()),
+                    ..Default::default()
+                })?;
+                tx.execute(
+                    "UPDATE task_parts SET state = ?2, outcome = ?3 WHERE task_id = ?1 AND state IN ('queued', 'running')",
+                    params![id, new_state.as_str(), outcome],
+                )?;
+                tx.execute(
+                    "UPDATE tasks SET state = ?2, message = ?3, ended = ?4 WHERE id = ?1",
+                    params![id, new_state.as_str(), failure, model::now()],
+                )?;
+                marked.push(Marked {
+                    node,
+                    task: id,
+                    state: new_state,
+                });
+            }
+            tx.commit()?;
+            Ok(marked)
+        })
+        .await
+    }
+
+    async fn log_since(
+        &self,
+        id: TaskId,
+        cursors: &[(String, u64)],
+        limit: usize,
+    ) -> Result<Vec<LogLine>> {
+        if cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursors = cursors.to_vec();
+        self.with(move |c| {
+            let values = (0..cursors.len())
+                .map(|i| format!("(?{}, ?{})", 3 + 2 * i, 4 + 2 * i))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "WITH c (t, s) AS (VALUES {values})
+                 SELECT l.target, l.sequence, l.level, l.message FROM task_log l JOIN c ON l.target = c.t
+                 WHERE l.task_id = ?1 AND l.sequence > c.s ORDER BY l.id LIMIT ?2"
+            );
+            let mut params: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(id), Box::new(limit as i64)];
+            for (target, after) in cursors {
+                params.push(Box::new(target));
+                params.push(Box::new(after as i64));
+            }
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    Ok(LogLine {
+                        target: r.get(0)?,
+                        sequence: r.get::<_, i64>(1)? as u64,
+                        level: r.get(2)?,
+                        message: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
+    }
+}
+
+fn control(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeControl> {
+    Ok(NodeControl {
+        cap: r.get::<_, i64>(0)?.max(0) as u32,
+        draining: r.get(1)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl crate::Documents for SqliteStore {
+    async fn document(&self, name: &str) -> Result<Option<crate::Document>> {
+        let name = name.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT body, revision FROM documents WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(crate::Document {
+                        body: r.get(0)?,
+                        revision: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn put_document(&self, name: &str, body: &str, expected: i64) -> Result<Option<i64>> {
+        let (name, body) = (name.to_string(), body.to_string());
+        self.with(move |c| {
+            let n = if expected == 0 {
+                c.execute(
+                    "INSERT INTO documents (name, body, revision, updated) VALUES (?1, ?2, 1, ?3) ON CONFLICT DO NOTHING",
+                    params![name, body, model::now()],
+                )?
+            } else {
+                c.execute(
+                    "UPDATE documents SET body = ?1, revision = revision + 1, updated = ?2 WHERE name = ?3 AND revision = ?4",
+                    params![body, model::now(), name, expected],
+                )?
+            };
+            Ok((n == 1).then_some(expected + 1))
+        })
+        .await
+    }
+
+    async fn document_revision(&self, name: &str) -> Result<i64> {
+        let name = name.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(MAX(revision), 0) FROM documents WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )?)
+        })
+        .await
     }
 }

@@ -204,6 +204,75 @@ async fn suite(store: Arc<dyn Store>) {
     );
 }
 
+/// Documents: compare-and-swap on the revision; two stores (two nodes) incrementing one counter at
+/// once lose no increment.
+async fn documents(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    assert_eq!(a.document("targets").await.unwrap(), None);
+    assert_eq!(a.document_revision("targets").await.unwrap(), 0);
+    assert_eq!(a.put_document("targets", "{}", 0).await.unwrap(), Some(1));
+    // Created once: a second creation is refused.
+    assert_eq!(
+        b.put_document("targets", "{\"x\":1}", 0).await.unwrap(),
+        None
+    );
+    let doc = b.document("targets").await.unwrap().unwrap();
+    assert_eq!((doc.body.as_str(), doc.revision), ("{}", 1));
+    assert_eq!(b.put_document("targets", "[1]", 1).await.unwrap(), Some(2));
+    // A stale revision is refused.
+    assert_eq!(a.put_document("targets", "[2]", 1).await.unwrap(), None);
+    assert_eq!(a.document("targets").await.unwrap().unwrap().body, "[1]");
+    assert_eq!(a.document_revision("targets").await.unwrap(), 2);
+
+    async fn increment(store: Arc<dyn Store>, times: usize) {
+        for _ in 0..times {
+            loop {
+                let (value, revision) = match store.document("counter").await.unwrap() {
+                    Some(d) => (d.body.parse::<u64>().unwrap(), d.revision),
+                    None => (0, 0),
+                };
+                let next = (value + 1).to_string();
+                if store
+                    .put_document("counter", &next, revision)
+                    .await
+                    .unwrap()
+                    .is_some()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    let writers = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .map(|s| tokio::spawn(increment(s, 25)));
+    for w in writers {
+        w.await.unwrap();
+    }
+    let counter = a.document("counter").await.unwrap().unwrap();
+    assert_eq!(counter.body, "100");
+    assert_eq!(counter.revision, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_swapped_by_revision_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = Location::Sqlite(dir.path().join("octo.db"));
+    let a = open(&location).await.unwrap();
+    let b = open(&location).await.unwrap();
+    documents(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_swapped_by_revision_in_postgres() {
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let location = Location::Postgres(DatabaseUrl::parse(&cluster.new_database()).unwrap());
+    let a = open(&location).await.unwrap();
+    let b = open(&location).await.unwrap();
+    documents(a, b).await;
+}
+
 #[tokio::test]
 async fn sqlite_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
@@ -360,4 +429,232 @@ async fn postgres_reconnects_after_a_restart() {
         }
     }
     assert_eq!(stored, Some(1));
+}
+
+/// Several nodes on one store: queued tasks claimed once each, within a limit, pinned ones only by
+/// their node; heartbeats; names; dead nodes' tasks marked once; per-target log cursors.
+async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use std::time::Duration;
+    let start = |name: &str, home: &str, timeout: u64| NodeStart {
+        name: name.into(),
+        instance: format!("{name}-{home}-{timeout}"),
+        home_id: home.into(),
+        timeout: Duration::from_millis(timeout),
+    };
+    let control = a
+        .register_node(&start("a", "home-a", 60_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        control,
+        NodeControl {
+            cap: DEFAULT_TASK_CAP,
+            draining: false
+        }
+    );
+    b.register_node(&start("b", "home-b", 60_000))
+        .await
+        .unwrap();
+    // Two nodes, one name: refused while the holder's heartbeat is fresh.
+    let e = b
+        .register_node(&start("a", "home-c", 60_000))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::NodeTaken { .. }), "{e}");
+    assert!(e.to_string().contains("another --node NAME"), "{e}");
+    // The same home takes its name back at once (a restart).
+    a.register_node(&start("a", "home-a", 60_000))
+        .await
+        .unwrap();
+    assert!(a.heartbeat("a", "a-home-a-60000").await.unwrap().is_some());
+    assert!(a.heartbeat("a", "stolen").await.unwrap().is_none());
+
+    // Queued tasks: each claimed by one node, within the limit asked.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            a.enqueue_task(
+                &new_task(&["web1"]),
+                &Queue {
+                    spec: Some("{}".into()),
+                    pinned_node: None,
+                },
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let pinned = a
+        .enqueue_task(
+            &new_task(&["web1"]),
+            &Queue {
+                spec: None,
+                pinned_node: Some("a".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        a.task(pinned).await.unwrap().unwrap().state,
+        TaskState::Queued
+    );
+    let (x, y) = tokio::join!(a.claim_tasks("a", 2, None), b.claim_tasks("b", 10, None));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert!(x.len() <= 2);
+    let mut all: Vec<i64> = x.iter().chain(y.iter()).map(|c| c.id).collect();
+    all.sort();
+    assert!(
+        !y.iter().any(|c| c.id == pinned),
+        "b never claims a's pinned task"
+    );
+    let expected_without_pinned: Vec<i64> = ids.clone();
+    let claimed_unpinned: Vec<i64> = all.iter().copied().filter(|i| *i != pinned).collect();
+    let mut rest = a.claim_tasks("a", 10, None).await.unwrap();
+    rest.extend(b.claim_tasks("b", 10, None).await.unwrap());
+    let mut every: Vec<i64> = claimed_unpinned
+        .into_iter()
+        .chain(rest.iter().map(|c| c.id).filter(|i| *i != pinned))
+        .collect();
+    every.sort();
+    assert_eq!(
+        every, expected_without_pinned,
+        "each task claimed exactly once"
+    );
+    let task = a.task(ids[0]).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Running);
+    assert!(task.node.is_some());
+    assert_eq!(task.parts[0].state, TaskState::Running);
+    assert!(a.claim_tasks("a", 10, None).await.unwrap().is_empty());
+
+    // Cancelling a queued task ends it; a running one is asked of its node.
+    let queued = a
+        .enqueue_task(&new_task(&["web1"]), &Queue::default())
+        .await
+        .unwrap();
+    assert!(a.request_cancel(queued).await.unwrap());
+    assert_eq!(
+        a.task(queued).await.unwrap().unwrap().state,
+        TaskState::Cancelled
+    );
+    let mut on_b = None;
+    for i in &every {
+        if a.task(*i).await.unwrap().unwrap().node.as_deref() == Some("b") {
+            on_b = Some(*i);
+            break;
+        }
+    }
+    if let Some(on_b) = on_b {
+        a.request_cancel(on_b).await.unwrap();
+        assert_eq!(b.cancel_requests("b").await.unwrap(), vec![on_b]);
+    }
+
+    // Cap and draining, as an administrator sets them, come back with the heartbeat.
+    assert!(a.set_node_cap("b", 3).await.unwrap());
+    assert!(a.set_node_draining("b", true).await.unwrap());
+    assert!(!a.set_node_cap("nobody", 3).await.unwrap());
+    assert_eq!(
+        b.heartbeat("b", "b-home-b-60000").await.unwrap(),
+        Some(NodeControl {
+            cap: 3,
+            draining: true
+        })
+    );
+    let nodes = a.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[1].state(), "draining");
+    assert_eq!(nodes[0].running + nodes[1].running, 6);
+
+    // A node that stops heartbeating: its running tasks are marked "result unknown", once.
+    b.register_node(&start("b", "home-b", 1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let marked = a.mark_dead_nodes("a").await.unwrap();
+    assert!(
+        marked
+            .iter()
+            .all(|m| m.node == "b" && m.state == TaskState::Unknown)
+    );
+    for m in &marked {
+        let task = a.task(m.task).await.unwrap().unwrap();
+        assert_eq!(task.state, TaskState::Unknown);
+        assert!(
+            task.parts[0]
+                .outcome
+                .failure
+                .as_deref()
+                .unwrap()
+                .contains("stopped heartbeating"),
+            "{task:?}"
+        );
+    }
+    assert!(
+        a.mark_dead_nodes("a").await.unwrap().is_empty(),
+        "marked once"
+    );
+    assert!(a.nodes().await.unwrap()[1].state() == "offline");
+
+    // Log cursors per target: a line committed late (lower sequence, higher id) is not skipped.
+    let id = a.create_task(&new_task(&["t1", "t2"])).await.unwrap();
+    a.append_log(id, "t1", &[line("t1", 1, "a1"), line("t1", 2, "a2")])
+        .await
+        .unwrap();
+    let cursors = vec![("t1".to_string(), 0), ("t2".to_string(), 0)];
+    let seen = a.log_since(id, &cursors, 100).await.unwrap();
+    assert_eq!(seen.len(), 2);
+    let cursors = vec![("t1".to_string(), 2), ("t2".to_string(), 0)];
+    b.append_log(id, "t2", &[line("t2", 1, "b1")])
+        .await
+        .unwrap();
+    a.append_log(id, "t1", &[line("t1", 3, "a3")])
+        .await
+        .unwrap();
+    let seen = a.log_since(id, &cursors, 100).await.unwrap();
+    let mut messages: Vec<&str> = seen.iter().map(|l| l.message.as_str()).collect();
+    messages.sort();
+    assert_eq!(messages, ["a3", "b1"]);
+
+    // Components kept by digest.
+    a.put_component("abc", b"bytes").await.unwrap();
+    a.put_component("abc", b"bytes").await.unwrap();
+    assert_eq!(b.component("abc").await.unwrap().unwrap(), b"bytes");
+    assert!(b.component("nope").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_nodes_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octo.db");
+    let a = open(&Location::Sqlite(path.clone())).await.unwrap();
+    let b = open(&Location::Sqlite(path)).await.unwrap();
+    assert!(!a.shared());
+    assert!(a.wake_ups().is_none());
+    nodes_suite(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_nodes_suite() {
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let url = DatabaseUrl::parse(&cluster.new_database()).unwrap();
+    let a = open(&Location::Postgres(url.clone())).await.unwrap();
+    let b = open(&Location::Postgres(url)).await.unwrap();
+    assert!(a.shared());
+    // A task queued by one node wakes the others.
+    let mut wake = b.wake_ups().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), wake.recv())
+        .await
+        .expect("woken once listening")
+        .unwrap();
+    let woken_by = a
+        .enqueue_task(&new_task(&["w"]), &Queue::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), wake.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    // Out of the way of the suite's counts.
+    a.request_cancel(woken_by).await.unwrap();
+    nodes_suite(a, b).await;
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use octo_comms::proxy::{DEFAULT_PROXY_TIMEOUT, connect_via_proxy};
 use octo_feed::client::BoxedIo;
-use octo_protocol::{DirectDownload, StepPackage};
+use octo_protocol::{DirectDownload, PackageFileRef, Sha256Digest, StepPackage};
 use octo_runtime::WebProxy;
 use serde::{Deserialize, Serialize};
 
@@ -80,9 +80,11 @@ impl DownloadLog {
     }
 }
 
-/// Downloads the files of `package` that `cache` lacks, as `direct` says, through `web_proxy`.
-/// Runs on a blocking thread of the runtime (the feed client's futures are not `Send` for every
-/// lifetime, which `tokio::spawn` needs).
+/// Downloads the files of `package` that `cache` lacks, as `direct` says, through `web_proxy`,
+/// and returns `package` with every file listed by its sha256: the files `direct` names only by a
+/// SHA-512 the feed publishes are verified against it, taken from the cache when one recorded
+/// with that SHA-512 is there. Runs on a blocking thread of the runtime (the feed client's futures
+/// are not `Send` for every lifetime, which `tokio::spawn` needs).
 #[allow(clippy::too_many_arguments)]
 pub async fn download_missing(
     cache: PackageCache,
@@ -91,7 +93,7 @@ pub async fn download_missing(
     web_proxy: Option<Arc<WebProxy>>,
     log: DownloadLog,
     note: Arc<dyn Fn(String) + Send + Sync>,
-) -> Result<(), String> {
+) -> Result<StepPackage, String> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         handle.block_on(download(&cache, &package, &direct, web_proxy, &log, note))
@@ -107,10 +109,10 @@ async fn download(
     web_proxy: Option<Arc<WebProxy>>,
     log: &DownloadLog,
     note: Arc<dyn Fn(String) + Send + Sync>,
-) -> Result<(), String> {
+) -> Result<StepPackage, String> {
     {
         let what = format!("package {} {}", package.id, package.version);
-        let mut download: octo_packages::PackageDownload =
+        let download: octo_packages::PackageDownload =
             serde_json::from_value(direct.download.clone()).map_err(|e| {
                 format!("{what}: the server's download description is not valid: {e}")
             })?;
@@ -133,61 +135,131 @@ async fn download(
         let client = octo_packages::PackageClient::for_download(&download, credentials, http)
             .map_err(|e| format!("{what}: {e}"))?;
         let tmp = cache.tmp_dir().map_err(|e| format!("{what}: {e}"))?;
+        let fetcher = Fetcher {
+            client: &client,
+            download: &download,
+            package,
+            tmp: &tmp,
+            via: &via,
+            log,
+            note: &note,
+        };
         for wanted in cache.missing(package) {
-            let Some(file) = download.files.iter_mut().find(|f| f.name == wanted.name) else {
+            let Some(file) = download.files.iter().find(|f| f.name == wanted.name) else {
                 return Err(format!(
                     "{what}: the download names no file {}",
                     wanted.name
                 ));
             };
+            let mut file = file.clone();
             // Verified against the digest the server resolved, whatever the description says.
             file.sha256 = Some(wanted.sha256.to_hex());
             if wanted.size > 0 {
                 file.size = Some(wanted.size);
             }
-            let file = file.clone();
-            let destination = octo_feed::client::origin_of(&file.url).unwrap_or_default();
-            let size = file
-                .size
-                .map(|s| format!(" ({s} bytes)"))
-                .unwrap_or_default();
-            note(format!(
-                "Downloading {}{size} from feed {} ({destination}) via {via}",
-                file.name, download.feed
-            ));
-            let result = client
-                .download_file(
-                    &download,
-                    &file,
-                    &tmp,
-                    Some(file.size.unwrap_or(octo_protocol::MAX_FILE_SIZE)),
-                    &no_progress,
-                )
-                .await;
-            let record = |ok: bool, error: String| DownloadRecord {
-                time: octo_fsutil::rfc3339(std::time::SystemTime::now()),
-                feed: download.feed.clone(),
-                destination: destination.clone(),
-                package: format!("{} {} {}", package.id, package.version, file.name),
-                via: via.clone(),
-                ok,
-                error,
+            let done = fetcher.fetch(&file).await?;
+            cache
+                .adopt(&done.path, &PackageMeta::from(package), wanted, None)
+                .map_err(|e| format!("{what}: cannot cache {}: {e}", file.name))?;
+        }
+        // The files the description names only by the SHA-512 the feed publishes.
+        let mut complete = package.clone();
+        for file in download
+            .files
+            .iter()
+            .filter(|f| !package.files.iter().any(|p| p.name == f.name))
+        {
+            let Some(sha512) = file.sha512.clone().filter(|_| file.sha256.is_none()) else {
+                return Err(format!(
+                    "{what}: the server named no digest for {}, so it cannot be verified",
+                    file.name
+                ));
             };
-            match result {
-                Ok(done) => {
-                    log.append(&record(true, String::new()));
-                    cache
-                        .adopt(&done.path, &PackageMeta::from(package), wanted)
-                        .map_err(|e| format!("{what}: cannot cache {}: {e}", file.name))?;
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    log.append(&record(false, message.clone()));
-                    return Err(message);
-                }
+            if let Some(record) = cache.find_sha512(&sha512) {
+                complete.files.push(PackageFileRef {
+                    name: file.name.clone(),
+                    sha256: record.sha256,
+                    size: record.size,
+                });
+                continue;
+            }
+            let done = fetcher.fetch(file).await?;
+            let wanted = PackageFileRef {
+                name: file.name.clone(),
+                sha256: Sha256Digest::parse(&done.sha256)
+                    .map_err(|e| format!("{what}: {}: {e}", file.name))?,
+                size: done.size,
+            };
+            cache
+                .adopt(
+                    &done.path,
+                    &PackageMeta::from(package),
+                    &wanted,
+                    Some(&sha512),
+                )
+                .map_err(|e| format!("{what}: cannot cache {}: {e}", file.name))?;
+            complete.files.push(wanted);
+        }
+        Ok(complete)
+    }
+}
+
+/// One package's downloads: each noted in the run's log and recorded in the download log.
+struct Fetcher<'a> {
+    client: &'a octo_packages::PackageClient,
+    download: &'a octo_packages::PackageDownload,
+    package: &'a StepPackage,
+    tmp: &'a Path,
+    via: &'a str,
+    log: &'a DownloadLog,
+    note: &'a Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl Fetcher<'_> {
+    /// Downloads `file` into the temporary directory, verified against the digest it states.
+    async fn fetch(
+        &self,
+        file: &octo_packages::PackageFile,
+    ) -> Result<octo_feed::Downloaded, String> {
+        let destination = octo_feed::client::origin_of(&file.url).unwrap_or_default();
+        let size = file
+            .size
+            .map(|s| format!(" ({s} bytes)"))
+            .unwrap_or_default();
+        (self.note)(format!(
+            "Downloading {}{size} from feed {} ({destination}) via {}",
+            file.name, self.download.feed, self.via
+        ));
+        let result = self
+            .client
+            .download_file(
+                self.download,
+                file,
+                self.tmp,
+                Some(file.size.unwrap_or(octo_protocol::MAX_FILE_SIZE)),
+                &no_progress,
+            )
+            .await;
+        let record = |ok: bool, error: String| DownloadRecord {
+            time: octo_fsutil::rfc3339(std::time::SystemTime::now()),
+            feed: self.download.feed.clone(),
+            destination: destination.clone(),
+            package: format!("{} {} {}", self.package.id, self.package.version, file.name),
+            via: self.via.to_owned(),
+            ok,
+            error,
+        };
+        match result {
+            Ok(done) => {
+                self.log.append(&record(true, String::new()));
+                Ok(done)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.log.append(&record(false, message.clone()));
+                Err(message)
             }
         }
-        Ok(())
     }
 }
 

@@ -11,8 +11,69 @@ use bytes::Bytes;
 use hyper::body::Body;
 use tokio::io::AsyncReadExt;
 
-/// Bytes gathered before one write to the file.
+/// Bytes gathered before one write to the file ([`write_hashed`]).
 const WRITE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Received chunks at least this large are written as they are; smaller ones are gathered.
+const GATHER: usize = 256 * 1024;
+
+/// Write-back to the disk is started every this many bytes while a file is received.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+
+/// A file being received, fed chunk by chunk by [`receive_pipelined`]'s thread: large chunks are
+/// written without another copy, and the kernel is asked to start writing back every
+/// [`WRITEBACK_EVERY`] bytes (`sync_file_range`, which does not wait), so the disk works while the
+/// network does and the one `fsync` at the end has little left to write.
+struct ReceivedFile {
+    out: std::io::BufWriter<std::fs::File>,
+    written: u64,
+    started: u64,
+}
+
+impl ReceivedFile {
+    fn new(file: std::fs::File) -> Self {
+        Self {
+            out: std::io::BufWriter::with_capacity(GATHER, file),
+            written: 0,
+            started: 0,
+        }
+    }
+
+    /// `Some(chunk)`: appends it; `None`: the end, flushed and synced.
+    fn take(&mut self, chunk: Option<&[u8]>) -> std::io::Result<()> {
+        let Some(bytes) = chunk else {
+            self.out.flush()?;
+            return self.out.get_ref().sync_all();
+        };
+        self.out.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        if self.written - self.started >= WRITEBACK_EVERY {
+            self.out.flush()?;
+            start_writeback(
+                self.out.get_ref(),
+                self.started,
+                self.written - self.started,
+            );
+            self.started = self.written;
+        }
+        Ok(())
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes at `offset` of `file` to the disk, without waiting
+/// (a hint: the final `fsync` is what makes the file durable, so a failure here is ignored).
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor, plain integer arguments, no memory passed.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
 
 /// The files directory.
 #[derive(Debug, Clone)]
@@ -73,20 +134,11 @@ impl FileArea {
                 .open(&temp)
                 .map_err(internal)?
         };
-        let mut writer = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let received =
-            receive_pipelined(
-                body,
-                octo_protocol::MAX_FILE_SIZE,
-                move |chunk| match chunk {
-                    Some(bytes) => writer.write_all(bytes),
-                    None => {
-                        writer.flush()?;
-                        writer.get_ref().sync_all()
-                    }
-                },
-            )
-            .await;
+        let mut writer = ReceivedFile::new(file);
+        let received = receive_pipelined(body, octo_protocol::MAX_FILE_SIZE, move |chunk| {
+            writer.take(chunk)
+        })
+        .await;
         let result = match received {
             Ok((size, actual)) if &actual == digest => tokio::fs::rename(&temp, &full)
                 .await
@@ -188,6 +240,35 @@ pub(crate) async fn write_hashed<R: tokio::io::AsyncRead + Unpin>(
     out.flush().await?;
     out.into_inner().sync_all().await?;
     Ok((total, Sha256Digest::from_bytes(hasher.finalize().into())))
+}
+
+/// [`write_hashed`] of an HTTP body, pipelined: frames are received on this task while a blocking
+/// thread hashes them and writes them to a new file at `path`, synced once at the end, so network,
+/// digest and disk overlap. The caller checks the digest and renames or removes the file.
+pub(crate) async fn write_hashed_body<B>(
+    body: B,
+    path: &Path,
+    limit: u64,
+) -> Result<(u64, Sha256Digest), WriteHashedError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?
+    };
+    let mut writer = ReceivedFile::new(file);
+    receive_pipelined(body, limit, move |chunk| writer.take(chunk))
+        .await
+        .map_err(|e| match e.error {
+            ErrorCode::TooLarge => WriteHashedError::TooLarge(limit),
+            _ => WriteHashedError::Io(std::io::Error::other(e.message)),
+        })
 }
 
 /// Receives `body` (at most `limit` bytes) on this task while a blocking thread hashes each

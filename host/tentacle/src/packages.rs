@@ -31,6 +31,10 @@ pub struct PackageRecord {
     pub name: String,
     /// Its digest.
     pub sha256: Sha256Digest,
+    /// Its SHA-512 (lowercase hex), when it was downloaded against one a feed publishes: how a
+    /// later run that names the file by that digest finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha512: Option<String>,
     /// Its size.
     pub size: u64,
     /// When it was stored (RFC 3339).
@@ -142,6 +146,45 @@ impl PackageCache {
         reader: R,
         limit: u64,
     ) -> Result<u64, PutError> {
+        self.store(package, file, |path| async move {
+            crate::files::write_hashed(reader, &path, limit).await
+        })
+        .await
+    }
+
+    /// [`PackageCache::put`] of an upload's body: received on this task while another thread
+    /// hashes and writes (what the server's push uses).
+    pub async fn put_body<B>(
+        &self,
+        package: &PackageMeta<'_>,
+        file: &PackageFileRef,
+        body: B,
+        limit: u64,
+    ) -> Result<u64, PutError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        self.store(package, file, |path| async move {
+            crate::files::write_hashed_body(body, &path, limit).await
+        })
+        .await
+    }
+
+    /// Writes `file` through `write` (which returns the size and digest of what it wrote) into a
+    /// staging directory; keeps it only when the digest is the announced one.
+    async fn store<W, F>(
+        &self,
+        package: &PackageMeta<'_>,
+        file: &PackageFileRef,
+        write: W,
+    ) -> Result<u64, PutError>
+    where
+        W: FnOnce(PathBuf) -> F,
+        F: std::future::Future<
+                Output = Result<(u64, Sha256Digest), crate::files::WriteHashedError>,
+            >,
+    {
         octo_fsutil::create_private_dir(&self.dir)?;
         let staging = self
             .dir
@@ -149,8 +192,7 @@ impl PackageCache {
         let _ = tokio::fs::remove_dir_all(&staging).await;
         octo_fsutil::create_private_dir(&staging)?;
         let result = async {
-            let path = staging.join(&file.name);
-            let (total, actual) = crate::files::write_hashed(reader, &path, limit).await?;
+            let (total, actual) = write(staging.join(&file.name)).await?;
             if actual != file.sha256 {
                 return Err(PutError::DigestMismatch {
                     id: package.id.to_owned(),
@@ -165,7 +207,7 @@ impl PackageCache {
         .await;
         match result {
             Ok(size) => {
-                self.commit(&staging, package, file, size)?;
+                self.commit(&staging, package, file, size, None)?;
                 Ok(size)
             }
             Err(e) => {
@@ -175,12 +217,14 @@ impl PackageCache {
         }
     }
 
-    /// Takes a verified file (e.g. the tentacle's own download) into the cache.
+    /// Takes a verified file (e.g. the tentacle's own download) into the cache, with the SHA-512
+    /// it was verified against, if any.
     pub fn adopt(
         &self,
         verified: &Path,
         package: &PackageMeta<'_>,
         file: &PackageFileRef,
+        sha512: Option<&str>,
     ) -> io::Result<()> {
         octo_fsutil::create_private_dir(&self.dir)?;
         let staging = self
@@ -193,7 +237,15 @@ impl PackageCache {
             std::fs::copy(verified, &target)?;
         }
         let size = std::fs::metadata(&target)?.len();
-        self.commit(&staging, package, file, size)
+        self.commit(&staging, package, file, size, sha512)
+    }
+
+    /// The cached file whose recorded SHA-512 is `sha512` (lowercase hex), if there is one.
+    pub fn find_sha512(&self, sha512: &str) -> Option<PackageRecord> {
+        self.list()
+            .ok()?
+            .into_iter()
+            .find(|r| r.sha512.as_deref() == Some(sha512) && self.has(&r.sha256))
     }
 
     /// Moves a complete staging directory into place, then writes the record (a file without a
@@ -204,6 +256,7 @@ impl PackageCache {
         package: &PackageMeta<'_>,
         file: &PackageFileRef,
         size: u64,
+        sha512: Option<&str>,
     ) -> io::Result<()> {
         let dir = self.file_dir(&file.sha256);
         if dir.exists() {
@@ -216,6 +269,7 @@ impl PackageCache {
             version: package.version.to_owned(),
             name: file.name.clone(),
             sha256: file.sha256,
+            sha512: sha512.map(str::to_owned),
             size,
             stored_at: octo_fsutil::rfc3339(std::time::SystemTime::now()),
             last_used_ms: now_ms(),

@@ -191,9 +191,13 @@ impl RpcService for TentacleService {
                     id: &put.id,
                     version: &put.version,
                 };
-                let reader = body::body_reader(request.into_body(), None);
                 match cache
-                    .put(&meta, &file, reader, octo_protocol::MAX_FILE_SIZE)
+                    .put_body(
+                        &meta,
+                        &file,
+                        request.into_body(),
+                        octo_protocol::MAX_FILE_SIZE,
+                    )
                     .await
                 {
                     Ok(size) => ok(&Stored {

@@ -226,7 +226,9 @@ impl Steps {
             .clone()
             .ok_or_else(|| refuse(ErrorCode::BadRequest, "this tentacle has no package cache"))?;
         let what = format!("package {} {}", package.id, package.version);
-        if package.files.is_empty() {
+        // A direct download may name files only in its description (by a SHA-512 the feed
+        // publishes, their sha256 unknown until downloaded).
+        if package.files.is_empty() && package.direct.is_none() {
             return Err(refuse(
                 ErrorCode::BadRequest,
                 format!("{what} has no files"),
@@ -546,22 +548,25 @@ async fn prepare_package(
     String,
 > {
     let what = format!("package {} {}", package.id, package.version);
-    if !cache.missing(package).is_empty() {
-        match &package.direct {
-            Some(direct) => {
-                crate::download::download_missing(
-                    cache.clone(),
-                    package.clone(),
-                    direct.clone(),
-                    fetch.web_proxy.clone(),
-                    fetch.log.clone(),
-                    Arc::new(move |m| run.note(m)),
-                )
-                .await?
-            }
-            None => return Err(format!("{what}: not in this tentacle's package cache")),
+    let package = match &package.direct {
+        // Also completes the files the description names only by SHA-512.
+        Some(direct) => {
+            crate::download::download_missing(
+                cache.clone(),
+                package.clone(),
+                direct.clone(),
+                fetch.web_proxy.clone(),
+                fetch.log.clone(),
+                Arc::new(move |m| run.note(m)),
+            )
+            .await?
         }
-    }
+        None if !cache.missing(package).is_empty() => {
+            return Err(format!("{what}: not in this tentacle's package cache"));
+        }
+        None => package.clone(),
+    };
+    let package = &package;
     let (dir, name, guard) = cache
         .use_package(package, staging)
         .map_err(|e| format!("{what}: cannot use the cached package: {e}"))?;

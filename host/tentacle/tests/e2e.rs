@@ -474,8 +474,10 @@ fn octo_identity_commands_and_targets_file() {
     assert!(!out.status.success());
     let json = octo_ok(home.path(), &["targets", "list", "--json"]);
     assert!(json.contains("\"kind\": \"polling\""), "{json}");
+    // Targets are kept in the store (`octo.db` by default), which is private like the file was.
+    assert!(!home.path().join("targets.json").exists());
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(home.path().join("targets.json"))
+    let mode = std::fs::metadata(home.path().join("octo.db"))
         .unwrap()
         .permissions()
         .mode();

@@ -577,3 +577,68 @@ async fn tasks_are_kept_in_postgresql_when_configured() {
     assert!(!stderr.contains(PASSWORD), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+/// Issue 11: the attempts a tentacle's confined script made (reported with the step's result) land
+/// in the server's own audit file, under the step scripts' row and marked with the target, so
+/// `octo outbound` lists them beside the server's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tentacles_script_attempts_reach_the_servers_audit() {
+    let octo_home = tempfile::tempdir().unwrap();
+    let home = octo_home.path();
+    octo_ok(home, &["configure", "--scriptNetwork=confined"]);
+    let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
+    let (web1, _h1) = Tentacle::listening(daemon.thumbprint).await;
+    add_listening(home, "web1", &web1, web1.thumbprint);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = octo(
+        home,
+        &[
+            "run-step",
+            "run-script",
+            "--param",
+            &format!(
+                "ScriptBody=if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo tcp=open; else echo tcp=refused; fi"
+            ),
+            "--target",
+            "web1",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("tcp=refused"), "{stdout}");
+    let destination = format!("tcp://127.0.0.1:{port}");
+    let audit = std::fs::read_to_string(home.join("logs/outbound.jsonl")).unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("\"{destination}\""))
+                && l.contains("\"kind\":\"step-scripts\"")
+                && l.contains("\"plugin\":\"run-script\"")
+                && l.contains("\"allowed\":false")
+                && l.contains("\"target\":\"web1\"")),
+        "{audit}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&octo_ok(home, &["outbound", "--json"])).unwrap();
+    let scripts = report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "step-scripts")
+        .unwrap()["lastAttempts"]
+        .clone();
+    assert!(
+        scripts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["destination"] == destination.as_str() && a["target"] == "web1"),
+        "{scripts}"
+    );
+    let shown = octo_ok(home, &["outbound"]);
+    assert!(
+        shown.contains(&format!("run-script {destination} (on target web1): ")),
+        "{shown}"
+    );
+}

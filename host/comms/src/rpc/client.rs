@@ -312,6 +312,24 @@ impl RpcClient {
         self.read_json_answer(path, response).await
     }
 
+    /// [`RpcClient::upload`] of a whole file, read ahead on a blocking thread in large chunks
+    /// ([`body::from_file`]): what bulk transfers (packages, plugins) should use.
+    pub async fn upload_file<Resp>(&self, path: &str, file: std::fs::File) -> Result<Resp, RpcError>
+    where
+        Resp: DeserializeOwned,
+    {
+        let request = self.build(
+            Method::POST,
+            path,
+            "application/octet-stream",
+            body::from_file(file),
+        )?;
+        let response = self
+            .with_timeout(|| format!("call to {path}"), self.send(request))
+            .await?;
+        self.read_json_answer(path, response).await
+    }
+
     /// POSTs `request` as JSON to `path` and returns the answer's streamed body. Only the wait
     /// for the answer's head is limited by the call timeout.
     pub async fn download<Req>(&self, path: &str, request: &Req) -> Result<Download, RpcError>

@@ -274,11 +274,15 @@ impl fmt::Display for OutboundReport {
             } else {
                 for (i, a) in attempts.iter().enumerate() {
                     let line = format!(
-                        "{} {} {} {}{}",
+                        "{} {} {} {}{}{}",
                         a.time,
                         if a.allowed { "allowed" } else { "DENIED " },
                         a.plugin,
                         a.destination,
+                        match &a.target {
+                            Some(target) => format!(" (on target {target})"),
+                            None => String::new(),
+                        },
                         if a.allowed {
                             String::new()
                         } else {

@@ -7,3 +7,4 @@ pub mod package;
 pub mod run_step;
 pub mod step_source;
 pub mod system_variables;
+pub mod work_dirs;

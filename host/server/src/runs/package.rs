@@ -228,9 +228,10 @@ pub fn from_feed(home: &Home, spec: &FeedPackage) -> Result<LocalPackage> {
 
 /// Acquisition `target`: the server resolves the version (through the gate and the web request
 /// proxy, recorded under `package-feeds`) and hands each tentacle what to download, every file's
-/// digest and the feed's credentials for that run. A digest the feed does not publish is taken
-/// from the server's cache; without one the tentacle could not verify its download, so that is
-/// refused.
+/// digest and the feed's credentials for that run. A sha256 the feed does not publish is taken
+/// from the server's cache; else a NuGet feed's registration may publish the SHA-512 (then the
+/// file is named by it in the download description only, and the tentacle verifies that);
+/// without either the tentacle could not verify its download, so that is refused.
 pub fn for_targets(home: &Home, spec: &FeedPackage) -> Result<octo_protocol::StepPackage> {
     let stored = crate::package_feeds::get(home, &spec.feed)?;
     let sink = crate::sink::Sink::silent();
@@ -260,17 +261,24 @@ pub fn for_targets(home: &Home, spec: &FeedPackage) -> Result<octo_protocol::Ste
                     file.size = file.size.or(cached.size);
                 }
             }
-            _ => bail!(
-                Failed,
-                "{what}: the feed publishes no sha256 for it, so a tentacle could not verify a direct download; run `octo packages download {} {}@{}` once (the server records its digest) or use --acquire server",
-                spec.feed,
-                download.package_id,
-                download.version
-            ),
+            _ => {
+                crate::feeds::block_on(opened.client.fill_published_hashes(&mut download))?
+                    .map_err(crate::packages::to_error)?;
+                if !download.verifiable() {
+                    bail!(
+                        Failed,
+                        "{what}: the feed publishes no digest for it, so a tentacle could not verify a direct download; run `octo packages download {} {}@{}` once (the server records its digest) or use --acquire server",
+                        spec.feed,
+                        download.package_id,
+                        download.version
+                    );
+                }
+            }
         }
     }
     let mut files = Vec::new();
-    for f in &download.files {
+    // A file known only by its SHA-512 is listed in the download description alone.
+    for f in download.files.iter().filter(|f| f.sha256.is_some()) {
         files.push(octo_protocol::PackageFileRef {
             name: f.name.clone(),
             sha256: octo_protocol::Sha256Digest::parse(f.sha256.as_deref().unwrap_or_default())

@@ -7,7 +7,7 @@ use super::package::{self, Acquire, LocalPackage, PackageSource};
 use super::step_source::StepSource;
 use super::system_variables;
 use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::home::Home;
 use crate::outbound::audit::AuditLog;
 use crate::outbound::policy::{self, SettingsPolicy};
@@ -333,12 +333,20 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
             .map_err(|e| err!(Failed, "{e} (octo.toml)"))?,
     })
     .map_err(|e| err!(Failed, "cannot start the plugin runtime: {e}"))?;
-    let plugin = runtime.load_step(&bytes).with_context(|| origin.clone())?;
+    // A built-in's digest was computed when Octo was built: equal bytes (a cheap comparison) need no
+    // hashing.
+    let known_sha256 = octo_builtin_plugins::STEPS
+        .iter()
+        .find(|b| b.bytes == bytes.as_slice())
+        .map(|b| b.sha256);
+    let plugin = runtime
+        .load_step_with_sha256(&bytes, known_sha256)
+        .with_context(|| origin.clone())?;
 
     let work_root = home.work()?;
-    let work = tempfile::Builder::new()
-        .prefix("run-step-")
-        .tempdir_in(&work_root)
+    // Directories of runs that were killed before they could remove theirs go first.
+    super::work_dirs::remove_abandoned(&work_root);
+    let work = super::work_dirs::create(&work_root)
         .with_context(|| format!("cannot create a work directory in {}", work_root.display()))?;
 
     // Settings + administrator grants; --allow-outbound is a grant for this run that cannot override
@@ -386,8 +394,9 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         None => None,
     };
     // The runtime's log callback must be 'static: lines come back over a channel and are handed to
-    // `output` on this thread while the step runs on another.
-    let (tx, rx) = std::sync::mpsc::channel::<LogLine>();
+    // `output` by the same task that drives the step, on this thread. One thread for everything: a
+    // one-shot run gains nothing from worker threads, and each costs start-up and hand-offs (issue 10).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LogLine>();
     let request = StepRequest {
         arguments,
         variables,
@@ -403,30 +412,26 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         mounts,
         ..StepRequest::new(work.path())
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcome = std::thread::scope(|scope| {
-        let runner = scope.spawn(|| rt.block_on(plugin.run(&runtime, request)));
+    let outcome = rt.block_on(async {
+        let run = plugin.run(&runtime, request);
+        tokio::pin!(run);
         loop {
-            use std::sync::mpsc::RecvTimeoutError;
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => output.log(&line),
-                Err(RecvTimeoutError::Timeout) if !runner.is_finished() => {}
-                Err(_) => {
-                    // Finished: pass on what is left, then stop (someone may still hold the sender).
+            tokio::select! {
+                biased;
+                Some(line) = rx.recv() => output.log(&line),
+                outcome = &mut run => {
+                    // Finished: pass on what is left (someone may still hold the sender).
                     while let Ok(line) = rx.try_recv() {
                         output.log(&line);
                     }
-                    break;
+                    break outcome;
                 }
             }
         }
-        runner
-            .join()
-            .map_err(|_| Error::Failed("the step runner panicked".into()))
-    })?;
+    });
     let kept = options.keep_work_dir.then(|| work.keep());
     Ok(StepRun::Local(Box::new(LocalRun {
         manifest,

@@ -13,10 +13,12 @@ use octo_comms::rpc::H2Options;
 use octo_comms::tls::{TlsClient, TlsServer};
 use octo_comms::trust::TrustStore;
 use octo_protocol::{Capabilities, Empty, Sha256Digest, StartStep, Ticket, paths};
-use octo_store::{NewPart, NewTask, Store, TaskId, TaskKind, TaskState};
+use octo_store::{
+    Claimed, NewPart, NewTask, NodeControl, NodeStart, Queue, Store, TaskId, TaskKind, TaskState,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Ready;
@@ -26,7 +28,7 @@ use crate::admin::{self, AdminEvent, AdminRequest, RemoteRun};
 use crate::error::{Context, Error, Result};
 use crate::home::Home;
 use crate::sink::Sink;
-use crate::targets::{self, Target};
+use crate::targets;
 
 struct Daemon {
     home: Home,
@@ -36,7 +38,58 @@ struct Daemon {
     store: Arc<dyn Store>,
     /// Cancellation of the tasks running here, by id.
     running: Mutex<HashMap<TaskId, CancellationToken>>,
+    /// This node's name (`--node`) and this start's random id.
+    node: String,
+    instance: String,
+    /// Its cap and draining flag, as last read from the store.
+    control: Mutex<NodeControl>,
+    /// The steps of tasks pinned to this node (sensitive variables, local package files), kept in
+    /// memory only, until claimed.
+    pending: Mutex<HashMap<TaskId, Arc<Job>>>,
+    /// Whom to tell about a task this node runs: the CLI that asked for it here.
+    watchers: Mutex<HashMap<TaskId, Watcher>>,
+    /// Components of claimed tasks, by sha256.
+    components: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Held while claiming: one claim at a time on this node.
+    claiming: tokio::sync::Mutex<()>,
+    /// Claim now (a task was queued here, or one ended).
+    wake: Notify,
+    /// Whether this node runs the scheduled jobs (one node of the cluster does).
+    leader: Arc<std::sync::atomic::AtomicBool>,
+    /// How long without a heartbeat before a node counts as gone.
+    timeout: Duration,
 }
+
+/// The CLI waiting for a task this node runs.
+struct Watcher {
+    events: mpsc::UnboundedSender<AdminEvent>,
+    done: oneshot::Sender<TaskState>,
+}
+
+/// What any node needs to run a task it did not receive (stored with the queued task).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Spec {
+    /// The component's sha256 (in the store's `task_components`).
+    plugin: String,
+    /// The start request (each part's ticket is stored with the part).
+    start: StartStep,
+}
+
+/// This server as a node: `octo run --node NAME --nodeTimeout D`.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Its name (default: the host name).
+    pub name: String,
+    /// How long a node may go without a heartbeat before its tasks are marked.
+    pub timeout: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How often the daemon checks whether another node changed the shared targets or settings.
+const SHARED_CHECK: Duration = Duration::from_secs(1);
 
 fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::other(e)
@@ -47,13 +100,19 @@ pub async fn run(
     home: &Home,
     listen_address: &str,
     port: u16,
+    node: &NodeOptions,
     on_ready: impl FnOnce(&Ready),
     sink: &Sink,
 ) -> Result<()> {
-    let identity = super::identity(home)?;
-    let targets = targets::load(&home.targets())?;
+    // Work directories of `octo run-step`s that were killed before they could remove theirs.
+    crate::runs::work_dirs::remove_abandoned(&home.work()?);
     // The store first: a server that cannot keep its tasks does not start.
     let store = crate::tasks::open_store(home).await?;
+    let identity = super::identity(home)?;
+    let targets = crate::shared::load::<targets::Targets>(&*store, home)
+        .await?
+        .0;
+    let settings_revision = crate::shared::settings::sync(&*store, home).await?;
     let trust = TrustStore::from_thumbprints(targets.thumbprints());
     let options = H2Options::default();
     let mut pool = Pool::new(
@@ -121,6 +180,20 @@ pub async fn run(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     }
+    // This node: refused while another running octo holds the name.
+    let instance = crate::nodes::random_id()?;
+    let control = store
+        .register_node(&NodeStart {
+            name: node.name.clone(),
+            instance: instance.clone(),
+            home_id: crate::nodes::home_id(home)?,
+            timeout: node.timeout,
+        })
+        .await
+        .map_err(|e| {
+            std::fs::remove_file(&socket).ok();
+            Error::from(e)
+        })?;
     let daemon = Arc::new(Daemon {
         home: home.clone(),
         trust,
@@ -128,7 +201,22 @@ pub async fn run(
         runs: AtomicU64::new(0),
         store: store.clone(),
         running: Mutex::new(HashMap::new()),
+        node: node.name.clone(),
+        instance,
+        control: Mutex::new(control),
+        pending: Mutex::new(HashMap::new()),
+        watchers: Mutex::new(HashMap::new()),
+        components: Mutex::new(HashMap::new()),
+        claiming: tokio::sync::Mutex::new(()),
+        wake: Notify::new(),
+        leader: Arc::new(std::sync::atomic::AtomicBool::new(!store.shared())),
+        timeout: node.timeout,
     });
+    daemon.elect().await;
+    let fatal = CancellationToken::new();
+    tokio::spawn(daemon.clone().heartbeats(fatal.clone()));
+    tokio::spawn(daemon.clone().claims());
+    tokio::spawn(daemon.clone().follow_shared(settings_revision));
     // Tasks an earlier run of the daemon left running: follow each tentacle's journal again from
     // the last stored sequence.
     daemon.clone().resume().await;
@@ -155,6 +243,7 @@ pub async fn run(
     spawn_job_scheduler(
         home.clone(),
         record_jobs(sink.clone(), store, tokio::runtime::Handle::current()),
+        daemon.leader.clone(),
     );
 
     on_ready(&Ready {
@@ -164,12 +253,20 @@ pub async fn run(
     });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let lost = tokio::select! {
+        _ = tokio::signal::ctrl_c() => false,
+        _ = term.recv() => false,
+        _ = fatal.cancelled() => true,
+    };
     shutdown.cancel();
     std::fs::remove_file(&socket).ok();
+    if lost {
+        bail!(
+            Failed,
+            "another octo took over the node name {} (this one's heartbeat was too old); this node stops",
+            node.name
+        );
+    }
     Ok(())
 }
 
@@ -237,7 +334,7 @@ impl Daemon {
         abandoned: CancellationToken,
     ) -> bool {
         let result = match request {
-            AdminRequest::Reload => self.reload().map(|m| {
+            AdminRequest::Reload => self.reload().await.map(|m| {
                 let _ = tx.send(AdminEvent::Ok { message: m });
                 true
             }),
@@ -256,15 +353,47 @@ impl Daemon {
         })
     }
 
-    fn targets(&self) -> Result<targets::Targets> {
-        let targets = targets::load(&self.home.targets())?;
-        // Trust follows the targets file: a removed target's connections close.
+    async fn targets(&self) -> Result<targets::Targets> {
+        let targets = crate::shared::load::<targets::Targets>(&*self.store, &self.home)
+            .await?
+            .0;
+        // Trust follows the shared targets: a removed target's connections close.
         self.trust.replace_all(targets.thumbprints());
         Ok(targets)
     }
 
-    fn reload(&self) -> Result<String> {
-        let targets = self.targets()?;
+    /// Trust follows targets changed by another node (or a CLI that could not tell this daemon), and
+    /// this node's `octo.toml` follows the shared settings: each document's revision is checked every
+    /// [`SHARED_CHECK`].
+    async fn follow_shared(self: Arc<Self>, mut settings_seen: i64) {
+        let mut targets_seen = crate::shared::revision::<targets::Targets>(&*self.store)
+            .await
+            .unwrap_or(0);
+        loop {
+            tokio::time::sleep(SHARED_CHECK).await;
+            match crate::shared::revision::<targets::Targets>(&*self.store).await {
+                Ok(revision) if revision != targets_seen => match self.targets().await {
+                    Ok(_) => targets_seen = revision,
+                    Err(error) => tracing::warn!(%error, "cannot read the changed targets"),
+                },
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot check the targets' revision"),
+            }
+            match crate::shared::settings::revision(&*self.store).await {
+                Ok(revision) if revision != settings_seen => {
+                    match crate::shared::settings::sync(&*self.store, &self.home).await {
+                        Ok(revision) => settings_seen = revision,
+                        Err(error) => tracing::warn!(%error, "cannot follow the shared settings"),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot check the settings' revision"),
+            }
+        }
+    }
+
+    async fn reload(&self) -> Result<String> {
+        let targets = self.targets().await?;
         Ok(format!(
             "{} targets; {} polling connections",
             targets.targets.len(),
@@ -277,7 +406,7 @@ impl Daemon {
         names: Vec<String>,
         tx: &mpsc::UnboundedSender<AdminEvent>,
     ) -> Result<bool> {
-        let all = self.targets()?;
+        let all = self.targets().await?;
         let selected = if names.is_empty() {
             all.targets.clone()
         } else {
@@ -331,7 +460,7 @@ impl Daemon {
         tx: &mpsc::UnboundedSender<AdminEvent>,
         abandoned: CancellationToken,
     ) -> Result<bool> {
-        let selected = self.targets()?.select(&run.targets, &run.roles)?;
+        let selected = self.targets().await?.select(&run.targets, &run.roles)?;
         if selected.is_empty() {
             bail!(NotFound, "no target selected");
         }
@@ -344,7 +473,8 @@ impl Daemon {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let prefix = format!("run-{millis}-{number}");
+        // Unique across nodes: this start's id is part of it.
+        let prefix = format!("run-{millis}-{}-{number}", &self.instance[..8]);
         let package_paths = run
             .package
             .as_ref()
@@ -369,57 +499,410 @@ impl Daemon {
                 package: run.package.map(|p| p.step),
             },
         });
-        let parts: Vec<(Target, Ticket)> = selected
+        let tickets: Vec<(String, Ticket)> = selected
             .into_iter()
             .enumerate()
             .map(|(i, target)| {
                 let ticket = Ticket::parse(&format!("{prefix}-{i}")).expect("a valid ticket");
-                (target, ticket)
+                (target.name, ticket)
             })
             .collect();
-        let id = self
-            .store
-            .create_task(&NewTask {
-                kind: TaskKind::RunStep,
-                name: run.origin.clone(),
-                parts: parts
-                    .iter()
-                    .map(|(target, ticket)| NewPart {
-                        target: target.name.clone(),
-                        ticket: ticket.to_string(),
-                    })
-                    .collect(),
-            })
-            .await
-            .context("cannot record the task")?;
-        let _ = tx.send(AdminEvent::Task { id });
-        let cancel = self.register(id);
-        let parts = parts
-            .into_iter()
-            .map(|(target, ticket)| Part {
-                task: id,
-                target,
-                ticket,
-                job: Some(job.clone()),
-            })
-            .collect();
+        let new_task = NewTask {
+            kind: TaskKind::RunStep,
+            name: run.origin.clone(),
+            parts: tickets
+                .iter()
+                .map(|(target, ticket)| NewPart {
+                    target: target.clone(),
+                    ticket: ticket.to_string(),
+                })
+                .collect(),
+        };
+        // A task any node may claim carries its spec, the component kept in the store by digest.
+        // Sensitive variables never go to the store in clear, and package files live on this node:
+        // such a task is pinned to this node and its step stays in this node's memory.
+        let pinned = !self.store.shared()
+            || job.start.variables.iter().any(|v| v.sensitive)
+            || !job.package_paths.is_empty();
+        let queue = if pinned {
+            Queue {
+                spec: None,
+                pinned_node: Some(self.node.clone()),
+            }
+        } else {
+            self.store
+                .put_component(&digest.to_string(), &job.plugin)
+                .await
+                .context("cannot keep the component in the store")?;
+            Queue {
+                spec: Some(serde_json::to_string(&Spec {
+                    plugin: digest.to_string(),
+                    start: job.start.clone(),
+                })?),
+                pinned_node: None,
+            }
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        let here = {
+            let _claiming = self.claiming.lock().await;
+            let id = self
+                .store
+                .enqueue_task(&new_task, &queue)
+                .await
+                .context("cannot record the task")?;
+            let _ = tx.send(AdminEvent::Task { id });
+            if pinned {
+                lock(&self.pending).insert(id, job.clone());
+            }
+            if !run.detach {
+                lock(&self.watchers).insert(
+                    id,
+                    Watcher {
+                        events: tx.clone(),
+                        done: done_tx,
+                    },
+                );
+            }
+            // This node claims its own task at once when it has room; else another node (or
+            // this one, later) will.
+            let here = self.claim_locked(Some(id)).await || lock(&self.running).contains_key(&id);
+            (id, here)
+        };
+        let (id, here) = here;
         if run.detach {
-            // Runs on its own; the CLI that asked may go.
-            let (events, _) = mpsc::unbounded_channel();
-            tokio::spawn(self.clone().run_task(id, parts, events, cancel));
             return Ok(true);
         }
+        if !here {
+            lock(&self.watchers).remove(&id);
+            return self.relay(id, tx, abandoned).await;
+        }
         // The CLI going away (Ctrl-C) cancels the task.
-        let watcher = tokio::spawn({
-            let cancel = cancel.clone();
-            async move {
-                abandoned.cancelled().await;
+        let cancel = lock(&self.running).get(&id).cloned();
+        let watcher = tokio::spawn(async move {
+            abandoned.cancelled().await;
+            if let Some(cancel) = cancel {
                 cancel.cancel();
             }
         });
-        let state = self.clone().run_task(id, parts, tx.clone(), cancel).await;
+        let state = done_rx.await.unwrap_or(TaskState::Unknown);
         watcher.abort();
         Ok(state == TaskState::Succeeded)
+    }
+
+    /// Claims what this node may run now (only task `only` when given) and starts it; whether
+    /// `only` started here. The caller holds `claiming`.
+    async fn claim_locked(self: &Arc<Self>, only: Option<TaskId>) -> bool {
+        let control = *lock(&self.control);
+        if control.draining {
+            return false;
+        }
+        let free = (control.cap as usize).saturating_sub(lock(&self.running).len());
+        let claimed = match self.store.claim_tasks(&self.node, free, only).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim tasks");
+                return false;
+            }
+        };
+        let mut here = false;
+        for claim in claimed {
+            here |= Some(claim.id) == only;
+            self.clone().start_claimed(claim).await;
+        }
+        here
+    }
+
+    /// Starts a task this node claimed.
+    async fn start_claimed(self: Arc<Self>, claim: Claimed) {
+        let id = claim.id;
+        let cancel = self.register(id);
+        let prepared = async {
+            let task = self
+                .store
+                .task(id)
+                .await?
+                .ok_or_else(|| err!(NotFound, "no task {id}"))?;
+            if task.cancel_requested {
+                cancel.cancel();
+            }
+            let job = match &claim.spec {
+                None => lock(&self.pending).remove(&id).ok_or_else(|| {
+                    err!(
+                        Failed,
+                        "the node {} restarted before it started this task (its sensitive variables were only in its memory); run it again",
+                        self.node
+                    )
+                })?,
+                Some(spec) => {
+                    let spec: Spec = serde_json::from_str(spec)?;
+                    Arc::new(Job {
+                        plugin: self.component(&spec.plugin).await?.to_vec(),
+                        package_paths: Vec::new(),
+                        start: spec.start,
+                    })
+                }
+            };
+            let targets = self.targets().await?;
+            let mut parts = Vec::new();
+            for stored in &task.parts {
+                let target = targets
+                    .targets
+                    .iter()
+                    .find(|t| t.name == stored.target)
+                    .cloned()
+                    .ok_or_else(|| {
+                        err!(
+                            NotFound,
+                            "the target {} is not configured on node {}",
+                            stored.target,
+                            self.node
+                        )
+                    })?;
+                parts.push(Part {
+                    task: id,
+                    target,
+                    ticket: Ticket::parse(&stored.ticket).map_err(Error::other)?,
+                    job: Some(job.clone()),
+                });
+            }
+            Ok::<_, Error>(parts)
+        }
+        .await;
+        let events = lock(&self.watchers)
+            .get(&id)
+            .map(|w| w.events.clone())
+            .unwrap_or_else(|| mpsc::unbounded_channel().0);
+        match prepared {
+            Ok(parts) => {
+                tokio::spawn(self.clone().run_task(id, parts, events, cancel));
+            }
+            Err(error) => {
+                let outcome = octo_store::PartOutcome {
+                    failure: Some(error.one_line()),
+                    ..Default::default()
+                };
+                if let Ok(Some(task)) = self.store.task(id).await {
+                    for part in &task.parts {
+                        let _ = self
+                            .store
+                            .finish_part(id, &part.target, TaskState::Failed, &outcome)
+                            .await;
+                        let _ = events.send(AdminEvent::Result {
+                            target: part.target.clone(),
+                            state: octo_protocol::StepState::Failed,
+                            message: outcome.failure.clone(),
+                            outputs: Vec::new(),
+                            artifacts: Vec::new(),
+                            outbound: Vec::new(),
+                        });
+                    }
+                }
+                let count = 0;
+                self.end_task(id, count, vec![TaskState::Failed]).await;
+            }
+        }
+    }
+
+    /// A component of a claimed task, from memory or the store (checked against its digest).
+    async fn component(&self, sha256: &str) -> Result<Arc<Vec<u8>>> {
+        if let Some(bytes) = lock(&self.components).get(sha256) {
+            return Ok(bytes.clone());
+        }
+        let bytes = self
+            .store
+            .component(sha256)
+            .await?
+            .ok_or_else(|| err!(NotFound, "the component {sha256} is not in the store"))?;
+        if Sha256Digest::of(&bytes).to_string() != sha256 {
+            bail!(
+                Failed,
+                "the component {sha256} in the store does not match its digest"
+            );
+        }
+        let bytes = Arc::new(bytes);
+        lock(&self.components).insert(sha256.to_string(), bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Follows a task another node runs, through the store, for the CLI that asked for it here:
+    /// its log lines (per target, by sequence), each target's result, and its end. The CLI going
+    /// away asks for its cancellation in the store; the node running it notices.
+    async fn relay(
+        &self,
+        id: TaskId,
+        tx: &mpsc::UnboundedSender<AdminEvent>,
+        abandoned: CancellationToken,
+    ) -> Result<bool> {
+        let mut cursors: Vec<(String, u64)> = Vec::new();
+        let mut told = std::collections::HashSet::new();
+        let mut cancel_asked = false;
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            if abandoned.is_cancelled() && !cancel_asked {
+                cancel_asked = self.store.request_cancel(id).await.is_ok();
+            }
+            let step = async {
+                let task = self
+                    .store
+                    .task(id)
+                    .await?
+                    .ok_or_else(|| err!(NotFound, "no task {id}"))?;
+                if cursors.is_empty() {
+                    cursors = task.parts.iter().map(|p| (p.target.clone(), 0)).collect();
+                }
+                // Every line stored before that snapshot of the task, then its results.
+                loop {
+                    let lines = self.store.log_since(id, &cursors, 1_000).await?;
+                    if lines.is_empty() {
+                        break;
+                    }
+                    for line in lines {
+                        if let Some(c) = cursors.iter_mut().find(|(t, _)| *t == line.target) {
+                            c.1 = c.1.max(line.sequence);
+                        }
+                        let _ = tx.send(AdminEvent::Log {
+                            target: line.target,
+                            sequence: line.sequence,
+                            level: serde_json::from_value(serde_json::Value::String(line.level))
+                                .unwrap_or(octo_protocol::LogLevel::Info),
+                            message: line.message,
+                        });
+                    }
+                }
+                Ok::<_, Error>(task)
+            }
+            .await;
+            match step {
+                Ok(task) => {
+                    failing_since = None;
+                    for part in task.parts.iter().filter(|p| p.state.is_terminal()) {
+                        if told.insert(part.target.clone()) {
+                            let _ = tx.send(AdminEvent::Result {
+                                target: part.target.clone(),
+                                state: step_state(part.state),
+                                message: part.outcome.failure.clone(),
+                                outputs: part.outcome.outputs.clone(),
+                                artifacts: part.outcome.artifacts.clone(),
+                                outbound: part.outcome.outbound.clone(),
+                            });
+                        }
+                    }
+                    if task.state.is_terminal() {
+                        return Ok(task.state == TaskState::Succeeded);
+                    }
+                }
+                Err(error) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(120) {
+                        return Err(error).context(format!("cannot follow task {id}"));
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = abandoned.cancelled(), if !cancel_asked => {}
+            }
+        }
+    }
+
+    /// Which node runs the scheduled jobs: the live node with the smallest name (so a job runs
+    /// once per period in the cluster, not once per node). A SQLite store has one node.
+    async fn elect(&self) {
+        if !self.store.shared() {
+            return;
+        }
+        if let Ok(nodes) = self.store.nodes().await {
+            let leader = nodes
+                .iter()
+                .filter(|n| n.state() != "offline")
+                .map(|n| n.name.as_str())
+                .min();
+            self.leader
+                .store(leader == Some(self.node.as_str()), Ordering::Relaxed);
+        }
+    }
+
+    /// Heartbeats, taking in what an administrator set (cap, draining); marks the tasks of nodes
+    /// that stopped heartbeating — only after this node itself has reached the store for a whole
+    /// timeout, so that after a database outage every live node has had time to heartbeat first.
+    async fn heartbeats(self: Arc<Self>, fatal: CancellationToken) {
+        let every = (self.timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut healthy_since = Some(Instant::now());
+        let mut told = false;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.heartbeat(&self.node, &self.instance).await {
+                Ok(Some(control)) => {
+                    let before = std::mem::replace(&mut *lock(&self.control), control);
+                    if before != control {
+                        tracing::info!(node = %self.node, cap = control.cap, draining = control.draining, "node settings changed");
+                        self.wake.notify_one();
+                    }
+                    healthy_since.get_or_insert_with(Instant::now);
+                    if told {
+                        tracing::warn!("the store is reachable again");
+                        told = false;
+                    }
+                }
+                Ok(None) => {
+                    tracing::error!(node = %self.node, "another octo took over this node's name");
+                    fatal.cancel();
+                    return;
+                }
+                Err(error) => {
+                    if !told {
+                        tracing::warn!(%error, "cannot heartbeat; claiming nothing until the store is back");
+                        told = true;
+                    }
+                    healthy_since = None;
+                    continue;
+                }
+            }
+            if healthy_since.is_some_and(|since| since.elapsed() > self.timeout) {
+                match self.store.mark_dead_nodes(&self.node).await {
+                    Ok(marked) => {
+                        for m in marked {
+                            tracing::warn!(node = %m.node, task = m.task, state = %m.state, "marked a task of a node that stopped heartbeating");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot mark the tasks of dead nodes"),
+                }
+            }
+            self.elect().await;
+        }
+    }
+
+    /// Claims queued tasks when woken (a task queued here, one ended, a database notification)
+    /// and every second as a fallback; passes on cancellations asked through the store.
+    async fn claims(self: Arc<Self>) {
+        let mut wake_ups = self.store.wake_ups();
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                woken = async {
+                    match wake_ups.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if woken.is_none() {
+                        wake_ups = None;
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            {
+                let _claiming = self.claiming.lock().await;
+                self.claim_locked(None).await;
+            }
+            if let Ok(ids) = self.store.cancel_requests(&self.node).await {
+                for id in ids {
+                    if let Some(token) = lock(&self.running).get(&id) {
+                        token.cancel();
+                    }
+                }
+            }
+        }
     }
 
     /// A cancellation token for task `id`, until it ends.
@@ -467,13 +950,19 @@ impl Daemon {
             .filter(|s| **s != TaskState::Succeeded)
             .count();
         let message = (bad > 0).then(|| format!("{bad} of {count} targets did not succeed"));
-        if let Err(error) = self.store.finish_task(id, state, message.as_deref()).await {
-            tracing::warn!(task = id, %error, "cannot store the end of the task");
+        // Retried while the store is away (a database restart): a task is never left running.
+        let mut pause = Duration::from_millis(200);
+        while let Err(error) = self.store.finish_task(id, state, message.as_deref()).await {
+            tracing::warn!(task = id, %error, "cannot store the end of the task; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        lock(&self.running).remove(&id);
+        if let Some(watcher) = lock(&self.watchers).remove(&id) {
+            let _ = watcher.done.send(state);
+        }
+        // Room for another task.
+        self.wake.notify_one();
         state
     }
 
@@ -505,14 +994,14 @@ impl Daemon {
 
     /// Follows again the parts that a previous run of the daemon left running.
     async fn resume(self: Arc<Self>) {
-        let tasks = match self.store.unfinished_tasks().await {
+        let tasks = match self.store.node_tasks(&self.node).await {
             Ok(tasks) => tasks,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the unfinished tasks");
                 return;
             }
         };
-        let targets = self.targets().ok();
+        let targets = self.targets().await.ok();
         for task in tasks {
             let cancel = self.register(task.id);
             if task.cancel_requested {
@@ -558,6 +1047,16 @@ impl Daemon {
                 }
             });
         }
+    }
+}
+
+/// What the CLI is told of a part's stored state.
+fn step_state(state: TaskState) -> octo_protocol::StepState {
+    match state {
+        TaskState::Succeeded => octo_protocol::StepState::Succeeded,
+        TaskState::Failed => octo_protocol::StepState::Failed,
+        TaskState::Cancelled => octo_protocol::StepState::Cancelled,
+        _ => octo_protocol::StepState::Unknown,
     }
 }
 
@@ -624,12 +1123,17 @@ where
 /// Runs the scheduled jobs (steps feed updates, community library sync, ...) for as long as the server
 /// runs: the start-up jobs at once, then each when due, every one still subject to its gate. Jobs do
 /// their own blocking I/O, so they get a thread of their own rather than a slot on the async runtime.
-fn spawn_job_scheduler(home: Home, sink: Sink) {
+fn spawn_job_scheduler(home: Home, sink: Sink, leader: Arc<std::sync::atomic::AtomicBool>) {
     let spawned = std::thread::Builder::new()
         .name("octo-jobs".into())
         .spawn(move || {
             let mut starting = true;
             loop {
+                if !leader.load(Ordering::Relaxed) {
+                    // Another node runs the jobs; take over when it is gone.
+                    std::thread::sleep(Duration::from_secs(5));
+                    continue;
+                }
                 let pause = match crate::jobs::run_due(&home, starting, &sink) {
                     Ok(pause) => pause,
                     Err(error) => {

@@ -17,10 +17,10 @@ use std::path::PathBuf;
 /// The subject name of the server's certificate.
 pub const CERTIFICATE_NAME: &str = "Octo Server";
 
-/// Loads the server identity, creating it on first use.
+/// Loads the server identity, creating it on first use (shared by the nodes of a PostgreSQL store:
+/// [`crate::shared::identity`]).
 pub fn identity(home: &Home) -> Result<Identity> {
-    home.create()?;
-    Ok(Identity::load_or_create(&home.certs(), CERTIFICATE_NAME)?)
+    crate::shared::identity::load_or_create(home, CERTIFICATE_NAME)
 }
 
 /// `octo show-thumbprint`: the server's thumbprint (the identity is created on first use).
@@ -30,7 +30,7 @@ pub fn thumbprint(home: &Home) -> Result<Thumbprint> {
 
 /// `octo new-certificate`: replaces the server's certificate; tentacles must trust the new thumbprint.
 pub fn new_certificate(home: &Home) -> Result<Thumbprint> {
-    Ok(Identity::regenerate(&home.certs(), CERTIFICATE_NAME)?.thumbprint())
+    Ok(crate::shared::identity::regenerate(home, CERTIFICATE_NAME)?.thumbprint())
 }
 
 /// How `octo run` listens.
@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub comms_listen_port: Option<u16>,
     /// Address to listen on for polling tentacles.
     pub listen_address: String,
+    /// This node's name (`--node`, default: the host name).
+    pub node: Option<String>,
+    /// How long a node may go without a heartbeat before its tasks are marked (`--nodeTimeout`).
+    pub node_timeout: Option<std::time::Duration>,
 }
 
 /// What a started daemon tells its caller once it accepts connections.
@@ -69,10 +73,20 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let node = daemon::NodeOptions {
+        name: options
+            .node
+            .clone()
+            .unwrap_or_else(crate::nodes::default_name),
+        timeout: options
+            .node_timeout
+            .unwrap_or(crate::nodes::DEFAULT_TIMEOUT),
+    };
     rt.block_on(daemon::run(
         home,
         &options.listen_address,
         port,
+        &node,
         on_ready,
         sink,
     ))

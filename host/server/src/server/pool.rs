@@ -139,6 +139,11 @@ impl Pool {
         self
     }
 
+    /// The home given with [`Pool::with_home`].
+    pub fn home(&self) -> Option<&Home> {
+        self.home.as_ref()
+    }
+
     /// The named proxy of a listening target, read now so a change applies to the next dial.
     fn proxy_of(&self, target: &Target) -> Result<Option<octo_comms::proxy::ProxyConfig>, String> {
         let Some(name) = &target.proxy else {

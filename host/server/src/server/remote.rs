@@ -119,6 +119,8 @@ struct Runner<'a> {
     target: &'a Target,
     events: &'a mpsc::UnboundedSender<AdminEvent>,
     backoff: Backoff,
+    /// The step's plugin id (from the component's manifest; unknown for a resumed part).
+    plugin_id: Option<String>,
 }
 
 impl Runner<'_> {
@@ -136,6 +138,10 @@ impl Runner<'_> {
         message: Option<String>,
         result: Option<StepResult>,
     ) -> StepState {
+        let result_outbound = result
+            .as_ref()
+            .map(|r| r.outbound.clone())
+            .unwrap_or_default();
         let outcome = outcome_of(result, message.clone());
         let mut pause = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut told = false;
@@ -150,6 +156,7 @@ impl Runner<'_> {
             }
             tokio::time::sleep(pause.next_delay()).await;
         }
+        self.audit_script_attempts(result_outbound);
         let _ = self.events.send(AdminEvent::Result {
             target: self.target.name.clone(),
             state,
@@ -159,6 +166,30 @@ impl Runner<'_> {
             outbound: outcome.outbound,
         });
         state
+    }
+
+    /// Appends the attempts the target's scripts made (reported with the result) to this server's
+    /// audit file, under the step scripts' row and marked with the target, so `octo outbound` shows
+    /// them beside the server's own.
+    fn audit_script_attempts(&self, attempts: Vec<octo_protocol::OutboundAttempt>) {
+        let Some(home) = self.pool.home() else {
+            return;
+        };
+        let log = crate::outbound::audit::AuditLog::in_home(home);
+        let now = std::time::SystemTime::now();
+        for attempt in attempts.iter().filter(|a| a.script) {
+            log.record(
+                &octo_outbound::audit::AuditRecord::new(
+                    octo_outbound::DestinationId::StepScripts,
+                    self.plugin_id.as_deref().unwrap_or("(unknown)"),
+                    &attempt.destination,
+                    attempt.allowed,
+                    &attempt.reason,
+                    now,
+                )
+                .on_target(&self.target.name),
+            );
+        }
     }
 
     /// Stores lines (each exactly once), then passes them on.
@@ -231,6 +262,11 @@ pub async fn run_part(
         target: &target,
         events: &events,
         backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(3)),
+        plugin_id: part
+            .job
+            .as_ref()
+            .and_then(|job| octo_manifest::read_manifest(&job.plugin).ok())
+            .map(|m| m.id),
     };
     let budget = reconnect_budget();
 
@@ -447,11 +483,11 @@ async fn send_package(
             "sending {what} ({}, {} bytes, sha256 {})",
             file.name, file.size, file.sha256
         ));
-        let reader = tokio::fs::File::open(path).await.map_err(|e| {
+        let reader = std::fs::File::open(path).map_err(|e| {
             SendError::Refused(format!("{what}: cannot read {}: {e}", path.display()))
         })?;
         match client
-            .upload::<_, Stored>(&paths::package_put(file, package), reader)
+            .upload_file::<Stored>(&paths::package_put(file, package), reader)
             .await
         {
             Ok(_) => {}

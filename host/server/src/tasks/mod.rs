@@ -41,7 +41,7 @@ pub fn level_word(level: LogLevel) -> String {
 /// Parses `--state`.
 pub fn parse_state(word: &str) -> Result<TaskState, String> {
     TaskState::parse(word).ok_or_else(|| {
-        format!("unknown task state {word:?}; expected running, succeeded, failed, cancelled, unknown or skipped")
+        format!("unknown task state {word:?}; expected queued, running, succeeded, failed, cancelled, unknown or skipped")
     })
 }
 
@@ -139,41 +139,42 @@ const FOLLOW_PATIENCE: Duration = Duration::from_secs(120);
 
 /// `octo tasks show ID --follow`: hands each log line to `each` as it is stored, until the task has
 /// ended and its log is read to the end. It reads the store, not the daemon: a daemon restart
-/// in between only pauses the lines.
+/// in between only pauses the lines. It keeps a cursor per target (the last sequence seen), so a
+/// line is neither skipped nor repeated whatever the order in which several writers (nodes, or
+/// connections) committed lines.
 pub fn follow(home: &Home, id: TaskId, each: &mut dyn FnMut(&LogLine)) -> Result<TaskReport> {
     block_on(async {
         let store = open_store(home).await?;
-        find(store.as_ref(), id).await?;
-        let mut position = 0;
+        let task = find(store.as_ref(), id).await?;
+        let mut cursors: Vec<(String, u64)> =
+            task.parts.iter().map(|p| (p.target.clone(), 0)).collect();
         let mut failing_since: Option<Instant> = None;
         loop {
             let step = async {
-                let page = store.log_after(id, position, 1_000).await?;
-                let task = if page.is_empty() {
-                    Some(find(store.as_ref(), id).await?)
-                } else {
-                    None
-                };
-                Ok::<_, crate::Error>((page, task))
+                // The task first: every line stored before it was read comes after.
+                let task = find(store.as_ref(), id).await?;
+                loop {
+                    let page = store.log_since(id, &cursors, 1_000).await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    for line in &page {
+                        if let Some(c) = cursors.iter_mut().find(|(t, _)| *t == line.target) {
+                            c.1 = c.1.max(line.sequence);
+                        }
+                        each(line);
+                    }
+                }
+                Ok::<_, crate::Error>(task)
             }
             .await;
             match step {
-                Ok((page, task)) => {
+                Ok(task) => {
                     failing_since = None;
-                    for (at, line) in &page {
-                        position = *at;
-                        each(line);
+                    if task.state.is_terminal() {
+                        return Ok(TaskReport { task, log: None });
                     }
-                    if let Some(task) = task {
-                        if task.state.is_terminal() {
-                            // Lines stored before the end was: read them all, then stop.
-                            if store.log_after(id, position, 1).await?.is_empty() {
-                                return Ok(TaskReport { task, log: None });
-                            }
-                            continue;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(error) => {
                     let since = *failing_since.get_or_insert_with(Instant::now);
@@ -252,6 +253,9 @@ impl fmt::Display for TaskReport {
         writeln!(f, "  Created: {}", t.created)?;
         if let Some(ended) = &t.ended {
             writeln!(f, "  Ended:   {ended}")?;
+        }
+        if let Some(node) = &t.node {
+            writeln!(f, "  Node:    {node}")?;
         }
         if let Some(message) = &t.message {
             writeln!(f, "  Result:  {message}")?;

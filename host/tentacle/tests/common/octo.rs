@@ -52,6 +52,15 @@ impl Daemon {
     /// Starts the daemon with its polling listener on `port` (0: any) and
     /// `OCTO_RECONNECT_TIMEOUT=reconnect_timeout`; returns once it says "ready".
     pub fn start(home: &Path, port: u16, reconnect_timeout: &str) -> Self {
+        Self::spawn(home, port, reconnect_timeout, &[])
+    }
+
+    /// Like [`Daemon::start`] on any port, with more `octo run` arguments (`--node`, `--node-timeout`).
+    pub fn start_with(home: &Path, reconnect_timeout: &str, extra: &[&str]) -> Self {
+        Self::spawn(home, 0, reconnect_timeout, extra)
+    }
+
+    fn spawn(home: &Path, port: u16, reconnect_timeout: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(octo_bin())
             .arg("--home")
             .arg(home)
@@ -62,6 +71,7 @@ impl Daemon {
                 "--comms-listen-port",
             ])
             .arg(port.to_string())
+            .args(extra)
             .env("OCTO_RECONNECT_TIMEOUT", reconnect_timeout)
             .stdout(Stdio::piped())
             .spawn()

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The fixed cost of `octo run-step` (issue 10), end to end, with hyperfine: median of RUNS runs (default
+# 40) after a warm-up that fills the compiled-code cache, and the mean CPU time (user + system, with
+# the children), which a busy machine disturbs less. Numbers only; nothing is asserted. On a shared
+# machine, `nice -n -20 scripts/bench-startup.sh` (as root) keeps other work from preempting the runs.
+#
+#   scripts/bench-startup.sh [BIN_DIR] [RUNS]
+#
+# BIN_DIR holds `octo` (default: $CARGO_TARGET_DIR/debug or target/debug: the workspace's one profile,
+# the build the demo and the test suite use). The plugins are those `cargo build` embedded or built
+# into $OCTO_PLUGINS_TARGET_DIR (default $CARGO_TARGET_DIR/octo-plugins). The JavaScript component is
+# built with componentize-js (`$COMPONENTIZE_JS`, on the PATH, or where scripts/setup.sh installs it);
+# without it that row is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${1:-${CARGO_TARGET_DIR:-target}/debug}
+runs=${2:-40}
+octo="$(realpath "$bin/octo")"
+plugins="${OCTO_PLUGINS_TARGET_DIR:-${CARGO_TARGET_DIR:-target}/octo-plugins}/wasm32-wasip2/release"
+command -v hyperfine >/dev/null || { echo "hyperfine is not installed (apt-get install hyperfine)" >&2; exit 1; }
+work=$(mktemp -d /tmp/octo-bench-startup-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export OCTO_HOME="$work/home"
+
+# A Library-format template (the community library's JSON export) with this syntax and body.
+template() { # file syntax body
+    python3 - "$@" <<'EOF'
+import json, sys
+path, syntax, body = sys.argv[1:]
+json.dump({
+    "Id": "00000000-0000-0000-0000-00000000000" + str(len(syntax)),
+    "Name": f"Trivial ({syntax})",
+    "Description": "Says hi",
+    "ActionType": "Octopus.Script",
+    "Version": 1,
+    "Properties": {
+        "Octopus.Action.Script.Syntax": syntax,
+        "Octopus.Action.Script.ScriptSource": "Inline",
+        "Octopus.Action.Script.ScriptBody": body,
+    },
+    "Parameters": [],
+    "$Meta": {"Type": "ActionTemplate"},
+}, open(path, "w"))
+EOF
+}
+template "$work/bash.json" Bash 'echo hi'
+template "$work/python.json" Python 'print("hi")'
+
+names=() cmds=()
+add() { names+=("$1"); cmds+=("$2"); }
+add "octo --version" "$octo --version"
+if [ -f "$plugins/fixture_trivial.wasm" ]; then
+    add "trivial component" "$octo run-step $plugins/fixture_trivial.wasm"
+fi
+add "run-script ScriptBody=true" "$octo run-step run-script --param ScriptBody=true"
+add "trivial Bash template" "$octo run-step $work/bash.json"
+add "trivial Python template" "$octo run-step $work/python.json"
+
+js=""
+for c in "${COMPONENTIZE_JS:-}" componentize-js "$HOME/.cache/octo-componentize-js/node_modules/.bin/componentize-js"; do
+    if [ -n "$c" ] && "$c" --version >/dev/null 2>&1; then js=$c; break; fi
+done
+if [ -n "$js" ]; then
+    (cd plugins/examples/js-step && "$js" step.js -w ../../../wit -n step -o "$work/js_raw.wasm" >/dev/null)
+    "$octo" plugins pack "$work/js_raw.wasm" --manifest plugins/examples/js-step/manifest.json -o "$work/js.wasm" >/dev/null
+    add "trivial JS component" "$octo run-step $work/js.wasm --param name=Ada"
+else
+    echo "skipping the JS component: componentize-js is not installed (scripts/setup.sh installs it)" >&2
+fi
+add "bash -c 'echo hi'" "bash -c 'echo hi'"
+# The interpreter alone, as the step finds it on the PATH (a pyenv shim costs far more than python3).
+add "python3 -c 'print(\"hi\")'" "python3 -c 'print(\"hi\")'"
+
+# Warm-up: fills the compiled-code cache and shows each command works.
+for i in "${!cmds[@]}"; do
+    if ! bash -c "${cmds[$i]}" >"$work/out" 2>&1; then
+        echo "${names[$i]} failed:" >&2; cat "$work/out" >&2; exit 1
+    fi
+done
+
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $runs runs each"
+printf '%-28s %10s %10s %10s %10s\n' "what" "median ms" "min ms" "max ms" "CPU ms"
+for i in "${!cmds[@]}"; do
+    hyperfine -N --warmup 3 --runs "$runs" --style none --export-json "$work/r.json" "${cmds[$i]}" >/dev/null 2>&1
+    python3 - "${names[$i]}" "$work/r.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[2]))["results"][0]
+cpu = (r['user'] + r['system']) * 1e3  # mean user + system time, the process and its children
+print(f"{sys.argv[1]:<28} {r['median']*1e3:10.2f} {r['min']*1e3:10.2f} {r['max']*1e3:10.2f} {cpu:10.2f}")
+EOF
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
