@@ -113,18 +113,14 @@ pub trait Store: Documents + Send + Sync {
     /// Whether several nodes may share this store (PostgreSQL): a SQLite store has one node.
     fn shared(&self) -> bool;
 
-    /// Records a task in state `queued` (parts too), for a node to claim, and wakes the nodes.
+    /// Records a task in state `queued` (parts too), for a node to claim, and wakes the nodes; or,
+    /// with `queue.claimed_by`, `running` on that node at once (no node is woken).
     async fn enqueue_task(&self, task: &NewTask, queue: &Queue) -> Result<TaskId>;
 
-    /// Claims up to `limit` queued tasks for `node` (only `only` when given): those pinned to it or
-    /// to none, oldest first, skipping rows another node is claiming (`FOR UPDATE SKIP LOCKED`).
-    /// They (and their parts) become `running` with `node` set.
-    async fn claim_tasks(
-        &self,
-        node: &str,
-        limit: usize,
-        only: Option<TaskId>,
-    ) -> Result<Vec<Claimed>>;
+    /// Claims up to `limit` queued tasks for `node`: those pinned to it or to none, oldest first,
+    /// skipping rows another node is claiming (`FOR UPDATE SKIP LOCKED`). They (and their parts)
+    /// become `running` with `node` set.
+    async fn claim_tasks(&self, node: &str, limit: usize) -> Result<Vec<Claimed>>;
 
     /// The running tasks of `node` (and those recorded before nodes existed), oldest first, with
     /// their parts: what a restarted node resumes.

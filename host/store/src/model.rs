@@ -252,6 +252,9 @@ pub struct Queue {
     /// Only this node may claim it (a task with sensitive variables, or whose files live on the
     /// node that received it).
     pub pinned_node: Option<String>,
+    /// Claimed by this node as it is recorded (the receiving node, when it has room): no other
+    /// node is woken for it, so none can take it between the insert and a separate claim.
+    pub claimed_by: Option<String>,
 }
 
 /// A task a node claimed.
@@ -365,4 +368,13 @@ pub(crate) fn state(word: &str) -> crate::Result<TaskState> {
 
 pub(crate) fn kind(word: &str) -> crate::Result<TaskKind> {
     TaskKind::parse(word).ok_or_else(|| crate::Error::Data(format!("task kind {word:?}")))
+}
+
+/// The state a task (and its parts) is recorded in: running when claimed as it is recorded.
+pub fn queued_or_running(queue: &Queue) -> TaskState {
+    if queue.claimed_by.is_some() {
+        TaskState::Running
+    } else {
+        TaskState::Queued
+    }
 }

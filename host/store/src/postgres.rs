@@ -344,16 +344,19 @@ impl crate::Store for PostgresStore {
         let mut guard = self.client().await?;
         let client = guard.as_mut().expect("connected");
         let tx = client.transaction().await?;
+        let state = model::queued_or_running(queue);
         let id: i64 = tx
             .query_one(
-                "INSERT INTO tasks (kind, name, state, created, spec, pinned_node)
-                 VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING id",
+                "INSERT INTO tasks (kind, name, state, created, spec, pinned_node, node)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 &[
                     &task.kind.as_str(),
                     &task.name,
+                    &state.as_str(),
                     &model::now(),
                     &queue.spec,
                     &queue.pinned_node,
+                    &queue.claimed_by,
                 ],
             )
             .await?
@@ -363,23 +366,20 @@ impl crate::Store for PostgresStore {
         let tickets: Vec<&str> = task.parts.iter().map(|p| p.ticket.as_str()).collect();
         tx.execute(
             "INSERT INTO task_parts (task_id, position, target, ticket, state)
-             SELECT $1, p, t, k, 'queued' FROM UNNEST($2::int[], $3::text[], $4::text[]) AS u (p, t, k)",
-            &[&id, &positions, &targets, &tickets],
+             SELECT $1, p, t, k, $5 FROM UNNEST($2::int[], $3::text[], $4::text[]) AS u (p, t, k)",
+            &[&id, &positions, &targets, &tickets, &state.as_str()],
         )
         .await?;
-        // Delivered to the listening nodes when the transaction commits.
-        tx.execute("SELECT pg_notify('octo_tasks', 'queued')", &[])
-            .await?;
+        if queue.claimed_by.is_none() {
+            // Delivered to the listening nodes when the transaction commits.
+            tx.execute("SELECT pg_notify('octo_tasks', 'queued')", &[])
+                .await?;
+        }
         tx.commit().await?;
         Ok(id)
     }
 
-    async fn claim_tasks(
-        &self,
-        node: &str,
-        limit: usize,
-        only: Option<TaskId>,
-    ) -> Result<Vec<Claimed>> {
+    async fn claim_tasks(&self, node: &str, limit: usize) -> Result<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -392,13 +392,12 @@ impl crate::Store for PostgresStore {
                  WHERE id IN (
                      SELECT id FROM tasks
                      WHERE state = 'queued' AND (pinned_node IS NULL OR pinned_node = $1)
-                       AND ($3::bigint IS NULL OR id = $3)
                      ORDER BY id
                      LIMIT $2
                      FOR UPDATE SKIP LOCKED
                  )
                  RETURNING id, spec",
-                &[&node, &(limit as i64), &only],
+                &[&node, &(limit as i64)],
             )
             .await?;
         let claimed: Vec<Claimed> = rows

@@ -405,15 +405,16 @@ impl crate::Store for SqliteStore {
         let queue = queue.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
+            let state = model::queued_or_running(&queue).as_str();
             tx.execute(
-                "INSERT INTO tasks (kind, name, state, created, spec, pinned_node) VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
-                params![task.kind.as_str(), task.name, model::now(), queue.spec, queue.pinned_node],
+                "INSERT INTO tasks (kind, name, state, created, spec, pinned_node, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![task.kind.as_str(), task.name, state, model::now(), queue.spec, queue.pinned_node, queue.claimed_by],
             )?;
             let id = tx.last_insert_rowid();
             for (position, part) in task.parts.iter().enumerate() {
                 tx.execute(
-                    "INSERT INTO task_parts (task_id, position, target, ticket, state) VALUES (?1, ?2, ?3, ?4, 'queued')",
-                    params![id, position as i64, part.target, part.ticket],
+                    "INSERT INTO task_parts (task_id, position, target, ticket, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, position as i64, part.target, part.ticket, state],
                 )?;
             }
             tx.commit()?;
@@ -422,12 +423,7 @@ impl crate::Store for SqliteStore {
         .await
     }
 
-    async fn claim_tasks(
-        &self,
-        node: &str,
-        limit: usize,
-        only: Option<TaskId>,
-    ) -> Result<Vec<Claimed>> {
+    async fn claim_tasks(&self, node: &str, limit: usize) -> Result<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -438,10 +434,10 @@ impl crate::Store for SqliteStore {
             let claimed = tx
                 .prepare_cached(
                     "SELECT id, spec FROM tasks WHERE state = 'queued'
-                       AND (pinned_node IS NULL OR pinned_node = ?1) AND (?2 IS NULL OR id = ?2)
-                     ORDER BY id LIMIT ?3",
+                       AND (pinned_node IS NULL OR pinned_node = ?1)
+                     ORDER BY id LIMIT ?2",
                 )?
-                .query_map(params![node, only, limit as i64], |r| {
+                .query_map(params![node, limit as i64], |r| {
                     Ok(Claimed {
                         id: r.get(0)?,
                         spec: r.get(1)?,
@@ -534,13 +530,14 @@ impl crate::Store for SqliteStore {
                     |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
                 )
                 .optional()?;
-            if let Some((home_id, heartbeat, timeout)) = held {
-                if home_id != node.home_id && now - heartbeat <= timeout {
-                    return Err(Error::NodeTaken {
-                        name: node.name.clone(),
-                        age_ms: now - heartbeat,
-                    });
-                }
+            if let Some((home_id, heartbeat, timeout)) = held
+                && home_id != node.home_id
+                && now - heartbeat <= timeout
+            {
+                return Err(Error::NodeTaken {
+                    name: node.name.clone(),
+                    age_ms: now - heartbeat,
+                });
             }
             let control = tx.query_row(
                 "INSERT INTO nodes (name, instance, home_id, started, heartbeat_ms, timeout_ms, task_cap)

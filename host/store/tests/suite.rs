@@ -479,6 +479,7 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
                 &Queue {
                     spec: Some("{}".into()),
                     pinned_node: None,
+                    claimed_by: None,
                 },
             )
             .await
@@ -491,6 +492,7 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             &Queue {
                 spec: None,
                 pinned_node: Some("a".into()),
+                claimed_by: None,
             },
         )
         .await
@@ -499,7 +501,7 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         a.task(pinned).await.unwrap().unwrap().state,
         TaskState::Queued
     );
-    let (x, y) = tokio::join!(a.claim_tasks("a", 2, None), b.claim_tasks("b", 10, None));
+    let (x, y) = tokio::join!(a.claim_tasks("a", 2), b.claim_tasks("b", 10));
     let (x, y) = (x.unwrap(), y.unwrap());
     assert!(x.len() <= 2);
     let mut all: Vec<i64> = x.iter().chain(y.iter()).map(|c| c.id).collect();
@@ -510,8 +512,8 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     );
     let expected_without_pinned: Vec<i64> = ids.clone();
     let claimed_unpinned: Vec<i64> = all.iter().copied().filter(|i| *i != pinned).collect();
-    let mut rest = a.claim_tasks("a", 10, None).await.unwrap();
-    rest.extend(b.claim_tasks("b", 10, None).await.unwrap());
+    let mut rest = a.claim_tasks("a", 10).await.unwrap();
+    rest.extend(b.claim_tasks("b", 10).await.unwrap());
     let mut every: Vec<i64> = claimed_unpinned
         .into_iter()
         .chain(rest.iter().map(|c| c.id).filter(|i| *i != pinned))
@@ -525,7 +527,25 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(task.state, TaskState::Running);
     assert!(task.node.is_some());
     assert_eq!(task.parts[0].state, TaskState::Running);
-    assert!(a.claim_tasks("a", 10, None).await.unwrap().is_empty());
+    assert!(a.claim_tasks("a", 10).await.unwrap().is_empty());
+
+    // Claimed as it is recorded (the receiving node has room): running there, nobody else gets it.
+    let own = b
+        .enqueue_task(
+            &new_task(&["web1"]),
+            &Queue {
+                spec: Some("{}".into()),
+                pinned_node: None,
+                claimed_by: Some("b".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let task = a.task(own).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Running);
+    assert_eq!(task.node.as_deref(), Some("b"));
+    assert_eq!(task.parts[0].state, TaskState::Running);
+    assert!(a.claim_tasks("a", 10).await.unwrap().is_empty());
 
     // Cancelling a queued task ends it; a running one is asked of its node.
     let queued = a
@@ -563,7 +583,11 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let nodes = a.nodes().await.unwrap();
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[1].state(), "draining");
-    assert_eq!(nodes[0].running + nodes[1].running, 6);
+    assert_eq!(
+        nodes[0].running + nodes[1].running,
+        7,
+        "five claimed, the pinned one, and the one claimed as recorded"
+    );
 
     // A node that stops heartbeating: its running tasks are marked "result unknown", once.
     b.register_node(&start("b", "home-b", 1)).await.unwrap();

@@ -524,10 +524,11 @@ impl Daemon {
         let pinned = !self.store.shared()
             || job.start.variables.iter().any(|v| v.sensitive)
             || !job.package_paths.is_empty();
-        let queue = if pinned {
+        let mut queue = if pinned {
             Queue {
                 spec: None,
                 pinned_node: Some(self.node.clone()),
+                claimed_by: None,
             }
         } else {
             self.store
@@ -540,11 +541,18 @@ impl Daemon {
                     start: job.start.clone(),
                 })?),
                 pinned_node: None,
+                claimed_by: None,
             }
         };
         let (done_tx, done_rx) = oneshot::channel();
         let here = {
             let _claiming = self.claiming.lock().await;
+            // This node takes its own task as it records it when it has room (so the CLI gets
+            // log lines straight from it, and no other node is woken for it); else another node
+            // (or this one, later) claims it.
+            if self.room() > 0 {
+                queue.claimed_by = Some(self.node.clone());
+            }
             let id = self
                 .store
                 .enqueue_task(&new_task, &queue)
@@ -563,9 +571,14 @@ impl Daemon {
                     },
                 );
             }
-            // This node claims its own task at once when it has room; else another node (or
-            // this one, later) will.
-            let here = self.claim_locked(Some(id)).await || lock(&self.running).contains_key(&id);
+            let here = queue.claimed_by.is_some();
+            if here {
+                let claim = Claimed {
+                    id,
+                    spec: queue.spec.clone(),
+                };
+                self.clone().start_claimed(claim).await;
+            }
             (id, here)
         };
         let (id, here) = here;
@@ -589,27 +602,27 @@ impl Daemon {
         Ok(state == TaskState::Succeeded)
     }
 
-    /// Claims what this node may run now (only task `only` when given) and starts it; whether
-    /// `only` started here. The caller holds `claiming`.
-    async fn claim_locked(self: &Arc<Self>, only: Option<TaskId>) -> bool {
-        let control = *lock(&self.control);
-        if control.draining {
-            return false;
-        }
-        let free = (control.cap as usize).saturating_sub(lock(&self.running).len());
-        let claimed = match self.store.claim_tasks(&self.node, free, only).await {
+    /// Claims what this node may run now and starts it. The caller holds `claiming`.
+    async fn claim_locked(self: &Arc<Self>) {
+        let claimed = match self.store.claim_tasks(&self.node, self.room()).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(%error, "cannot claim tasks");
-                return false;
+                return;
             }
         };
-        let mut here = false;
         for claim in claimed {
-            here |= Some(claim.id) == only;
             self.clone().start_claimed(claim).await;
         }
-        here
+    }
+
+    /// How many more tasks this node may run now (none while draining).
+    fn room(&self) -> usize {
+        let control = *lock(&self.control);
+        if control.draining {
+            return 0;
+        }
+        (control.cap as usize).saturating_sub(lock(&self.running).len())
     }
 
     /// Starts a task this node claimed.
@@ -893,7 +906,7 @@ impl Daemon {
             }
             {
                 let _claiming = self.claiming.lock().await;
-                self.claim_locked(None).await;
+                self.claim_locked().await;
             }
             if let Ok(ids) = self.store.cancel_requests(&self.node).await {
                 for id in ids {

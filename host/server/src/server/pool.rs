@@ -99,6 +99,20 @@ impl TentacleClient {
             TentacleClient::Relayed(client) => client.upload(path, reader).await,
         }
     }
+
+    /// [`TentacleClient::upload`] of a whole file: read ahead in large chunks on a direct
+    /// connection (bulk transfers), read into the sealed request when relayed.
+    pub async fn upload_file<Resp>(&self, path: &str, file: std::fs::File) -> Result<Resp, RpcError>
+    where
+        Resp: DeserializeOwned,
+    {
+        match self {
+            TentacleClient::Direct(client) => client.upload_file(path, file).await,
+            TentacleClient::Relayed(client) => {
+                client.upload(path, tokio::fs::File::from_std(file)).await
+            }
+        }
+    }
 }
 
 /// Live connections.
