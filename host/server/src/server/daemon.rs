@@ -125,13 +125,9 @@ pub async fn run(
     let relay = match crate::tasks::location(home)? {
         octo_store::Location::Postgres(url) => {
             let call_timeout = options.call_timeout.unwrap_or(Duration::from_secs(60));
-            let relay = super::relay::Relay::connect(
-                &url,
-                &identity,
-                super::relay::node_name(),
-                call_timeout,
-            )
-            .await?;
+            let relay =
+                super::relay::Relay::connect(&url, &identity, node.name.clone(), call_timeout)
+                    .await?;
             pool = pool.with_relay(relay.clone());
             Some(relay)
         }

@@ -63,7 +63,7 @@ pub struct Relay {
 
 impl Relay {
     /// Connects to the database at `url`. `identity` is the server's (every node shares it, so
-    /// every node derives the same key); `node` names this node in messages.
+    /// every node derives the same key); `node` is this node's name (`--node`), in messages.
     pub async fn connect(
         url: &DatabaseUrl,
         identity: &Identity,
@@ -77,16 +77,6 @@ impl Relay {
             call_timeout,
         }))
     }
-}
-
-/// This node's name in relay messages until nodes are named (`--node`): host name and process id.
-pub fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}/{}", std::process::id())
 }
 
 /// What a relayed call is.
