@@ -248,3 +248,65 @@ fn hostile_and_broken_packages_are_refused_and_leave_nothing() {
     );
     one_error_line(&out, &["cannot name a directory"]);
 }
+
+/// The `package-*` staging directories under `home`'s work directory.
+fn staging_dirs(home: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(home.join("work")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("package-"))
+        })
+        .collect()
+}
+
+/// Issue 11: a deploy-package run killed with SIGKILL leaves its staged package behind (nothing ran
+/// its clean-up); the next run-step removes it, as it removes an abandoned work directory.
+#[test]
+fn a_killed_runs_staged_package_goes_at_the_next_start() {
+    let home = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let marker = format!("sleep 7{}", std::process::id() % 1000 + 2000);
+    let package = archive::tar_gz(&[Entry::file("PreDeploy.sh", format!("{marker}\n"))]);
+    let file = write(files.path(), "Acme.Staged.1.0.0.tar.gz", &package);
+    let mut killed = Command::new(env!("CARGO_BIN_EXE_octo"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["run-step", "deploy-package", "--package-file"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = || {
+        Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    for _ in 0..600 {
+        if running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(running(), "the deployment's PreDeploy never started");
+    let staged = staging_dirs(home.path());
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    killed.kill().unwrap(); // SIGKILL: no clean-up runs
+    killed.wait().unwrap();
+    assert!(staged[0].is_dir(), "{staged:?}");
+
+    let out = octo(
+        home.path(),
+        &["run-step", "run-script", "--param", "ScriptBody=echo hi"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!staged[0].exists(), "{staged:?} is still there");
+}

@@ -415,3 +415,193 @@ fn an_unprivileged_octo_confines_scripts_with_user_namespaces() {
         "{audit}"
     );
 }
+
+/// Issue 11: a host without `/etc/hosts` cannot give a confined script its granted names (the
+/// private file is mounted over the host's): the step fails with one line saying what is missing
+/// and what to do. The host's file is hidden only inside a mount namespace of this test (a copy of
+/// `/etc` without it, bind-mounted over `/etc`). Skipped unless run as root with `unshare` at hand.
+#[test]
+fn a_host_without_etc_hosts_refuses_granted_names_in_one_line() {
+    let uid = std::process::Command::new("id").arg("-u").output();
+    let root = uid.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let unshare = std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !root || !unshare {
+        println!("note: not root or no mount namespaces (unshare --mount); skipping");
+        return;
+    }
+    let home = Home::new();
+    home.octo(&["configure", "--scriptNetwork=confined"])
+        .success();
+    let (port, hits) = pong_listener();
+    home.octo(&[
+        "plugins",
+        "grant",
+        "run-script",
+        &format!("tcp://localhost:{port}"),
+    ])
+    .success();
+    let etc = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "cp -a /etc \"$1/etc\" && rm -f \"$1/etc/hosts\" && mount --bind \"$1/etc\" /etc \
+             && shift && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(etc.path())
+        .arg(env!("CARGO_BIN_EXE_octo"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["run-step", "run-script", "--param"])
+        .arg(format!(
+            "ScriptBody={}",
+            dev_tcp("named", "localhost", port)
+        ))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "{stdout}\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    let line = all
+        .lines()
+        .find(|l| l.contains("this host has no /etc/hosts"))
+        .unwrap_or_else(|| panic!("no line about /etc/hosts: {all}"));
+    for says in [
+        "granted names (localhost)",
+        "`touch /etc/hosts`",
+        "tcp://ADDRESS:PORT",
+    ] {
+        assert!(line.contains(says), "{says:?} not in {line:?}");
+    }
+    // The host's own file was never touched.
+    assert!(std::path::Path::new("/etc/hosts").exists());
+}
+
+/// A network namespace of this test with a veth pair into it; removed (with the pair) when dropped.
+struct TestNetns {
+    name: String,
+}
+
+impl TestNetns {
+    /// `10.200.0.1/24` on the host's end, `10.200.0.2/24` on the namespace's; `None` (with a note)
+    /// where `ip netns` cannot do that here.
+    fn create() -> Option<TestNetns> {
+        let id = std::process::id() % 100_000;
+        let name = format!("octo-fwd-{id}");
+        let (host, inner) = (format!("ofh{id}"), format!("ofn{id}"));
+        let netns = TestNetns { name };
+        let ns = netns.name.as_str();
+        let steps: [&[&str]; 7] = [
+            &["netns", "add", ns],
+            &[
+                "link", "add", &host, "type", "veth", "peer", "name", &inner, "netns", ns,
+            ],
+            &["addr", "add", "10.200.0.1/24", "dev", &host],
+            &["link", "set", &host, "up"],
+            &["-n", ns, "addr", "add", "10.200.0.2/24", "dev", &inner],
+            &["-n", ns, "link", "set", &inner, "up"],
+            &["-n", ns, "link", "set", "lo", "up"],
+        ];
+        for args in steps {
+            let out = std::process::Command::new("ip").args(args).output();
+            if !out.as_ref().is_ok_and(|o| o.status.success()) {
+                println!("note: `ip {}` failed ({out:?}); skipping", args.join(" "));
+                return None;
+            }
+        }
+        Some(netns)
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair, the host's end and its address included.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Issue 11: a granted address outside loopback (`tcp://10.200.0.1:PORT`) is put on the loopback of
+/// the confined script's namespace, where the host listens and forwards each connection from its own
+/// network to that address. Here the host's network is a namespace of this test, joined to the
+/// machine by a veth pair whose far end carries 10.200.0.1 with two listeners (nothing leaves the
+/// machine): the granted port answers the script, the other is refused and audited. Skipped unless
+/// root with `ip netns` at hand.
+#[test]
+fn a_granted_address_outside_loopback_is_forwarded_from_the_hosts_network() {
+    let uid = std::process::Command::new("id").arg("-u").output();
+    if !uid.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0") {
+        println!("note: not root; skipping (ip netns needs root)");
+        return;
+    }
+    let Some(netns) = TestNetns::create() else {
+        return;
+    };
+    let listen = |addr: &str| {
+        let socket = std::net::TcpListener::bind(addr).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in socket.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(b"pong\n");
+            }
+        });
+        (port, hits)
+    };
+    let (granted, granted_hits) = listen("10.200.0.1:0");
+    let (other, other_hits) = listen("10.200.0.1:0");
+    let home = Home::new();
+    home.octo(&["configure", "--scriptNetwork=confined"])
+        .success();
+    home.octo(&[
+        "plugins",
+        "grant",
+        "run-script",
+        &format!("tcp://10.200.0.1:{granted}"),
+    ])
+    .success();
+    let body = format!(
+        "ScriptBody={}{}",
+        dev_tcp("granted", "10.200.0.1", granted),
+        dev_tcp("other", "10.200.0.1", other)
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &netns.name])
+        .arg(env!("CARGO_BIN_EXE_octo"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["run-step", "run-script", "--param", &body])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("granted=pong"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("other=refused"), "{stdout}\n{stderr}");
+    assert_eq!(granted_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(other_hits.load(Ordering::SeqCst), 0);
+    let audit = audit(&home);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("\"tcp://10.200.0.1:{granted}\""))
+                && l.contains("\"allowed\":true")),
+        "{audit}"
+    );
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("\"tcp://10.200.0.1:{other}\""))
+                && l.contains("\"allowed\":false")),
+        "{audit}"
+    );
+}

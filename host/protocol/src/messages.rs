@@ -87,6 +87,15 @@ pub struct StartStep {
     /// `scriptNetwork`: confined while air-gapped). Absent means audited.
     #[serde(default, skip_serializing_if = "ScriptNetwork::is_audited")]
     pub script_network: ScriptNetwork,
+    /// Sent only while the server is air-gapped: its `internalNetworks`, each entry as
+    /// `octo configure --internalNetworks` takes it (`10.0.0.0/8`, `fd00::/8`, `*.corp.example`,
+    /// `db.internal`). A confined script's connection to a granted `tcp://NAME:PORT` then goes only
+    /// to those addresses NAME resolves to (on the tentacle) that lie inside these blocks, as on the
+    /// server; an empty list lets none through. Absent (not air-gapped, or a server from before this
+    /// field): resolved addresses are not checked. A tentacle from before this field ignores it and
+    /// forwards a granted name to whatever it resolves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_networks: Option<Vec<String>>,
     /// The package a deploy-package step deploys: the tentacle answers
     /// [`ErrorCode::PackageMissing`] when it lacks a file and has no [`StepPackage::direct`]
     /// download, so the server uploads it ([`crate::paths::package_put`]) and starts again.

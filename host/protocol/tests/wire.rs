@@ -85,6 +85,7 @@ fn start_step_names_the_run_the_plugin_and_the_grants() {
             grants: vec!["https://example.com:443".into()],
             deadline_ms: 600000,
             script_network: ScriptNetwork::Audited,
+            internal_networks: None,
             package: None,
         },
         &format!(
@@ -110,6 +111,21 @@ fn start_step_names_the_run_the_plugin_and_the_grants() {
         &format!(
             r#"{{"ticket":"t1","plugin":"{DIGEST}","arguments":{{}},"variables":[],"grants":[],
                "deadlineMs":1000,"scriptNetwork":"confined"}}"#
+        ),
+    );
+    // While the server is air-gapped: its internal networks, which a granted name's resolved
+    // addresses must lie inside on the tentacle too.
+    assert_eq!(minimal.internal_networks, None);
+    wire(
+        &StartStep {
+            script_network: ScriptNetwork::Confined,
+            internal_networks: Some(vec!["10.0.0.0/8".into(), "db.internal".into()]),
+            ..minimal.clone()
+        },
+        &format!(
+            r#"{{"ticket":"t1","plugin":"{DIGEST}","arguments":{{}},"variables":[],"grants":[],
+               "deadlineMs":1000,"scriptNetwork":"confined",
+               "internalNetworks":["10.0.0.0/8","db.internal"]}}"#
         ),
     );
     wire(

@@ -121,14 +121,19 @@ fn successor(ip: Ipv4Addr) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(ip).wrapping_add(1))
 }
 
+/// What a confined command's `/etc/hosts` says besides the granted names when the host's own file
+/// cannot be read.
+const LOCALHOST: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
 /// The `/etc/hosts` a confined command sees: the granted `names` on their forwards' addresses, then
-/// the host's own file (`original`) without those names, so everything else resolves as before.
-pub(crate) fn hosts_file(original: &str, names: &[(String, Ipv4Addr)]) -> String {
+/// the host's own file (`original`) without those names, so everything else resolves as before; with
+/// no `original` (unreadable), `localhost` without those names.
+pub(crate) fn hosts_file(original: Option<&str>, names: &[(String, Ipv4Addr)]) -> String {
     let mut out = String::from("# octo: granted TCP destinations of a confined script\n");
     for (name, ip) in names {
         out.push_str(&format!("{ip}\t{name}\n"));
     }
-    for line in original.lines() {
+    for line in original.unwrap_or(LOCALHOST).lines() {
         let (entry, comment) = match line.split_once('#') {
             Some((entry, comment)) => (entry, Some(comment)),
             None => (line, None),
@@ -260,7 +265,7 @@ mod tests {
         let original = "# comment\n127.0.0.1 localhost vm\n::1\tlocalhost ip6-localhost # v6\n\n10.0.0.5 db.internal\n";
         let names = [("localhost".to_string(), Ipv4Addr::new(127, 0, 100, 1))];
         assert_eq!(
-            hosts_file(original, &names),
+            hosts_file(Some(original), &names),
             "# octo: granted TCP destinations of a confined script\n\
              127.0.100.1\tlocalhost\n\
              # comment\n\
@@ -270,6 +275,21 @@ mod tests {
              10.0.0.5 db.internal\n"
         );
         let names = [("DB.internal".to_string(), Ipv4Addr::new(127, 0, 100, 2))];
-        assert!(!hosts_file(original, &names).contains("10.0.0.5"));
+        assert!(!hosts_file(Some(original), &names).contains("10.0.0.5"));
+        // The host's file unreadable: the granted names and localhost.
+        assert_eq!(
+            hosts_file(None, &names),
+            "# octo: granted TCP destinations of a confined script\n\
+             127.0.100.2\tDB.internal\n\
+             127.0.0.1\tlocalhost\n\
+             ::1\tlocalhost ip6-localhost ip6-loopback\n"
+        );
+        let names = [("localhost".to_string(), Ipv4Addr::new(127, 0, 100, 1))];
+        assert_eq!(
+            hosts_file(None, &names),
+            "# octo: granted TCP destinations of a confined script\n\
+             127.0.100.1\tlocalhost\n\
+             ::1\tip6-localhost\tip6-loopback\n"
+        );
     }
 }

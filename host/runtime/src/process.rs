@@ -123,11 +123,7 @@ async fn run_command(
     // Granted names: a private /etc/hosts maps them onto their forwards (kept until the command
     // started: the mount holds the file then).
     let hosts = if namespaces && !forwards.names.is_empty() {
-        Some(write_hosts_file(&forwards.names).map_err(|e| {
-            process::Error::SpawnFailed(format!(
-                "cannot write the confined command's hosts file: {e}"
-            ))
-        })?)
+        Some(write_hosts_file(&forwards.names).map_err(process::Error::SpawnFailed)?)
     } else {
         None
     };
@@ -279,18 +275,38 @@ fn plan_forwards(ctx: &mut StepContext) -> forwards::Plan {
     plan
 }
 
-/// The confined command's `/etc/hosts`: `names` on their forwards, then the host's own entries.
-fn write_hosts_file(names: &[(String, Ipv4Addr)]) -> std::io::Result<tempfile::NamedTempFile> {
+/// The confined command's `/etc/hosts`: `names` on their forwards, then the host's own entries (only
+/// `localhost` when the host's file cannot be read). It is mounted over the host's file, so a host
+/// without one is refused, in one line saying what to do.
+fn write_hosts_file(names: &[(String, Ipv4Addr)]) -> Result<tempfile::NamedTempFile, String> {
     use std::io::Write;
-    let original = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let mut file = tempfile::Builder::new()
-        .prefix("octo-hosts-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile()?;
-    file.write_all(forwards::hosts_file(&original, names).as_bytes())?;
-    file.flush()?;
-    Ok(file)
+    let original = match std::fs::read_to_string(HOSTS) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(format!(
+                "this host has no {HOSTS}, over which a confined script gets the granted names \
+                 ({}); create one (`touch {HOSTS}` is enough) or grant addresses \
+                 (tcp://ADDRESS:PORT) instead",
+                names.join(", ")
+            ));
+        }
+        Err(_) => None,
+    };
+    let written = (|| {
+        let mut file = tempfile::Builder::new()
+            .prefix("octo-hosts-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .tempfile()?;
+        file.write_all(forwards::hosts_file(original.as_deref(), names).as_bytes())?;
+        file.flush()?;
+        Ok::<_, std::io::Error>(file)
+    })();
+    written.map_err(|e| format!("cannot write the confined command's hosts file: {e}"))
 }
+
+/// The host's hosts file, which a confined command with granted names sees a private copy of.
+const HOSTS: &str = "/etc/hosts";
 
 /// Reads lines of at most `cap` bytes (the rest of a longer line, terminated or not, is dropped).
 fn spawn_line_reader<R>(

@@ -201,6 +201,21 @@ impl InternalNetworks {
     pub fn matching(&self, host: &str) -> Option<&InternalNetwork> {
         self.0.iter().find(|n| n.contains(host))
     }
+
+    /// While air-gapped: whether a connection to `name` (a granted host name, already found inside
+    /// these networks by name) may go to `address`, one of the addresses the name resolved to. The
+    /// name matched name entries only, so its address must lie inside a block too; `Err` is the
+    /// one-line reason, naming the address. The server's policy and a tentacle (sent these networks
+    /// with a step) decide with this same check.
+    pub fn check_resolved(&self, name: &str, address: IpAddr) -> Result<(), String> {
+        if self.matching(&address.to_string()).is_some() {
+            return Ok(());
+        }
+        Err(format!(
+            "air-gapped: {name} resolved to {address}, which is not inside the internal networks \
+             ({self}); `octo configure --internalNetworks=...` sets them"
+        ))
+    }
 }
 
 impl fmt::Display for InternalNetworks {
@@ -309,6 +324,34 @@ mod tests {
         assert!(all.matching("fd00::1").is_none());
         assert!(all.matching("example.com").is_none());
         assert!(list("").matching("10.0.0.1").is_none());
+    }
+
+    #[test]
+    fn a_resolved_address_must_lie_inside_a_block() {
+        let l = list("localhost,*.corp.example,10.0.0.0/8");
+        assert_eq!(
+            l.check_resolved("db.corp.example", "10.1.2.3".parse().unwrap()),
+            Ok(())
+        );
+        assert_eq!(
+            l.check_resolved("localhost", "127.0.0.1".parse().unwrap()),
+            Err(
+                "air-gapped: localhost resolved to 127.0.0.1, which is not inside the internal \
+                 networks (localhost,*.corp.example,10.0.0.0/8); `octo configure \
+                 --internalNetworks=...` sets them"
+                    .into()
+            )
+        );
+        assert!(
+            list("")
+                .check_resolved("x", "10.0.0.1".parse().unwrap())
+                .is_err()
+        );
+        // An IPv4-mapped IPv6 address is the address it carries.
+        assert!(
+            l.check_resolved("x", "::ffff:10.0.0.1".parse().unwrap())
+                .is_ok()
+        );
     }
 
     #[test]

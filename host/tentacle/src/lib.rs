@@ -20,3 +20,4 @@ pub mod plugins;
 pub mod service;
 pub mod settings;
 pub mod steps;
+mod steps_policy;

@@ -25,12 +25,13 @@ use octo_protocol::{
     ErrorBody, ErrorCode, Failure, LogEntry, LogLevel, OutboundAttempt, StartStep, StatusRequest,
     StepResult, StepStarted, StepState, StepStatus, Ticket, Variable,
 };
-use octo_runtime::{AllowList, CancelHandle, LogLine, Runtime, StepFailure, StepOutcome};
+use octo_runtime::{CancelHandle, LogLine, Runtime, StepFailure, StepOutcome};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::packages::PackageCache;
 use crate::plugins::PluginCache;
+use crate::steps_policy::RemotePolicy;
 
 const STATE_FILE: &str = "state.json";
 const LOG_FILE: &str = "log.jsonl";
@@ -313,6 +314,15 @@ impl Steps {
                     format!("this tentacle does not have plugin {}", request.plugin),
                 )
             })?;
+        // Grants as sent and, while the server is air-gapped, its internal networks: a granted name
+        // is forwarded only to addresses inside them (the server's own check).
+        let tcp_forwards: Vec<_> = grants
+            .iter()
+            .filter(|p| p.is_tcp())
+            .filter_map(|p| p.exact_destination())
+            .collect();
+        let policy = RemotePolicy::new(grants, request.internal_networks.as_deref())
+            .map_err(|e| refuse(ErrorCode::BadRequest, e))?;
         let runtime = self.runtime.clone();
         let plugin = tokio::task::spawn_blocking(move || runtime.load_step(&bytes))
             .await
@@ -352,12 +362,8 @@ impl Steps {
                 .collect(),
             deadline: Some(Duration::from_millis(request.deadline_ms.max(1))),
             // Granted raw TCP destinations: forwarded into a confined script's namespace.
-            tcp_forwards: grants
-                .iter()
-                .filter(|p| p.is_tcp())
-                .filter_map(|p| p.exact_destination())
-                .collect(),
-            policy: Arc::new(AllowList::new(grants)),
+            tcp_forwards,
+            policy: Arc::new(policy),
             log: Arc::new(log),
             cancel: run.cancel.clone(),
             web_proxy: self

@@ -642,3 +642,89 @@ async fn a_tentacles_script_attempts_reach_the_servers_audit() {
         "{shown}"
     );
 }
+
+/// Issue 11: while the server is air-gapped, a tentacle forwards a granted name only to addresses
+/// inside the server's internal networks, which the start request carries. `localhost` is an
+/// internal name here but 127.0.0.1 is in no internal block: the tentacle refuses the connection
+/// (nothing reaches the listener), the step's log names the address, and the refusal is in the
+/// server's audit; once `127.0.0.0/8` is internal too, the same run reaches the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tentacle_forwards_a_granted_name_only_inside_the_internal_networks_while_air_gapped() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let octo_home = tempfile::tempdir().unwrap();
+    let home = octo_home.path();
+    octo_ok(
+        home,
+        &[
+            "configure",
+            "--airGapped=true",
+            "--internalNetworks=localhost",
+        ],
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"pong\n");
+        }
+    });
+    let destination = format!("tcp://localhost:{port}");
+    octo_ok(home, &["plugins", "grant", "run-script", &destination]);
+    let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
+    let (web1, _h1) = Tentacle::listening(daemon.thumbprint).await;
+    add_listening(home, "web1", &web1, web1.thumbprint);
+    let body = format!(
+        "ScriptBody=if exec 3<>/dev/tcp/localhost/{port}; then read -t 10 line <&3; \
+         echo \"named=$line\"; else echo named=refused; fi"
+    );
+    let run = || {
+        octo(
+            home,
+            &[
+                "run-step",
+                "run-script",
+                "--param",
+                &body,
+                "--target",
+                "web1",
+            ],
+        )
+    };
+
+    let out = run();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("named=pong"), "{stdout}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "{stdout}");
+    let why = "localhost resolved to 127.0.0.1, which is not inside the internal networks";
+    assert!(
+        stdout.contains(why) || stderr.contains(why),
+        "{stdout}\n{stderr}"
+    );
+    let audit = std::fs::read_to_string(home.join("logs/outbound.jsonl")).unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("\"{destination}\""))
+                && l.contains("\"kind\":\"step-scripts\"")
+                && l.contains("\"allowed\":false")
+                && l.contains(why)
+                && l.contains("\"target\":\"web1\"")),
+        "{audit}"
+    );
+
+    octo_ok(
+        home,
+        &["configure", "--internalNetworks=localhost,127.0.0.0/8"],
+    );
+    let out = run();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("named=pong"), "{stdout}\n{stderr}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "{stdout}");
+}

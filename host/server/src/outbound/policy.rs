@@ -161,19 +161,16 @@ impl OutboundPolicy for SettingsPolicy {
                 ));
             }
         };
-        if !settings.air_gapped()
-            || settings
-                .internal_networks
-                .matching(&address.to_string())
-                .is_some()
-        {
+        if !settings.air_gapped() {
             return Verdict::Allow;
         }
-        Verdict::Deny(format!(
-            "air-gapped: {} resolved to {address}, which is not inside the internal networks ({}); \
-             `octo configure --internalNetworks=...` sets them",
-            request.destination.host, settings.internal_networks
-        ))
+        match settings
+            .internal_networks
+            .check_resolved(&request.destination.host, address)
+        {
+            Ok(()) => Verdict::Allow,
+            Err(reason) => Verdict::Deny(reason),
+        }
     }
 }
 

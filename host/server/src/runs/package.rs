@@ -326,9 +326,8 @@ pub struct LocalDeployment {
 /// read-only, `<home>/Applications/<package>/` read-write.
 pub fn prepare_local(home: &Home, package: &LocalPackage) -> Result<LocalDeployment> {
     let work = home.work()?;
-    let staging = tempfile::Builder::new()
-        .prefix("package-")
-        .tempdir_in(&work)
+    // Named after this process, so a run killed before it cleaned up is cleaned up by the next.
+    let staging = super::work_dirs::create_package_staging(&work)
         .with_context(|| format!("cannot create a directory in {}", work.display()))?;
     let files: Vec<(PathBuf, String)> = package
         .files

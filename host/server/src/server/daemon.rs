@@ -464,6 +464,7 @@ impl Daemon {
             .decode(run.plugin_base64.as_bytes())
             .map_err(|e| err!(Invalid, "the plugin is not valid base64: {e}"))?;
         let digest = Sha256Digest::of(&plugin);
+        let settings = self.home.load_settings()?;
         let number = self.runs.fetch_add(1, Ordering::Relaxed);
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -486,12 +487,21 @@ impl Daemon {
                 variables: run.variables,
                 grants: run.grants,
                 deadline_ms: run.deadline_ms,
-                script_network: match self.home.load_settings()?.effective_script_network() {
+                script_network: match settings.effective_script_network() {
                     octo_settings::ScriptNetwork::Audited => octo_protocol::ScriptNetwork::Audited,
                     octo_settings::ScriptNetwork::Confined => {
                         octo_protocol::ScriptNetwork::Confined
                     }
                 },
+                // While air-gapped the tentacle checks where a granted name resolves, as we do.
+                internal_networks: settings.air_gapped().then(|| {
+                    settings
+                        .internal_networks
+                        .entries()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect()
+                }),
                 package: run.package.map(|p| p.step),
             },
         });

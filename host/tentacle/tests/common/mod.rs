@@ -191,6 +191,7 @@ pub fn script_step(ticket_name: &str, script: &str) -> StartStep {
         grants: vec![],
         deadline_ms: 60_000,
         script_network: Default::default(),
+        internal_networks: None,
         package: None,
     }
 }
