@@ -599,7 +599,7 @@ async fn a_tentacle_forwards_a_granted_name_only_inside_the_internal_networks_wh
     );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
