@@ -26,6 +26,8 @@ pub struct RuntimeConfig {
     pub step_deadline: Duration,
     /// How many plugin instances may be alive at once (pool size; default 100).
     pub max_instances: u32,
+    /// How instances get their memories, tables and stacks (default: a pool reserved up front).
+    pub allocation: Allocation,
     /// Where compiled code is cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
     /// PEM certificates plugins' HTTPS requests trust in addition to the Web PKI roots.
@@ -40,12 +42,32 @@ impl Default for RuntimeConfig {
             memory_limit: 256 * 1024 * 1024,
             step_deadline: Duration::from_secs(600),
             max_instances: 100,
+            allocation: Allocation::Pooling,
             cache_dir: None,
             trusted_certificates: Vec::new(),
             limits: Limits::default(),
         }
     }
 }
+
+/// How a [`Runtime`] allocates what its instances use. Either way a store holds at most what one
+/// slot of the pool holds (memory size, memories, tables, core instances: see `StoreLimits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocation {
+    /// A pool of `max_instances` slots reserved when the runtime starts: instantiation is cheap and
+    /// slots are reused. For long-lived processes (the server, the tentacle).
+    #[default]
+    Pooling,
+    /// Mapped when an instance is created, unmapped when it is dropped: nothing reserved at start.
+    /// For one-shot runs (`octo run-step`), where setting up the pool costs more than the run gains.
+    OnDemand,
+}
+
+/// Memories and tables one component instance may have.
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 16;
+/// Core instances per component instance the pool is sized for.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 /// Why a component cannot be loaded. Each variant's message is one line a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -90,29 +112,39 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Creates the engine (pooling allocator, epoch interruption) and starts the epoch ticker thread.
+    /// Creates the engine (pooling or on-demand allocator, epoch interruption) and starts the epoch
+    /// ticker thread.
     pub fn new(config: RuntimeConfig) -> wasmtime::Result<Self> {
-        let mut pool = PoolingAllocationConfig::default();
-        let n = config.max_instances.max(1);
-        // A Rust wasip2 component has one memory and a handful of core instances (main module plus the
-        // adapter shims); leave headroom for components from other toolchains.
-        pool.total_component_instances(n)
-            .total_core_instances(n * 16)
-            .total_memories(n * 2)
-            .total_tables(n * 8)
-            .total_stacks(n)
-            .max_memories_per_component(4)
-            .max_tables_per_component(16)
-            .max_memory_size(config.memory_limit)
-            // Reset the first pages of a reused slot with memset instead of madvise: cheaper for the
-            // small, short-lived instances steps are (see the warm-invocation benchmark).
-            .linear_memory_keep_resident(64 << 10)
-            .table_keep_resident(1 << 16)
-            .async_stack_keep_resident(1 << 16);
+        let strategy = match config.allocation {
+            Allocation::Pooling => {
+                let mut pool = PoolingAllocationConfig::default();
+                let n = config.max_instances.max(1);
+                // A Rust wasip2 component has one memory and a handful of core instances (main
+                // module plus the adapter shims); leave headroom for components from other
+                // toolchains.
+                pool.total_component_instances(n)
+                    .total_core_instances(n * CORE_INSTANCES_PER_COMPONENT)
+                    .total_memories(n * 2)
+                    .total_tables(n * 8)
+                    .total_stacks(n)
+                    .max_memories_per_component(MEMORIES_PER_COMPONENT)
+                    .max_tables_per_component(TABLES_PER_COMPONENT)
+                    .max_memory_size(config.memory_limit)
+                    // Reset the first pages of a reused slot with memset instead of madvise: cheaper
+                    // for the small, short-lived instances steps are (see the warm-invocation
+                    // benchmark).
+                    .linear_memory_keep_resident(64 << 10)
+                    .table_keep_resident(1 << 16)
+                    .async_stack_keep_resident(1 << 16);
+                InstanceAllocationStrategy::Pooling(pool)
+            }
+            // The store's limiter holds each store to one slot's worth (see `StoreLimits`).
+            Allocation::OnDemand => InstanceAllocationStrategy::OnDemand,
+        };
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
             .wasm_component_model(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            .allocation_strategy(strategy);
         let engine = Engine::new(&wasm)?;
 
         let mut step_linker = Linker::new(&engine);
@@ -140,6 +172,17 @@ impl Runtime {
             client_tls,
             ticker_stop,
         })
+    }
+
+    /// What one store may create: what the pool (sized by `max_instances`) could give one component
+    /// instance, enforced by the store's limiter with either allocator.
+    pub(crate) fn store_counts(&self) -> crate::limits::StoreCounts {
+        let n = self.config.max_instances.max(1);
+        crate::limits::StoreCounts {
+            core_instances: (n * CORE_INSTANCES_PER_COMPONENT) as usize,
+            memories: MEMORIES_PER_COMPONENT.min(n * 2) as usize,
+            tables: TABLES_PER_COMPONENT.min(n * 8) as usize,
+        }
     }
 
     /// The limits this runtime enforces.

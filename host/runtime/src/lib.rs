@@ -34,7 +34,7 @@ pub mod vendor;
 mod vocabulary;
 
 pub use confine::{SIMULATE_UNAVAILABLE_ENV, ScriptNetwork};
-pub use engine::{LoadError, Runtime, RuntimeConfig};
+pub use engine::{Allocation, LoadError, Runtime, RuntimeConfig};
 pub use intercept::{MAX_RECORDED_BODY, RecordedRequest, RecordingSender};
 pub use limits::{LimitError, Limits};
 pub use mask::Masker;

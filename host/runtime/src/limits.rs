@@ -123,21 +123,46 @@ impl Default for Limits {
 /// Tables larger than this are refused (a guest would only need it to exhaust host memory).
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
+/// How many core instances, memories and tables one store may create: what the runtime's pool would
+/// let one component instance have (see `Runtime::new`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreCounts {
+    pub(crate) core_instances: usize,
+    pub(crate) memories: usize,
+    pub(crate) tables: usize,
+}
+
 pub(crate) struct StoreLimits {
     memory_limit: usize,
+    counts: StoreCounts,
     pub(crate) memory_limit_hit: bool,
 }
 
 impl StoreLimits {
-    pub(crate) fn new(memory_limit: usize) -> Self {
+    pub(crate) fn new(memory_limit: usize, counts: StoreCounts) -> Self {
         StoreLimits {
             memory_limit,
+            counts,
             memory_limit_hit: false,
         }
     }
 }
 
 impl ResourceLimiter for StoreLimits {
+    // A store (one component instance) gets no more than the pool would give it, whichever the
+    // allocator: the pool refuses more by itself, the on-demand allocator only through these.
+    fn instances(&self) -> usize {
+        self.counts.core_instances
+    }
+
+    fn memories(&self) -> usize {
+        self.counts.memories
+    }
+
+    fn tables(&self) -> usize {
+        self.counts.tables
+    }
+
     fn memory_growing(
         &mut self,
         _current: usize,

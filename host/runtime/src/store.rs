@@ -220,7 +220,7 @@ fn build(
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
-        limits: StoreLimits::new(runtime.config.memory_limit),
+        limits: StoreLimits::new(runtime.config.memory_limit, runtime.store_counts()),
         gate,
         ctx,
     };

@@ -2,8 +2,8 @@
 
 use octo_manifest::{DestinationPattern, ManifestError, SectionError};
 use octo_runtime::{
-    AllowList, LoadError, LogLevel, LogLine, Runtime, RuntimeConfig, StepFailure, StepPlugin,
-    StepRequest, Variable,
+    Allocation, AllowList, LoadError, LogLevel, LogLine, Runtime, RuntimeConfig, StepFailure,
+    StepPlugin, StepRequest, Variable,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,10 +16,15 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn runtime() -> Runtime {
+    runtime_with(Allocation::Pooling)
+}
+
+fn runtime_with(allocation: Allocation) -> Runtime {
     Runtime::new(RuntimeConfig {
         memory_limit: 64 * 1024 * 1024,
         step_deadline: Duration::from_secs(60),
         max_instances: 16,
+        allocation,
         cache_dir: None,
         trusted_certificates: Vec::new(),
         limits: Default::default(),
@@ -179,7 +184,17 @@ async fn a_loop_can_be_cancelled() {
 
 #[tokio::test]
 async fn eating_memory_hits_the_limit() {
-    let rt = runtime();
+    eating_memory_hits_the_limit_with(Allocation::Pooling).await;
+}
+
+/// A one-shot run's on-demand allocator holds the same limit (through the store's limiter).
+#[tokio::test]
+async fn eating_memory_hits_the_limit_without_a_pool() {
+    eating_memory_hits_the_limit_with(Allocation::OnDemand).await;
+}
+
+async fn eating_memory_hits_the_limit_with(allocation: Allocation) {
+    let rt = runtime_with(allocation);
     let dir = tempfile::tempdir().unwrap();
     let outcome = load(&rt, "fixture_memory_hog")
         .run(&rt, request(&dir).0)

@@ -14,6 +14,7 @@ fn runtime() -> Runtime {
         memory_limit: 64 * 1024 * 1024,
         step_deadline: Duration::from_secs(60),
         max_instances: 8,
+        allocation: octo_runtime::Allocation::Pooling,
         cache_dir: None,
         trusted_certificates: Vec::new(),
         limits: Default::default(),

@@ -85,6 +85,7 @@ fn runtime(home: &Home) -> Result<Runtime> {
         memory_limit: 64 * 1024 * 1024,
         step_deadline: Duration::from_secs(60),
         max_instances: 4,
+        allocation: octo_runtime::Allocation::Pooling,
         cache_dir: Some(home.compiled_cache()?),
         trusted_certificates: Vec::new(),
         limits: Default::default(),

@@ -326,6 +326,8 @@ pub fn run(home: &Home, options: &RunStepOptions, output: &dyn RunOutput) -> Res
         memory_limit: options.memory_limit_mib as usize * 1024 * 1024,
         step_deadline: options.deadline,
         max_instances: 4,
+        // One instance, once: reserving a pool costs more than it saves (issue 10).
+        allocation: octo_runtime::Allocation::OnDemand,
         cache_dir: Some(home.compiled_cache()?),
         trusted_certificates: Vec::new(),
         limits: octo_runtime::Limits::default()
