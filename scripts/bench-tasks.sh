@@ -7,15 +7,20 @@
 #                                                        starting it again to the next stored log line
 #   scripts/bench-tasks.sh chatty [BIN_DIR] [LINES]      one step printing LINES lines on one listening
 #                                                        tentacle: lines/s stored by the server, end to end
-#   scripts/bench-tasks.sh steps [BIN_DIR] [STEPS] [TENTACLES] [NODES] [PARALLEL]
+#   scripts/bench-tasks.sh steps [BIN_DIR] [STEPS] [TENTACLES] [NODES] [PARALLEL] [KIND]
 #                                                        STEPS trivial steps (default 1000), each one task
-#                                                        on one of TENTACLES listening tentacles (10), sent
+#                                                        on one of TENTACLES tentacles (10) of KIND
+#                                                        (polling, the default, or listening), sent
 #                                                        `--detach` by PARALLEL CLIs at once (8) round robin
 #                                                        to NODES `octo run --node` processes (1; more need
 #                                                        OCTO_BENCH_DATABASE): tasks/s from the first
-#                                                        submission to the last task ended
+#                                                        submission to the last task ended. Polling
+#                                                        tentacles are spread over the nodes round robin,
+#                                                        so most tasks on several nodes are relayed
 #
-# OCTO_BENCH_DATABASE=postgres://… keeps the tasks in that PostgreSQL database instead of SQLite.
+# OCTO_BENCH_DATABASE=postgres://… keeps the tasks in that PostgreSQL database instead of SQLite;
+# OCTO_BENCH_DATABASE=private starts a private PostgreSQL cluster for the run (Debian `postgresql`,
+# as the `postgres` user when run as root, on a free loopback port; default settings, fsync on).
 #
 # BIN_DIR holds `octo` and `tentacle` (default: $CARGO_TARGET_DIR/debug or target/debug).
 set -euo pipefail
@@ -32,6 +37,23 @@ cleanup() {
 }
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
+
+if [ "${OCTO_BENCH_DATABASE:-}" = private ]; then
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -x "$pg_bin/initdb" ] || { echo "PostgreSQL is not installed (scripts/setup.sh installs it)" >&2; exit 1; }
+    pg_dir="$work/pg"
+    mkdir -p "$pg_dir"
+    echo octo-bench >"$pg_dir/pw"
+    as_pg=()
+    if [ "$(id -u)" = 0 ]; then chmod 711 "$work"; chown -R postgres:postgres "$pg_dir"; as_pg=(runuser -u postgres --); fi
+    pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U octo --auth=scram-sha-256 --pwfile="$pg_dir/pw" -E UTF8 >/dev/null
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+    stop_pg() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; }
+    trap 'stop_pg; cleanup' EXIT
+    export OCTO_BENCH_DATABASE="postgres://octo:octo-bench@127.0.0.1:$pg_port/postgres"
+fi
 
 now() { date +%s.%N; }
 wait_for() { # file word
@@ -52,25 +74,46 @@ start_daemon() { # [HOME_NAME] [NODE]
     wait_for "$work/$name.daemon.out" ready
 }
 
-add_tentacles() { # count [more homes that get the same targets]
-    local server
+add_tentacles() { # count [polling NODE_HOMES…]: listening, or polling the nodes round robin
+    local server count=$1 kind=${2:-listening}
+    local node_homes=("${@:3}")
     server=$("$octo" --home "$work/octo" show-thumbprint)
-    for i in $(seq 1 "$1"); do
+    for i in $(seq 1 "$count"); do
         local home="$work/t$i"
-        "$tentacle" --home "$home" configure --port 0 --listen-address 127.0.0.1 --trust "$server" >/dev/null
+        if [ "$kind" = polling ]; then
+            local node=${node_homes[$(( (i - 1) % ${#node_homes[@]} ))]}
+            "$tentacle" --home "$home" configure --noListen >/dev/null
+            "$tentacle" --home "$home" poll-server --server-thumbprint "$server" \
+                --server-comms-address "https://$(sed -n 's/^polling-listener //p' "$work/$node.daemon.out")" >/dev/null
+        else
+            "$tentacle" --home "$home" configure --port 0 --listen-address 127.0.0.1 --trust "$server" >/dev/null
+        fi
         TENTACLE_LOG=warn "$tentacle" --home "$home" agent >"$home.out" 2>/dev/null &
         pids+=("$!")
         disown "$!"
     done
-    for i in $(seq 1 "$1"); do
+    # Targets are added once: several nodes share them through the store.
+    for i in $(seq 1 "$count"); do
         local home="$work/t$i"
         wait_for "$home.out" ready
-        for octo_home in octo "${@:2}"; do
-            "$octo" --home "$work/$octo_home" targets add-listening "t$i" \
+        if [ "$kind" = polling ]; then
+            "$octo" --home "$work/octo" targets add-polling "t$i" \
+                --thumbprint "$(sed -n 's/^thumbprint //p' "$home.out")" --role fan >/dev/null
+        else
+            "$octo" --home "$work/octo" targets add-listening "t$i" \
                 --url "https://$(sed -n 's/^listening //p' "$home.out")" \
                 --thumbprint "$(sed -n 's/^thumbprint //p' "$home.out")" --role fan >/dev/null
-        done
+        fi
     done
+    if [ "$kind" = polling ]; then
+        # Until each polling tentacle has connected.
+        for i in $(seq 1 "$count"); do
+            for _ in $(seq 1 600); do
+                "$octo" --home "$work/octo" targets health "t$i" >/dev/null 2>&1 && break
+                sleep 0.1
+            done
+        done
+    fi
 }
 
 case "$mode" in
@@ -134,21 +177,19 @@ steps)
     n=${4:-10}
     nodes=${5:-1}
     parallel=${6:-8}
+    kind=${7:-polling}
     if [ "$nodes" -gt 1 ] && [ -z "${OCTO_BENCH_DATABASE:-}" ]; then
         echo "several nodes need OCTO_BENCH_DATABASE=postgres://…" >&2
         exit 2
     fi
-    "$octo" --home "$work/octo" show-thumbprint >/dev/null
-    homes=()
+    # The other nodes take the first node's identity from the store.
+    start_daemon octo node1
+    homes=(octo)
     for k in $(seq 2 "$nodes"); do
-        # One server identity for every node.
-        mkdir -p "$work/octo$k"
-        cp -a "$work/octo/certs" "$work/octo$k/certs"
+        start_daemon "octo$k" "node$k"
         homes+=("octo$k")
     done
-    start_daemon octo node1
-    for k in $(seq 2 "$nodes"); do start_daemon "octo$k" "node$k"; done
-    add_tentacles "$n" "${homes[@]}"
+    add_tentacles "$n" "$kind" "${homes[@]}"
     for k in "" $(seq 2 "$nodes"); do
         "$octo" --home "$work/octo$k" run-step run-script --param 'ScriptBody=echo warm' --role fan >/dev/null 2>&1
     done
@@ -163,7 +204,7 @@ steps)
     done
     t1=$(now)
     ok=$("$octo" --home "$work/octo" tasks list --state succeeded --limit 0 --json | grep -o '"run-step"' | wc -l)
-    echo "$steps steps on $n tentacles, $nodes node(s) ($([ -n "${OCTO_BENCH_DATABASE:-}" ] && echo PostgreSQL || echo SQLite)), $parallel CLIs at once:" \
+    echo "$steps steps on $n $kind tentacles, $nodes node(s) ($([ -n "${OCTO_BENCH_DATABASE:-}" ] && echo PostgreSQL || echo SQLite)), $parallel CLIs at once:" \
         "sent in $(awk "BEGIN{print $t_sent - $t0}") s, all ended after $(awk "BEGIN{print $t1 - $t0}") s:" \
         "$(awk "BEGIN{printf \"%.1f\", $steps / ($t1 - $t0)}") tasks/s; $ok succeeded (with the warm-ups)"
     if [ "$nodes" -gt 1 ]; then

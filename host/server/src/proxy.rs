@@ -11,8 +11,8 @@
 
 use crate::error::{Context, Error, Result};
 use crate::home::Home;
-use octo_comms::proxy::{DEFAULT_PROXY_TIMEOUT, ProxyConfig, connect_via_proxy};
-use octo_feed::{Connector, client::BoxedIo};
+use octo_comms::proxy::ProxyConfig;
+use octo_feed::Connector;
 use octo_runtime::WebProxy;
 use octo_settings::{NamedProxy, Settings};
 use octo_web_proxy::{ProxyArgs, ProxySettingsError, describe_fields, split_host};
@@ -73,38 +73,10 @@ pub fn web_proxy(settings: &Settings) -> Result<Option<WebProxy>> {
     })
 }
 
-/// A feed client connector that tunnels every connection through the web request proxy with `CONNECT`
-/// (for the system proxy: `HTTP_PROXY` for port 80, else `HTTPS_PROXY`, `NO_PROXY` honoured).
+/// A feed client connector through the web request proxy, if one is enabled
+/// ([`octo_web_proxy::feed_connector`]).
 pub fn feed_connector(settings: &Settings) -> Result<Option<Arc<dyn Connector>>> {
-    let Some(proxy) = web_proxy(settings)? else {
-        return Ok(None);
-    };
-    let proxy = Arc::new(proxy);
-    let connector = move |host: String, port: u16| {
-        let proxy = proxy.clone();
-        async move {
-            let chosen = match &*proxy {
-                WebProxy::Fixed(p) => Some(p.clone()),
-                WebProxy::System(s) => s
-                    .proxy_for(port != 80, &host)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?,
-            };
-            match chosen {
-                Some(p) => {
-                    let stream = connect_via_proxy(&p, &host, port, DEFAULT_PROXY_TIMEOUT)
-                        .await
-                        .map_err(std::io::Error::other)?;
-                    Ok(Box::new(stream) as BoxedIo)
-                }
-                None => {
-                    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                    stream.set_nodelay(true)?;
-                    Ok(Box::new(stream) as BoxedIo)
-                }
-            }
-        }
-    };
-    Ok(Some(Arc::new(connector)))
+    Ok(web_proxy(settings)?.map(|proxy| octo_web_proxy::feed_connector(Some(proxy))))
 }
 
 /// A named proxy as a [`ProxyConfig`].

@@ -8,8 +8,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use octo_comms::proxy::{DEFAULT_PROXY_TIMEOUT, connect_via_proxy};
-use octo_feed::client::BoxedIo;
 use octo_protocol::{DirectDownload, PackageFileRef, Sha256Digest, StepPackage};
 use octo_runtime::WebProxy;
 use serde::{Deserialize, Serialize};
@@ -128,7 +126,8 @@ async fn download(
             None => "direct".to_owned(),
         };
         let config = octo_feed::ClientConfig {
-            connector: connector(web_proxy),
+            // Through the tentacle's web request proxy, else direct.
+            connector: octo_web_proxy::feed_connector(web_proxy.as_deref().cloned()),
             ..Default::default()
         };
         let http = octo_feed::FeedClient::new(config).map_err(|e| format!("{what}: {e}"))?;
@@ -264,32 +263,3 @@ impl Fetcher<'_> {
 }
 
 fn no_progress(_: u64, _: u64) {}
-
-/// The feed client's connections: through the tentacle's web request proxy with `CONNECT` (the
-/// system proxy's rules when it is the system one), else direct.
-fn connector(web_proxy: Option<Arc<WebProxy>>) -> Arc<dyn octo_feed::Connector> {
-    let Some(proxy) = web_proxy else {
-        return Arc::new(octo_feed::client::DirectConnector);
-    };
-    Arc::new(move |host: String, port: u16| {
-        let proxy = proxy.clone();
-        async move {
-            let chosen = proxy
-                .proxy_for(port != 80, &host)
-                .map_err(std::io::Error::other)?;
-            match chosen {
-                Some(p) => {
-                    let stream = connect_via_proxy(&p, &host, port, DEFAULT_PROXY_TIMEOUT)
-                        .await
-                        .map_err(std::io::Error::other)?;
-                    Ok(Box::new(stream) as BoxedIo)
-                }
-                None => {
-                    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                    stream.set_nodelay(true)?;
-                    Ok(Box::new(stream) as BoxedIo)
-                }
-            }
-        }
-    })
-}

@@ -8,60 +8,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::Tentacle;
-use common::octo::{Daemon, octo, octo_ok};
-use octo_comms::identity::Thumbprint;
+use common::octo::{Daemon, add_listening, octo, octo_ok, task_json, text, wait_task};
 use octo_test_support::postgres::{PASSWORD, PgCluster};
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn add_listening(home: &Path, name: &str, tentacle: &Tentacle, thumbprint: Thumbprint) {
-    octo_ok(
-        home,
-        &[
-            "targets",
-            "add-listening",
-            name,
-            "--url",
-            &format!("https://{}", tentacle.address()),
-            "--thumbprint",
-            &thumbprint.to_string(),
-        ],
-    );
-}
-
-fn task_json(home: &Path, id: &str) -> serde_json::Value {
-    let out = octo(home, &["tasks", "show", id, "--json"]);
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("tasks show {id} --json: {e}: {}", text(&out).1))
-}
-
-fn wait_task(
-    home: &Path,
-    id: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let task = task_json(home, id);
-        if done(&task) {
-            return task;
-        }
-        assert!(
-            started.elapsed() < common::LIVENESS,
-            "task {id} never got there: {task}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

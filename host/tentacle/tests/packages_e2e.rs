@@ -523,11 +523,34 @@ async fn a_tentacle_killed_during_extraction_leaves_no_complete_looking_director
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acquire_target_goes_through_the_tentacles_web_request_proxy() {
-    use octo_test_support::feeds::{Reply, Routed};
+async fn acquire_target_goes_through_the_tentacles_web_request_proxy_tinyproxy() {
     let Some(proxy) = octo_test_support::Tinyproxy::start() else {
         return;
     };
+    acquire_target_through(proxy.port, None, |n| proxy.log_containing(n)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_target_goes_through_the_tentacles_web_request_proxy_squid_with_basic_auth() {
+    let credentials = ("octo", "s3cret-pw");
+    let Some(squid) = octo_test_support::Squid::start(Some(credentials)) else {
+        return;
+    };
+    acquire_target_through(squid.port, Some(credentials), |n| {
+        squid.access_log_containing(n)
+    })
+    .await;
+}
+
+/// `--acquire target` with the tentacle's web request proxy at `proxy_port` (with `credentials`):
+/// the tentacle downloads through it (checked in the proxy's log with `proxy_log`), says so in its
+/// outbound report, and deploys.
+async fn acquire_target_through(
+    proxy_port: u16,
+    credentials: Option<(&str, &str)>,
+    proxy_log: impl Fn(&str) -> String,
+) {
+    use octo_test_support::feeds::{Reply, Routed};
     let bytes = archive::tar_gz(&[Entry::file("version.txt", "4.0.0\n")]);
     let digest = Sha256Digest::of(&bytes).to_hex();
     let feed = Routed::start(move |req| match req.path.as_str() {
@@ -555,18 +578,19 @@ async fn acquire_target_goes_through_the_tentacles_web_request_proxy() {
 
     let thome = tempfile::tempdir().unwrap();
     Tentacle::configure_listening(thome.path(), octo_test_support::free_port(), server);
-    let proxy_port = proxy.port.to_string();
-    tentacle_cmd(
-        thome.path(),
-        &[
-            "proxy",
-            "--proxyEnable=true",
-            "--proxyHost",
-            "127.0.0.1",
-            "--proxyPort",
-            &proxy_port,
-        ],
-    );
+    let proxy_port = proxy_port.to_string();
+    let mut proxy_args = vec![
+        "proxy",
+        "--proxyEnable=true",
+        "--proxyHost",
+        "127.0.0.1",
+        "--proxyPort",
+        &proxy_port,
+    ];
+    if let Some((user, password)) = credentials {
+        proxy_args.extend(["--proxyUsername", user, "--proxyPassword", password]);
+    }
+    tentacle_cmd(thome.path(), &proxy_args);
     let web1 = Tentacle::start(thome.path()).await;
     add_listening(home, "web1", &web1);
 
@@ -590,7 +614,7 @@ async fn acquire_target_goes_through_the_tentacles_web_request_proxy() {
         "the proxy used: {all}"
     );
     let feed_host = feed.base_url.trim_start_matches("http://").to_owned();
-    let log = proxy.log_containing(&feed_host);
+    let log = proxy_log(&feed_host);
     assert!(log.contains(&feed_host), "{log}");
     let outbound = tentacle_cmd(thome.path(), &["outbound"]);
     assert!(
@@ -604,4 +628,7 @@ async fn acquire_target_goes_through_the_tentacles_web_request_proxy() {
             .join("Applications/shop/4.0.0/version.txt")
             .is_file()
     );
+    if let Some((_, password)) = credentials {
+        assert!(!all.contains(password) && !outbound.contains(password));
+    }
 }

@@ -4,25 +4,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::octo::{Daemon, octo, octo_bin, octo_ok};
+use common::octo::{Daemon, collect, octo, octo_bin, octo_ok, text};
 use common::{Tentacle, tentacle_cmd};
 use octo_test_support::postgres::PgCluster;
 
 /// How long a node keeps trying to reach a tentacle before a part fails.
 const RECONNECT_TIMEOUT: &str = "20s";
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `psql URL -At -c SQL`: the rows as text.
 fn sql(url: &str, query: &str) -> String {
@@ -103,20 +95,6 @@ async fn polling_tentacle(cluster: &Cluster, node: &Daemon) -> (Tentacle, tempfi
         ],
     );
     (tentacle, home)
-}
-
-/// Everything `stream` gives, as it comes.
-fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let shared = text.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let mut s = shared.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    text
 }
 
 fn wait_for(what: &str, text: &Arc<Mutex<String>>, needle: &str) {

@@ -5,67 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Tentacle;
-use common::octo::{Daemon, octo, octo_bin, octo_ok};
-use octo_comms::identity::Thumbprint;
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::octo::{
+    Daemon, add_listening, collect, octo, octo_bin, octo_ok, task_json, text, wait_task,
+};
 
 /// How long the daemon keeps redialling a tentacle before a part fails.
 const RECONNECT_TIMEOUT: &str = "30s";
-
-fn add_listening(home: &Path, name: &str, tentacle: &Tentacle, thumbprint: Thumbprint) {
-    octo_ok(
-        home,
-        &[
-            "targets",
-            "add-listening",
-            name,
-            "--url",
-            &format!("https://{}", tentacle.address()),
-            "--thumbprint",
-            &thumbprint.to_string(),
-        ],
-    );
-}
-
-fn task_json(home: &Path, id: &str) -> serde_json::Value {
-    // A task that did not succeed exits non-zero; the document is there all the same.
-    let out = octo(home, &["tasks", "show", id, "--json"]);
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("tasks show {id} --json: {e}: {}", text(&out).1))
-}
-
-/// Waits until `done` says yes of task `id`'s JSON.
-fn wait_task(
-    home: &Path,
-    id: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let task = task_json(home, id);
-        if done(&task) {
-            return task;
-        }
-        assert!(
-            started.elapsed() < common::LIVENESS,
-            "task {id} never got there: {task}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 const SCRIPT: &str = "echo hello\nset_octopusvariable Greeting hello-world\nset_octopusvariable Token s3cr3t-token -sensitive\nnew_octopusartifact /etc/hostname host.txt 2>/dev/null || true";
 
@@ -354,20 +303,6 @@ async fn pinning_errors_end_the_targets_part_at_once() {
     );
     let task = task_json(home, &doc["task"].to_string());
     assert_eq!(task["state"], "failed");
-}
-
-/// Everything `stream` gives, as it comes.
-fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let shared = text.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let mut s = shared.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    text
 }
 
 /// Every `[t1] line N` of `text`, in order.

@@ -10,6 +10,7 @@
 //! - [`WebProxy`]: what a connection uses, a fixed proxy or the system proxy ([`system_proxy`]:
 //!   `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as curl reads them, plus upper-case `HTTP_PROXY`);
 //!   [`ProxySettings::resolve`] and [`ProxySettings::proxy_for`].
+//! - [`feed_connector`]: the feed client's connections through that proxy (server and tentacle).
 //!
 //! The rules: HTTP proxies only (a SOCKS type or `socks*://` host is refused); credentials are given
 //! with `--proxyUsername`/`--proxyPassword`, never inside `--proxyHost`; an enabled proxy needs a host
@@ -17,10 +18,12 @@
 #![deny(missing_docs)]
 
 mod args;
+mod connector;
 mod resolve;
 mod settings;
 
 pub use args::ProxyArgs;
+pub use connector::feed_connector;
 pub use resolve::{WebProxy, system_proxy};
 pub use settings::{
     MASKED, ProxySettings, ProxySettingsError, SOCKS_REFUSED, check_host, describe_fields,

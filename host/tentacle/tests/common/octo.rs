@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 use octo_comms::identity::Thumbprint;
 
@@ -107,4 +108,70 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A command's stdout and stderr, as text.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `octo targets add-listening NAME` for a running tentacle.
+pub fn add_listening(home: &Path, name: &str, tentacle: &super::Tentacle, thumbprint: Thumbprint) {
+    octo_ok(
+        home,
+        &[
+            "targets",
+            "add-listening",
+            name,
+            "--url",
+            &format!("https://{}", tentacle.address()),
+            "--thumbprint",
+            &thumbprint.to_string(),
+        ],
+    );
+}
+
+/// `octo tasks show ID --json`.
+pub fn task_json(home: &Path, id: &str) -> serde_json::Value {
+    // A task that did not succeed exits non-zero; the document is there all the same.
+    let out = octo(home, &["tasks", "show", id, "--json"]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("tasks show {id} --json: {e}: {}", text(&out).1))
+}
+
+/// Waits until `done` says yes of task `id`'s JSON.
+pub fn wait_task(
+    home: &Path,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let task = task_json(home, id);
+        if done(&task) {
+            return task;
+        }
+        assert!(
+            started.elapsed() < super::LIVENESS,
+            "task {id} never got there: {task}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Everything `stream` gives, as it comes (read on a thread of its own).
+pub fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let shared = text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut s = shared.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    text
 }
