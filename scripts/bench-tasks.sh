@@ -18,7 +18,9 @@
 #                                                        tentacles are spread over the nodes round robin,
 #                                                        so most tasks on several nodes are relayed
 #
-# OCTO_BENCH_DATABASE=postgres://… keeps the tasks in that PostgreSQL database instead of SQLite.
+# OCTO_BENCH_DATABASE=postgres://… keeps the tasks in that PostgreSQL database instead of SQLite;
+# OCTO_BENCH_DATABASE=private starts a private PostgreSQL cluster for the run (Debian `postgresql`,
+# as the `postgres` user when run as root, on a free loopback port; default settings, fsync on).
 #
 # BIN_DIR holds `octo` and `tentacle` (default: $CARGO_TARGET_DIR/debug or target/debug).
 set -euo pipefail
@@ -35,6 +37,23 @@ cleanup() {
 }
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
+
+if [ "${OCTO_BENCH_DATABASE:-}" = private ]; then
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -x "$pg_bin/initdb" ] || { echo "PostgreSQL is not installed (scripts/setup.sh installs it)" >&2; exit 1; }
+    pg_dir="$work/pg"
+    mkdir -p "$pg_dir"
+    echo octo-bench >"$pg_dir/pw"
+    as_pg=()
+    if [ "$(id -u)" = 0 ]; then chmod 711 "$work"; chown -R postgres:postgres "$pg_dir"; as_pg=(runuser -u postgres --); fi
+    pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U octo --auth=scram-sha-256 --pwfile="$pg_dir/pw" -E UTF8 >/dev/null
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+    stop_pg() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; }
+    trap 'stop_pg; cleanup' EXIT
+    export OCTO_BENCH_DATABASE="postgres://octo:octo-bench@127.0.0.1:$pg_port/postgres"
+fi
 
 now() { date +%s.%N; }
 wait_for() { # file word

@@ -397,6 +397,26 @@ impl Store {
         Ok(new)
     }
 
+    /// Records `entry` for `id` exactly as given — its `previous` and `installed_at` too: a copy of
+    /// what another node installed (octo-server's shared plugins). Refuses an entry whose blob is not
+    /// in the store.
+    pub fn put_entry(&self, id: &str, entry: LockEntry) -> Result<(), StoreError> {
+        check_digest(&entry.sha256)?;
+        let _guard = self.write_lock()?;
+        if !self.blob_path(&entry.sha256).is_file() {
+            return Err(StoreError::BlobMissing {
+                id: id.to_string(),
+                sha256: entry.sha256,
+            });
+        }
+        let mut lock = self.read_lock_file()?;
+        if lock.plugins.get(id) == Some(&entry) {
+            return Ok(());
+        }
+        lock.plugins.insert(id.to_string(), entry);
+        self.write_lock_file(&lock)
+    }
+
     /// Removes the lock entry of `id` and returns it. Its blobs stay until [`Store::gc`].
     pub fn remove(&self, id: &str) -> Result<LockEntry, StoreError> {
         let _guard = self.write_lock()?;

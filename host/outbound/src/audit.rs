@@ -36,6 +36,10 @@ pub struct AuditRecord {
     /// The target the attempt was made on, when a tentacle reported it; absent for this host's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The node that recorded it, when read from a store several nodes share (not in the line
+    /// itself: the store keeps it beside).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl AuditRecord {
@@ -57,6 +61,7 @@ impl AuditRecord {
             reason: reason.to_string(),
             proxy: None,
             target: None,
+            node: None,
         }
     }
 

@@ -26,6 +26,27 @@ pub fn default_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The file of a home that names the node its daemon last ran as (`octo run --node NAME`).
+fn node_file(home: &Home) -> std::path::PathBuf {
+    home.root().join("node")
+}
+
+/// Remembers the node this home's daemon runs as, for the home's other commands (the outbound
+/// audit names the node that made an attempt).
+pub fn remember(home: &Home, name: &str) -> Result<()> {
+    octo_fsutil::write_atomic(&node_file(home), name.as_bytes())?;
+    Ok(())
+}
+
+/// The node this home is: the name its daemon last ran as, else the host name.
+pub fn this_node(home: &Home) -> String {
+    std::fs::read_to_string(node_file(home))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(default_name)
+}
+
 /// 16 random bytes as hex.
 pub fn random_id() -> Result<String> {
     use std::io::Read;

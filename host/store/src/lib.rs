@@ -166,6 +166,15 @@ pub trait Store: Documents + Send + Sync {
         limit: usize,
     ) -> Result<Vec<LogLine>>;
 
+    // --- The outbound audit several nodes share (issue 12 item 2). ---
+
+    /// Appends outbound attempts made by `node` (each the audit record's JSON line), in order, then
+    /// drops the oldest rows beyond the newest `keep`.
+    async fn append_outbound(&self, node: &str, records: &[String], keep: usize) -> Result<()>;
+
+    /// The newest `limit` outbound attempts, oldest first, each as `(node, record)`.
+    async fn outbound_attempts(&self, limit: usize) -> Result<Vec<(String, String)>>;
+
     /// Wake-ups when a task is queued or a cancellation asked (PostgreSQL `LISTEN`); `None` when
     /// the backend has none (nodes then poll).
     fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>>;

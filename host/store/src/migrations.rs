@@ -16,7 +16,7 @@ pub struct Migration {
 }
 
 /// The version this binary writes.
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -182,6 +182,25 @@ pub const MIGRATIONS: &[Migration] = &[
         );
         CREATE INDEX pending_requests_unclaimed ON pending_requests (target, created)
             WHERE claimed_by IS NULL;
+    ",
+    },
+    // 5: the outbound audit several nodes share: one row per attempt (the audit record's JSON line)
+    // with the node that made it, append-only, its oldest rows dropped beyond a bound.
+    Migration {
+        version: 5,
+        sqlite: "
+        CREATE TABLE outbound_attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            node TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
+    ",
+        postgres: "
+        CREATE TABLE outbound_attempts (
+            id BIGSERIAL PRIMARY KEY,
+            node TEXT NOT NULL,
+            record TEXT NOT NULL
+        );
     ",
     },
 ];

@@ -474,6 +474,38 @@ impl crate::Store for PostgresStore {
         Ok(())
     }
 
+    async fn append_outbound(&self, node: &str, records: &[String], keep: usize) -> Result<()> {
+        let mut guard = self.client().await?;
+        let client = guard.as_mut().expect("connected");
+        let tx = client.transaction().await?;
+        let insert = tx
+            .prepare("INSERT INTO outbound_attempts (node, record) VALUES ($1, $2)")
+            .await?;
+        for record in records {
+            tx.execute(&insert, &[&node, record]).await?;
+        }
+        tx.execute(
+            "DELETE FROM outbound_attempts WHERE id <= (SELECT MAX(id) FROM outbound_attempts) - $1",
+            &[&(keep as i64)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbound_attempts(&self, limit: usize) -> Result<Vec<(String, String)>> {
+        let guard = self.client().await?;
+        let rows = guard
+            .as_ref()
+            .expect("connected")
+            .query(
+                "SELECT node, record FROM (SELECT id, node, record FROM outbound_attempts ORDER BY id DESC LIMIT $1) AS newest ORDER BY id",
+                &[&(limit as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
         let guard = self.client().await?;
         Ok(guard

@@ -505,6 +505,41 @@ impl crate::Store for SqliteStore {
         .await
     }
 
+    async fn append_outbound(&self, node: &str, records: &[String], keep: usize) -> Result<()> {
+        let node = node.to_string();
+        let records = records.to_vec();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut insert =
+                    tx.prepare("INSERT INTO outbound_attempts (node, record) VALUES (?1, ?2)")?;
+                for record in &records {
+                    insert.execute(params![node, record])?;
+                }
+            }
+            tx.execute(
+                "DELETE FROM outbound_attempts WHERE id <= (SELECT MAX(id) FROM outbound_attempts) - ?1",
+                [keep as i64],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbound_attempts(&self, limit: usize) -> Result<Vec<(String, String)>> {
+        self.with(move |c| {
+            let mut statement = c.prepare(
+                "SELECT node, record FROM (SELECT id, node, record FROM outbound_attempts ORDER BY id DESC LIMIT ?1) ORDER BY id",
+            )?;
+            let rows = statement
+                .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
         let sha256 = sha256.to_string();
         self.with(move |c| {

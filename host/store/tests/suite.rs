@@ -273,6 +273,59 @@ async fn documents_are_swapped_by_revision_in_postgres() {
     documents(a, b).await;
 }
 
+/// The shared outbound audit: attempts of two stores (two nodes) in one table, each with its node,
+/// oldest first, the oldest dropped beyond the bound.
+async fn outbound(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    assert!(a.outbound_attempts(10).await.unwrap().is_empty());
+    a.append_outbound("a", &["{\"n\":1}".into(), "{\"n\":2}".into()], 100)
+        .await
+        .unwrap();
+    b.append_outbound("b", &["{\"n\":3}".into()], 100)
+        .await
+        .unwrap();
+    let all = b.outbound_attempts(10).await.unwrap();
+    let seen: Vec<(&str, &str)> = all.iter().map(|(n, r)| (n.as_str(), r.as_str())).collect();
+    assert_eq!(
+        seen,
+        [("a", "{\"n\":1}"), ("a", "{\"n\":2}"), ("b", "{\"n\":3}")]
+    );
+    // The newest `limit`, oldest first.
+    let newest = a.outbound_attempts(2).await.unwrap();
+    assert_eq!(newest[0].1, "{\"n\":2}");
+    assert_eq!(newest[1].1, "{\"n\":3}");
+    // Bounded: beyond `keep` the oldest go.
+    let many: Vec<String> = (4..=20).map(|n| format!("{{\"n\":{n}}}")).collect();
+    a.append_outbound("a", &many, 5).await.unwrap();
+    let kept = b.outbound_attempts(100).await.unwrap();
+    assert_eq!(kept.len(), 5, "{kept:?}");
+    assert_eq!(kept[0].1, "{\"n\":16}");
+    assert_eq!(kept[4].1, "{\"n\":20}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_attempts_are_shared_and_bounded_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = Location::Sqlite(dir.path().join("octo.db"));
+    outbound(
+        open(&location).await.unwrap(),
+        open(&location).await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_attempts_are_shared_and_bounded_in_postgres() {
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let location = Location::Postgres(DatabaseUrl::parse(&cluster.new_database()).unwrap());
+    outbound(
+        open(&location).await.unwrap(),
+        open(&location).await.unwrap(),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn sqlite_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();

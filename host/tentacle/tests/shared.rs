@@ -244,3 +244,245 @@ fn concurrent_configure_on_two_nodes_loses_nothing() {
     let file = std::fs::read_to_string(a.path().join("octo.toml")).unwrap();
     assert!(file.contains("database"), "{file}");
 }
+
+/// The built example step (`hello-step`: sets the output `greeting`).
+fn hello_step() -> Vec<u8> {
+    let path = Path::new(octo_builtin_plugins::BUILD_DIR).join("hello_step.wasm");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `hello-step` under another id.
+fn hello_as(id: &str) -> Vec<u8> {
+    let bytes = hello_step();
+    let mut manifest = octo_manifest::read_manifest(&bytes).unwrap();
+    manifest.id = id.to_string();
+    octo_manifest::embed_manifest(&bytes, &manifest).unwrap()
+}
+
+/// The ids `octo plugins list --json` shows as installed.
+fn installed(home: &Path) -> Vec<String> {
+    let listed: serde_json::Value =
+        serde_json::from_str(&octo_ok(home, &["plugins", "list", "--json"])).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p["installedAt"].is_null())
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_plugins_and_outbound_attempts_are_shared() {
+    use octo_test_support::postgres::PgCluster;
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let url = cluster.new_database();
+    let (a, b) = two_nodes(&url);
+    let _node_a = Daemon::start_with(a.path(), "20s", &["--node", "a"]);
+    let node_b = Daemon::start_with(b.path(), "20s", &["--node", "b"]);
+
+    // A grant made on A applies on B; revoked on B, A no longer has it.
+    let digest = "ab".repeat(32);
+    octo_ok(
+        a.path(),
+        &[
+            "plugins",
+            "grant",
+            "some-step",
+            "https://api.example.com:443",
+            "--sha256",
+            &digest,
+        ],
+    );
+    let grants = octo_ok(b.path(), &["plugins", "grants", "--json"]);
+    assert!(
+        grants.contains("https://api.example.com:443") && grants.contains(&digest),
+        "{grants}"
+    );
+    octo_ok(
+        b.path(),
+        &[
+            "plugins",
+            "revoke",
+            "some-step",
+            "https://api.example.com:443",
+        ],
+    );
+    let grants = octo_ok(a.path(), &["plugins", "grants", "--json"]);
+    assert!(!grants.contains("api.example.com"), "{grants}");
+
+    // A plugin installed through A runs in a task that B claims, on a tentacle polling B.
+    let file = a.path().join("hello.wasm");
+    std::fs::write(&file, hello_step()).unwrap();
+    octo_ok(
+        a.path(),
+        &["plugins", "install", "--file", file.to_str().unwrap()],
+    );
+    assert!(installed(b.path()).contains(&"hello-step".to_string()));
+    let phome = tempfile::tempdir().unwrap();
+    tentacle_cmd(phome.path(), &["configure", "--noListen"]);
+    tentacle_cmd(
+        phome.path(),
+        &[
+            "poll-server",
+            "--server-comms-address",
+            &format!("https://{}", node_b.polling),
+            "--server-thumbprint",
+            &node_b.thumbprint.to_string(),
+        ],
+    );
+    let polling = Tentacle::start(phome.path()).await;
+    octo_ok(
+        b.path(),
+        &[
+            "targets",
+            "add-polling",
+            "p1",
+            "--thumbprint",
+            &polling.thumbprint.to_string(),
+        ],
+    );
+    wait_healthy(b.path(), "p1");
+    let stdout = octo_ok(
+        b.path(),
+        &[
+            "run-step",
+            "hello-step",
+            "--param",
+            "name=node-b",
+            "--target",
+            "p1",
+        ],
+    );
+    assert!(stdout.contains("Hello, node-b!"), "{stdout}");
+    // Removed through B: A no longer has it.
+    octo_ok(b.path(), &["plugins", "remove", "hello-step"]);
+    assert!(!installed(a.path()).contains(&"hello-step".to_string()));
+
+    // Attempts made on either node are in one audit: `octo outbound` on A shows B's, by node.
+    octo_ok(
+        a.path(),
+        &[
+            "feeds",
+            "add",
+            "closed",
+            "--type",
+            "nuget",
+            "--url",
+            "http://127.0.0.1:9/v3/index.json",
+        ],
+    );
+    for home in [b.path(), a.path()] {
+        let _ = octo(home, &["feeds", "test", "closed"]);
+    }
+    let report = octo_ok(a.path(), &["outbound"]);
+    assert!(
+        report.contains("(node b)") && report.contains("(node a)"),
+        "{report}"
+    );
+    assert!(report.contains("recorded in the store"), "{report}");
+    assert!(!a.path().join("logs/outbound.jsonl").exists());
+    assert!(!b.path().join("logs/outbound.jsonl").exists());
+}
+
+#[test]
+fn concurrent_plugin_installs_on_two_nodes_lose_nothing() {
+    use octo_test_support::postgres::PgCluster;
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let url = cluster.new_database();
+    let (a, b) = two_nodes(&url);
+    std::thread::scope(|s| {
+        for (node, home) in [("a", a.path()), ("b", b.path())] {
+            s.spawn(move || {
+                for i in 0..4 {
+                    let id = format!("hello-{node}{i}");
+                    let file = home.join(format!("{id}.wasm"));
+                    std::fs::write(&file, hello_as(&id)).unwrap();
+                    octo_ok(
+                        home,
+                        &["plugins", "install", "--file", file.to_str().unwrap()],
+                    );
+                }
+            });
+        }
+    });
+    let mut expected: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|n| (0..4).map(move |i| format!("hello-{n}{i}")))
+        .collect();
+    expected.sort();
+    for home in [a.path(), b.path()] {
+        let mut ids: Vec<String> = installed(home)
+            .into_iter()
+            .filter(|id| id.starts_with("hello-"))
+            .collect();
+        ids.sort();
+        assert_eq!(ids, expected);
+    }
+    // Each node runs what the other installed (its bytes came through the store).
+    let out = octo_ok(a.path(), &["run-step", "hello-b3", "--param", "name=x"]);
+    assert!(out.contains("Hello, x!"), "{out}");
+}
+
+#[test]
+fn old_grants_plugins_and_audit_are_imported_once() {
+    use octo_test_support::postgres::PgCluster;
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let url = cluster.new_database();
+    // A home that ran alone (SQLite) first: a plugin, a grant, an audit file.
+    let a = tempfile::tempdir().unwrap();
+    let file = a.path().join("hello.wasm");
+    std::fs::write(&file, hello_step()).unwrap();
+    octo_ok(
+        a.path(),
+        &["plugins", "install", "--file", file.to_str().unwrap()],
+    );
+    octo_ok(
+        a.path(),
+        &["plugins", "grant", "hello-step", "https://old.example:443"],
+    );
+    std::fs::create_dir_all(a.path().join("logs")).unwrap();
+    std::fs::write(
+        a.path().join("logs/outbound.jsonl"),
+        concat!(
+            r#"{"time":"2026-01-01T00:00:00.000Z","kind":"step-plugins","plugin":"old-plugin","destination":"https://old.example:443","allowed":false,"reason":"not granted"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    assert!(a.path().join("grants.toml").exists());
+
+    // Then it joins a cluster: everything is imported, once, and another node sees it.
+    octo_ok(a.path(), &["configure", "--database", &url]);
+    let grants = octo_ok(a.path(), &["plugins", "grants", "--json"]);
+    assert!(grants.contains("https://old.example:443"), "{grants}");
+    assert!(!a.path().join("grants.toml").exists());
+    assert!(a.path().join("grants.toml.imported").exists());
+    let report = octo_ok(a.path(), &["outbound"]);
+    assert!(report.contains("old-plugin"), "{report}");
+    assert!(!a.path().join("logs/outbound.jsonl").exists());
+    assert!(a.path().join("logs/outbound.jsonl.imported").exists());
+    assert!(installed(a.path()).contains(&"hello-step".to_string()));
+
+    let b = tempfile::tempdir().unwrap();
+    octo_ok(b.path(), &["configure", "--database", &url]);
+    assert!(installed(b.path()).contains(&"hello-step".to_string()));
+    let grants = octo_ok(b.path(), &["plugins", "grants", "--json"]);
+    assert!(grants.contains("https://old.example:443"), "{grants}");
+    let report = octo_ok(b.path(), &["outbound"]);
+    assert_eq!(report.matches("old-plugin").count(), 1, "{report}");
+
+    // A file that appears again is not imported again: the store is the truth.
+    std::fs::write(a.path().join("grants.toml"), "not toml [").unwrap();
+    let grants = octo_ok(a.path(), &["plugins", "grants", "--json"]);
+    assert!(grants.contains("https://old.example:443"), "{grants}");
+    // Removing on B removes it on A (A's copy of the lock follows the store).
+    octo_ok(b.path(), &["plugins", "remove", "hello-step"]);
+    assert!(!installed(a.path()).contains(&"hello-step".to_string()));
+}

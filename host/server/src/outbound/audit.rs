@@ -5,6 +5,11 @@
 //! Appends are single `write` calls on an `O_APPEND` file, so concurrent writers (a server and a CLI run)
 //! do not interleave within a line; rotation happens under the file's lock. A failure to record is
 //! logged and never fails the request being recorded.
+//!
+//! A home that shares a PostgreSQL store with other nodes records in the store instead
+//! ([`super::audit_store`]), each attempt with the node that made it; its file (and the rotated one),
+//! when present, is imported first and renamed `*.imported` — also what becomes of attempts written
+//! there while the store could not be reached.
 
 use super::policy::SettingsPolicy;
 use crate::error::Result;
@@ -25,17 +30,72 @@ pub const MAX_BYTES: u64 = 1024 * 1024;
 pub struct AuditLog {
     path: PathBuf,
     max_bytes: u64,
+    shared: Option<SharedAudit>,
+}
+
+/// Where a shared home records: its store, as this node.
+#[derive(Debug, Clone)]
+struct SharedAudit {
+    home: Home,
+    node: String,
 }
 
 impl AuditLog {
-    /// The home's audit file.
+    /// The home's audit: its file, or its store when shared with other nodes (PostgreSQL).
     pub fn in_home(home: &Home) -> Self {
-        AuditLog::at(home.audit_log(), MAX_BYTES)
+        let shared = home
+            .load_settings()
+            .is_ok_and(|s| s.database.is_some())
+            .then(|| SharedAudit {
+                home: home.clone(),
+                node: crate::nodes::this_node(home),
+            });
+        AuditLog {
+            shared,
+            ..AuditLog::at(home.audit_log(), MAX_BYTES)
+        }
     }
 
     /// An audit file at `path`, rotated at `max_bytes`.
     pub fn at(path: PathBuf, max_bytes: u64) -> Self {
-        AuditLog { path, max_bytes }
+        AuditLog {
+            path,
+            max_bytes,
+            shared: None,
+        }
+    }
+
+    /// Where attempts are shared when not in the file: the store's description.
+    pub fn store(&self) -> Option<String> {
+        let shared = self.shared.as_ref()?;
+        Some(
+            crate::tasks::location(&shared.home)
+                .map(|l| l.to_string())
+                .unwrap_or_else(|_| "the store".into()),
+        )
+    }
+
+    /// Moves the file's records (and the rotated file's) into the shared store, then renames the
+    /// files `*.imported`. Under the file's lock, so that two processes do not import them twice.
+    fn import(&self, shared: &SharedAudit) -> Result<()> {
+        let rotated = self.rotated();
+        if !self.path.exists() && !rotated.exists() {
+            return Ok(());
+        }
+        octo_settings::file::with_lock(&self.path, || -> Result<()> {
+            let lines: Vec<String> = self.read_files().iter().map(|r| r.to_line()).collect();
+            if !lines.is_empty() {
+                super::audit_store::append(&shared.home, &shared.node, lines)?;
+            }
+            for file in [&rotated, &self.path] {
+                if file.exists() {
+                    let mut imported = file.as_os_str().to_owned();
+                    imported.push(".imported");
+                    std::fs::rename(file, imported)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Where it is.
@@ -51,6 +111,18 @@ impl AuditLog {
 
     /// Appends one record.
     pub fn record(&self, record: &AuditRecord) {
+        if let Some(shared) = &self.shared {
+            let stored = self.import(shared).and_then(|()| {
+                super::audit_store::append(&shared.home, &shared.node, vec![record.to_line()])
+            });
+            match stored {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(
+                    "cannot record an outbound attempt in the store ({e}); keeping it in {} until the store is back",
+                    self.path.display()
+                ),
+            }
+        }
         if let Err(e) = self.try_record(record) {
             tracing::warn!(
                 "cannot record an outbound attempt in {}: {e}",
@@ -83,8 +155,33 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Every record still on disk, oldest first (unparseable lines are skipped).
+    /// Every record still kept, oldest first (unparseable lines are skipped). From a shared store,
+    /// each record names its node.
     pub fn read_all(&self) -> Vec<AuditRecord> {
+        let Some(shared) = &self.shared else {
+            return self.read_files();
+        };
+        let stored = self
+            .import(shared)
+            .and_then(|()| super::audit_store::read(&shared.home));
+        match stored {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|(node, line)| {
+                    let mut record = AuditRecord::parse_line(&line)?;
+                    record.node = Some(node);
+                    Some(record)
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("cannot read the outbound attempts from the store: {e}");
+                self.read_files()
+            }
+        }
+    }
+
+    /// Every record in the file and the rotated one, oldest first.
+    fn read_files(&self) -> Vec<AuditRecord> {
         [self.rotated(), self.path.clone()]
             .iter()
             .filter_map(|p| std::fs::read_to_string(p).ok())

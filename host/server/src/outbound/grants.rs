@@ -1,5 +1,9 @@
-//! `octo plugins grant|revoke|grants`: administrator grants in `<home>/grants.toml` (format: see
-//! [`octo_outbound::grants`]), changed under a lock and written atomically (mode 0600).
+//! `octo plugins grant|revoke|grants`: administrator grants (format: see [`octo_outbound::grants`]),
+//! in `<home>/grants.toml`, changed under a lock and written atomically (mode 0600) — or, when the
+//! home shares a PostgreSQL store with other nodes, in the store's `grants` document (the same TOML
+//! text), changed with compare-and-swap (see [`crate::shared`]), so a grant made on one node applies
+//! on every node from its next run. The file is imported into the document once (then renamed
+//! `grants.toml.imported`).
 //!
 //! A grant is bound to the component granted: the one installed under the id (its sha256, or — when
 //! it came from a signed feed or bundle whose key was recorded — that key, so updates from the same
@@ -33,7 +37,41 @@ pub fn load(home: &Home) -> Result<GrantsFile> {
     Ok(migrated.unwrap_or(grants))
 }
 
+/// The `grants` document of a shared store: the grants file's TOML text.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct SharedGrants {
+    toml: String,
+}
+
+impl crate::shared::Shared for SharedGrants {
+    const NAME: &'static str = "grants";
+
+    fn old_file(home: &Home) -> std::path::PathBuf {
+        home.grants()
+    }
+
+    fn parse_old(bytes: &[u8], path: &Path) -> Result<Self> {
+        let toml = String::from_utf8_lossy(bytes).into_owned();
+        GrantsFile::parse(&toml).with_context(|| format!("{}", path.display()))?;
+        Ok(SharedGrants { toml })
+    }
+}
+
+impl SharedGrants {
+    fn grants(&self) -> Result<GrantsFile> {
+        GrantsFile::parse(&self.toml).context("the store's grants document")
+    }
+}
+
+/// Whether this home keeps its grants in a store shared with other nodes (PostgreSQL).
+fn shared(home: &Home) -> Result<bool> {
+    Ok(home.load_settings()?.database.is_some())
+}
+
 fn read(home: &Home) -> Result<GrantsFile> {
+    if shared(home)? {
+        return crate::shared::load_in::<SharedGrants>(home)?.grants();
+    }
     let path = home.grants();
     match std::fs::read_to_string(&path) {
         Ok(text) => GrantsFile::parse(&text).with_context(|| format!("{}", path.display())),
@@ -89,8 +127,20 @@ pub fn component_of_digest(store: Option<&Store>, id: &str, sha256: String) -> C
     }
 }
 
-/// Locked read-modify-write of the grants file; nothing is written if `f` fails.
-fn update<T>(home: &Home, f: impl FnOnce(&mut GrantsFile) -> Result<T>) -> Result<T> {
+/// Locked read-modify-write of the grants file, or compare-and-swap of the shared document (where `f`
+/// may run again on a fresh read); nothing is written if `f` fails.
+fn update<T: Send>(
+    home: &Home,
+    mut f: impl FnMut(&mut GrantsFile) -> Result<T> + Send,
+) -> Result<T> {
+    if shared(home)? {
+        return crate::shared::update_in::<SharedGrants, T>(home, |doc| {
+            let mut grants = doc.grants()?;
+            let result = f(&mut grants)?;
+            doc.toml = grants.to_toml();
+            Ok(result)
+        });
+    }
     let path = home.grants();
     octo_settings::file::with_lock(&path, || {
         let mut grants = read(home)?;
@@ -212,8 +262,9 @@ pub fn grant(
 ) -> Result<Granted> {
     octo_outbound::grants::check_plugin_id(plugin)?;
     let binding = binding_for(home, plugin, target)?;
-    let pattern = destination.clone();
-    let added = update(home, |g| Ok(g.grant(plugin, &binding, pattern)?))?;
+    let added = update(home, |g| {
+        Ok(g.grant(plugin, &binding, destination.clone())?)
+    })?;
     let air_gapped = octo_settings::Settings::load(&home.settings()).is_ok_and(|s| s.air_gapped());
     Ok(Granted {
         plugin: plugin.to_string(),

@@ -28,6 +28,8 @@ pub struct OutboundReport {
     pub grants: GrantsFile,
     /// The audit file.
     pub audit_path: PathBuf,
+    /// The store the attempts are in instead, when several nodes share it.
+    pub audit_store: Option<String>,
     /// Every attempt still in the audit file, oldest first.
     pub records: Vec<AuditRecord>,
 }
@@ -43,6 +45,7 @@ pub fn report(home: &Home) -> Result<OutboundReport> {
         settings,
         grants,
         audit_path: audit.path().to_path_buf(),
+        audit_store: audit.store(),
         records: audit.read_all(),
     })
 }
@@ -206,6 +209,7 @@ impl OutboundReport {
             "airGapped": settings.air_gapped(),
             "internalNetworks": serde_json::to_value(&settings.internal_networks).expect("networks serialise"),
             "auditFile": self.audit_path.display().to_string(),
+            "auditStore": self.audit_store,
             "destinations": destinations,
             "inbound": [{
                 "name": "Polling tentacles",
@@ -221,6 +225,13 @@ impl fmt::Display for OutboundReport {
         let settings = &self.settings;
         let grants = &self.grants;
         let records = &self.records;
+        // Records name their node when several nodes share the audit; shown once there are two.
+        let several_nodes = records
+            .iter()
+            .filter_map(|r| r.node.as_deref())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1;
         writeln!(
             f,
             "Outbound requests of this server (settings: {}; air-gapped: {}; internal networks: {})",
@@ -274,7 +285,7 @@ impl fmt::Display for OutboundReport {
             } else {
                 for (i, a) in attempts.iter().enumerate() {
                     let line = format!(
-                        "{} {} {} {}{}{}",
+                        "{} {} {} {}{}{}{}",
                         a.time,
                         if a.allowed { "allowed" } else { "DENIED " },
                         a.plugin,
@@ -282,6 +293,10 @@ impl fmt::Display for OutboundReport {
                         match &a.target {
                             Some(target) => format!(" (on target {target})"),
                             None => String::new(),
+                        },
+                        match &a.node {
+                            Some(node) if several_nodes => format!(" (node {node})"),
+                            _ => String::new(),
                         },
                         if a.allowed {
                             String::new()
@@ -300,6 +315,12 @@ impl fmt::Display for OutboundReport {
             settings.comms_listen_port,
             octo_settings::keys::COMMS_LISTEN_PORT
         )?;
-        writeln!(f, "Attempts are recorded in {}.", self.audit_path.display())
+        match &self.audit_store {
+            Some(store) => writeln!(
+                f,
+                "Attempts are recorded in the store ({store}), by every node sharing it."
+            ),
+            None => writeln!(f, "Attempts are recorded in {}.", self.audit_path.display()),
+        }
     }
 }

@@ -336,5 +336,6 @@ pub fn import(home: &Home, dir: &Path) -> Result<Imported> {
         });
         out.0.push(super::describe_manifest(&entry.manifest));
     }
+    store.publish()?;
     Ok(out)
 }

@@ -169,7 +169,7 @@ pub fn install_spec(home: &Home, spec: &PluginSpec, sink: &Sink) -> Result<Insta
     };
     let feed = StepsFeed::open(home, &settings, sink).with_context(context)?;
     let store = crate::store::open(home)?;
-    block_on(async {
+    let installed = block_on(async {
         let fetched = feed.fetch_index().await?;
         let entry = fetched.index.resolve(
             &spec.id,
@@ -183,7 +183,9 @@ pub fn install_spec(home: &Home, spec: &PluginSpec, sink: &Sink) -> Result<Insta
             .unwrap_or_else(|| super::compatible_with(&entry.version));
         install_entry(&store, &feed, &fetched, entry, requirement).await
     })?
-    .with_context(context)
+    .with_context(context)?;
+    store.publish()?;
+    Ok(installed)
 }
 
 /// `octo plugins install --file PATH`: a local component, unsigned, pinned to its version.
@@ -211,6 +213,7 @@ pub fn install_file(home: &Home, path: &Path) -> Result<Installed> {
             kind: manifest.kind,
         },
     )?;
+    store.publish()?;
     Ok(Installed {
         id: manifest.id.clone(),
         unchanged: current.as_ref().is_some_and(|c| c.sha256 == lock.sha256),

@@ -300,6 +300,7 @@ pub fn remove(home: &Home, id: &str) -> Result<Removed> {
         Err(e) => return Err(e.into()),
     };
     // Free what nothing references any more (blobs younger than the store's grace period stay).
+    store.publish()?;
     if let Err(e) = store.gc() {
         tracing::warn!(error = %e, "cleaning the plugin store failed");
     }
@@ -344,6 +345,7 @@ pub fn rollback(home: &Home, id: &str) -> Result<RolledBack> {
     let rolled = store
         .rollback(id)
         .with_context(|| format!("cannot roll back {id}"))?;
+    store.publish()?;
     Ok(RolledBack {
         id: id.to_string(),
         from: before.map(|b| b.version),

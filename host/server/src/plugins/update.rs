@@ -84,7 +84,7 @@ pub fn update(home: &Home, id: Option<&str>, sink: &Sink) -> Result<Updated> {
         return Ok(report);
     }
     let feed = StepsFeed::open(home, &settings, sink).context("cannot update plugins")?;
-    block_on(async {
+    let result = block_on(async {
         let fetched = feed.fetch_index().await.context("cannot update plugins")?;
         for (id, lock) in &targets {
             if fetched.index.plugin(id).is_none() {
@@ -114,7 +114,10 @@ pub fn update(home: &Home, id: Option<&str>, sink: &Sink) -> Result<Updated> {
             }
         }
         Ok::<_, Error>(())
-    })??;
+    })?;
+    // What did update is shared even when another update failed.
+    store.publish()?;
+    result?;
     Ok(report)
 }
 
@@ -129,7 +132,7 @@ pub fn update_builtins(
 ) -> Result<String> {
     let feed = StepsFeed::with(allowed, settings, sink)?;
     let store = crate::store::open(home)?;
-    block_on(async {
+    let result = block_on(async {
         let fetched = feed.fetch_index().await?;
         let mut summary = Vec::new();
         let mut errors = Vec::new();
@@ -185,5 +188,8 @@ pub fn update_builtins(
                 }
             )
         }
-    })?
+    })?;
+    // What did update is shared even when another update failed.
+    store.publish()?;
+    result
 }

@@ -190,6 +190,7 @@ pub async fn run(
             std::fs::remove_file(&socket).ok();
             Error::from(e)
         })?;
+    crate::nodes::remember(home, &node.name)?;
     let daemon = Arc::new(Daemon {
         home: home.clone(),
         trust,

@@ -1,5 +1,5 @@
-//! What several nodes share — targets, package feeds, the settings ([`settings`]) and the server's
-//! identity ([`identity`]) — kept in the store (octo-store's [`Documents`]) as one
+//! What several nodes share — targets, package feeds, grants, the settings ([`settings`]), the
+//! server's identity ([`identity`]) and the installed plugins ([`plugins`]) — kept in the store (octo-store's [`Documents`]) as one
 //! JSON document each, so every node sharing a PostgreSQL database (or every process of one home on
 //! SQLite) sees the same state.
 //!
@@ -14,6 +14,7 @@
 //! Everything needed to open the store stays local: `octo.toml`'s `database` setting is the bootstrap.
 
 pub mod identity;
+pub mod plugins;
 pub mod settings;
 
 use std::future::Future;
