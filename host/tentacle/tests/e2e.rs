@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::octo::{Daemon, octo, octo_bin, octo_ok};
+use common::octo::{Daemon, octo, octo_bin, octo_ok, start_polling};
 use common::{Tentacle, tentacle_cmd};
 use octo_comms::identity::Thumbprint;
 
@@ -174,19 +174,7 @@ async fn a_server_restart_is_survived_by_polling_tentacles() {
     let home = octo_home.path();
     let mut daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
     let port = daemon.polling.port();
-    let phome = tempfile::tempdir().unwrap();
-    tentacle_cmd(phome.path(), &["configure", "--noListen"]);
-    tentacle_cmd(
-        phome.path(),
-        &[
-            "poll-server",
-            "--server-comms-address",
-            &format!("https://{}", daemon.polling),
-            "--server-thumbprint",
-            &daemon.thumbprint.to_string(),
-        ],
-    );
-    let polling = Tentacle::start(phome.path()).await;
+    let (polling, _phome) = start_polling(&daemon).await;
     octo_ok(
         home,
         &[

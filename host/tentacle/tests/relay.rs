@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::octo::{Daemon, collect, octo, octo_bin, octo_ok, text};
-use common::{Tentacle, tentacle_cmd};
+use common::Tentacle;
+use common::octo::{Daemon, collect, octo, octo_bin, octo_ok, start_polling, text};
 use octo_test_support::postgres::PgCluster;
 
 /// How long a node keeps trying to reach a tentacle before a part fails.
@@ -70,19 +70,7 @@ fn wait_healthy(home: &Path, name: &str) -> String {
 
 /// A polling tentacle connected to the node listening at `node`, added as `p1` to both homes.
 async fn polling_tentacle(cluster: &Cluster, node: &Daemon) -> (Tentacle, tempfile::TempDir) {
-    let home = tempfile::tempdir().unwrap();
-    tentacle_cmd(home.path(), &["configure", "--noListen"]);
-    tentacle_cmd(
-        home.path(),
-        &[
-            "poll-server",
-            "--server-comms-address",
-            &format!("https://{}", node.polling),
-            "--server-thumbprint",
-            &node.thumbprint.to_string(),
-        ],
-    );
-    let tentacle = Tentacle::start(home.path()).await;
+    let (tentacle, home) = start_polling(node).await;
     // Targets are shared through the store: added once, both nodes trust it.
     octo_ok(
         &cluster.a,

@@ -7,8 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::octo::{Daemon, octo, octo_ok};
-use common::{Tentacle, tentacle_cmd};
+use common::octo::{Daemon, octo, octo_ok, start_polling};
 
 /// `octo targets health NAME` until it succeeds (a polling tentacle may still be dialling).
 fn wait_healthy(home: &Path, name: &str) {
@@ -55,19 +54,7 @@ async fn a_target_added_on_one_node_is_trusted_by_the_other() {
     );
 
     // A polling tentacle dials node B; the target is added through node A.
-    let phome = tempfile::tempdir().unwrap();
-    tentacle_cmd(phome.path(), &["configure", "--noListen"]);
-    tentacle_cmd(
-        phome.path(),
-        &[
-            "poll-server",
-            "--server-comms-address",
-            &format!("https://{}", node_b.polling),
-            "--server-thumbprint",
-            &node_b.thumbprint.to_string(),
-        ],
-    );
-    let polling = Tentacle::start(phome.path()).await;
+    let (polling, _phome) = start_polling(&node_b).await;
     octo_ok(
         a.path(),
         &[
@@ -321,19 +308,7 @@ async fn grants_plugins_and_outbound_attempts_are_shared() {
         &["plugins", "install", "--file", file.to_str().unwrap()],
     );
     assert!(installed(b.path()).contains(&"hello-step".to_string()));
-    let phome = tempfile::tempdir().unwrap();
-    tentacle_cmd(phome.path(), &["configure", "--noListen"]);
-    tentacle_cmd(
-        phome.path(),
-        &[
-            "poll-server",
-            "--server-comms-address",
-            &format!("https://{}", node_b.polling),
-            "--server-thumbprint",
-            &node_b.thumbprint.to_string(),
-        ],
-    );
-    let polling = Tentacle::start(phome.path()).await;
+    let (polling, _phome) = start_polling(&node_b).await;
     octo_ok(
         b.path(),
         &[

@@ -175,3 +175,20 @@ pub fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>
     });
     text
 }
+
+/// A tentacle in a new home (returned: it must outlive the tentacle) that polls `daemon`, started.
+pub async fn start_polling(daemon: &Daemon) -> (super::Tentacle, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    super::tentacle_cmd(home.path(), &["configure", "--noListen"]);
+    super::tentacle_cmd(
+        home.path(),
+        &[
+            "poll-server",
+            "--server-comms-address",
+            &format!("https://{}", daemon.polling),
+            "--server-thumbprint",
+            &daemon.thumbprint.to_string(),
+        ],
+    );
+    (super::Tentacle::start(home.path()).await, home)
+}
