@@ -6,35 +6,16 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::octo::{Daemon, octo, octo_bin, octo_ok, start_polling};
+use common::octo::{Daemon, octo, octo_bin, octo_ok, start_polling, wait_healthy};
 use common::{Tentacle, tentacle_cmd};
 use octo_comms::identity::Thumbprint;
 
 /// How long the daemon keeps redialling a tentacle before a step fails.
 const RECONNECT_TIMEOUT: &str = "20s";
-
-/// `octo targets health` until it succeeds (a polling tentacle may still be dialling).
-fn wait_healthy(home: &Path, name: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let out = octo(home, &["targets", "health", name]);
-        if out.status.success() {
-            return String::from_utf8(out.stdout).unwrap();
-        }
-        assert!(
-            started.elapsed() < common::LIVENESS,
-            "{name} never became healthy: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 async fn listening_tentacle(server: Thumbprint) -> (Tentacle, tempfile::TempDir) {
     Tentacle::listening(server).await

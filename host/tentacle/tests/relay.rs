@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Tentacle;
-use common::octo::{Daemon, collect, octo, octo_bin, octo_ok, start_polling, text};
+use common::octo::{Daemon, collect, octo, octo_bin, octo_ok, start_polling, text, wait_healthy};
 use octo_test_support::postgres::PgCluster;
 
 /// How long a node keeps trying to reach a tentacle before a part fails.
@@ -48,23 +47,6 @@ impl Cluster {
             b: b.path().to_path_buf(),
             _dirs: (a, b),
         }
-    }
-}
-
-/// `octo targets health NAME` through `home` until it succeeds.
-fn wait_healthy(home: &Path, name: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let out = octo(home, &["targets", "health", name]);
-        if out.status.success() {
-            return String::from_utf8(out.stdout).unwrap();
-        }
-        assert!(
-            started.elapsed() < common::LIVENESS,
-            "{name} never became healthy: {}",
-            text(&out).0
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -7,25 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::octo::{Daemon, octo, octo_ok, start_polling};
-
-/// `octo targets health NAME` until it succeeds (a polling tentacle may still be dialling).
-fn wait_healthy(home: &Path, name: &str) {
-    let started = Instant::now();
-    loop {
-        let out = octo(home, &["targets", "health", name]);
-        if out.status.success() {
-            return;
-        }
-        assert!(
-            started.elapsed() < common::LIVENESS,
-            "{name} never became healthy: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::octo::{Daemon, octo, octo_ok, start_polling, wait_healthy};
 
 /// Two homes configured with one database; they share one server identity through it.
 fn two_nodes(url: &str) -> (tempfile::TempDir, tempfile::TempDir) {

@@ -192,3 +192,20 @@ pub async fn start_polling(daemon: &Daemon) -> (super::Tentacle, tempfile::TempD
     );
     (super::Tentacle::start(home.path()).await, home)
 }
+
+/// `octo targets health NAME` until it succeeds (a polling tentacle may still be dialling); its output.
+pub fn wait_healthy(home: &Path, name: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let out = octo(home, &["targets", "health", name]);
+        if out.status.success() {
+            return String::from_utf8(out.stdout).unwrap();
+        }
+        let (stdout, stderr) = text(&out);
+        assert!(
+            started.elapsed() < super::LIVENESS,
+            "{name} never became healthy: {stdout}{stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
