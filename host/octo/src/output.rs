@@ -169,7 +169,7 @@ pub fn run_step(home: &Home, args: &RunStepArgs) -> anyhow::Result<ExitCode> {
     };
     let run = run_step::run(home, &args.options()?, &output)?;
     let ok = run.succeeded();
-    match &run {
+    match run {
         StepRun::Local(local) => {
             if args.json {
                 json(&local.to_json())?;
@@ -179,6 +179,8 @@ pub fn run_step(home: &Home, args: &RunStepArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("error: step failed: {failure}");
                 }
             }
+            // This process exits next.
+            local.leave_to_exit();
         }
         StepRun::Remote(summary) => {
             if args.json {

@@ -6,19 +6,36 @@ use crate::error::{Context, Result};
 use crate::home::Home;
 use octo_feed::Store;
 use octo_step_template::StepTemplate;
+use std::borrow::Cow;
 use std::path::Path;
 
 /// A step to run.
 pub enum StepSource {
-    /// A component, with where it came from for messages.
-    Component {
-        /// The component's bytes.
-        bytes: Vec<u8>,
-        /// Where it came from (`built-in run-script`, a path, `ID VERSION (installed)`).
-        origin: String,
-    },
+    /// A component.
+    Component(Component),
     /// A Library step template, run by run-script.
     Template(StepTemplate),
+}
+
+/// A component to run, with where it came from for messages.
+pub struct Component {
+    /// The component's bytes: a built-in's are borrowed from the binary, not copied.
+    pub bytes: Cow<'static, [u8]>,
+    /// Where it came from (`built-in run-script`, a path, `ID VERSION (installed)`).
+    pub origin: String,
+    /// Their sha256 (hex) when already known: a built-in's, computed when Octo was built, or an
+    /// installed plugin's, checked against its lock entry on reading.
+    pub sha256: Option<String>,
+}
+
+impl Component {
+    fn builtin(builtin: &octo_builtin_plugins::BuiltinPlugin) -> Component {
+        Component {
+            bytes: Cow::Borrowed(builtin.bytes),
+            origin: format!("built-in {}", builtin.id),
+            sha256: Some(builtin.sha256.to_owned()),
+        }
+    }
 }
 
 impl StepSource {
@@ -37,22 +54,20 @@ impl StepSource {
                     .with_context(|| format!("{}", path.display()))?;
                 return Ok(StepSource::Template(template));
             }
-            return Ok(StepSource::Component {
-                bytes,
+            return Ok(StepSource::Component(Component {
+                bytes: Cow::Owned(bytes),
                 origin: path.display().to_string(),
-            });
+                sha256: None,
+            }));
         }
         if path.exists() {
             bail!(Invalid, "{name} is not a file");
         }
         if let Some(installed) = installed_plugin(store, name)? {
-            return Ok(installed);
+            return Ok(StepSource::Component(installed));
         }
         if let Some(builtin) = octo_builtin_plugins::find(name) {
-            return Ok(StepSource::Component {
-                bytes: builtin.bytes.to_vec(),
-                origin: format!("built-in {}", builtin.id),
-            });
+            return Ok(StepSource::Component(Component::builtin(&builtin)));
         }
         // Last, so a community template can never shadow a plugin id.
         if let Some(template) = crate::library::find_installed(home, name)? {
@@ -67,20 +82,14 @@ impl StepSource {
     }
 
     /// The run-script component that runs templates: the installed one if any, else the embedded one.
-    pub fn run_script(store: Option<&Store>) -> Result<(Vec<u8>, String)> {
-        let id = octo_builtin_plugins::RUN_SCRIPT.id;
-        Ok(match installed_plugin(store, id)? {
-            Some(StepSource::Component { bytes, origin }) => (bytes, origin),
-            _ => (
-                octo_builtin_plugins::RUN_SCRIPT.bytes.to_vec(),
-                format!("built-in {id}"),
-            ),
-        })
+    pub fn run_script(store: Option<&Store>) -> Result<Component> {
+        let builtin = &octo_builtin_plugins::RUN_SCRIPT;
+        Ok(installed_plugin(store, builtin.id)?.unwrap_or_else(|| Component::builtin(builtin)))
     }
 }
 
 /// The plugin installed in the store under `id`, with its bytes checked against the lock file's digest.
-fn installed_plugin(store: Option<&Store>, id: &str) -> Result<Option<StepSource>> {
+fn installed_plugin(store: Option<&Store>, id: &str) -> Result<Option<Component>> {
     let Some(store) = store else {
         return Ok(None);
     };
@@ -96,8 +105,9 @@ fn installed_plugin(store: Option<&Store>, id: &str) -> Result<Option<StepSource
             lock.sha256
         );
     }
-    Ok(Some(StepSource::Component {
-        bytes,
+    Ok(Some(Component {
+        bytes: Cow::Owned(bytes),
         origin: format!("{id} {} (installed)", lock.version),
+        sha256: Some(lock.sha256),
     }))
 }
