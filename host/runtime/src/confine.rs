@@ -2,16 +2,15 @@
 //! in [`ScriptNetwork::Confined`] mode, its own network namespace), so that nothing it starts outlives
 //! the step and, when confined, its only way out is the step's egress proxy.
 //!
-//! How: between fork and exec (std's `pre_exec`) the child unshares the namespaces — a user namespace
-//! too when the host is not root, mapping the host's uid and gid onto themselves — and forks once more.
-//! The grandchild becomes PID 1 of the new PID namespace and execs the command; the intermediate
-//! process waits for it and exits with its status. When PID 1 exits, or is killed with the process
-//! group, the kernel kills everything else in the namespace: background jobs, `nohup`, `setsid` and
-//! double forks included. In confined mode the intermediate also brings up the loopback interface of
-//! the new network namespace and creates there the listening sockets the host serves (the egress proxy,
-//! granted TCP forwards), handing them to the host over a socket pair (`SCM_RIGHTS`).
+//! How: the command is started with one `clone(2)` that creates the namespaces — a user namespace
+//! too when the host is not root, mapping the host's uid and gid onto themselves — so it is PID 1 of
+//! its PID namespace (crate::clone_spawn). When PID 1 exits, or is killed, the kernel kills
+//! everything else in the namespace: background jobs, `nohup`, `setsid` and double forks included.
+//! In confined mode the child also brings up the loopback interface of the new network namespace
+//! and creates there the listening sockets the host serves (the egress proxy, granted TCP
+//! forwards), handing them to the host over a socket pair (`SCM_RIGHTS`) before it execs.
 //!
-//! Only async-signal-safe calls happen after fork: everything the child needs (flags, uid/gid maps,
+//! Only async-signal-safe calls happen in the child: everything it needs (flags, uid/gid maps,
 //! addresses) is prepared in the parent by [`ChildPlan::new`].
 
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -130,7 +129,10 @@ fn probe(network: ScriptNetwork) -> Result<(), String> {
         ));
     }
     if pid == 0 {
-        let entered = unsafe { plan.enter_namespaces() };
+        // SAFETY: a single-threaded child (after fork); the file table is not shared with anyone.
+        let entered = unsafe { rustix::thread::unshare_unsafe(plan.flags) }
+            .map_err(std::io::Error::from)
+            .and_then(|()| unsafe { plan.set_up_namespaces() });
         let entered = match entered {
             Ok(()) if plan.network => crate::connect_watch::install().map(drop),
             other => other,
@@ -162,7 +164,7 @@ fn probe(network: ScriptNetwork) -> Result<(), String> {
     }
 }
 
-/// Everything the child does between fork and exec, prepared before the fork.
+/// Everything the child does in its namespaces before exec, prepared before the clone.
 pub(crate) struct ChildPlan {
     flags: UnshareFlags,
     id_maps: Option<IdMaps>,
@@ -175,11 +177,8 @@ pub(crate) struct ChildPlan {
     /// A file bind-mounted over `/etc/hosts` in a mount namespace of the command's own (confined mode,
     /// when granted names are forwarded).
     hosts: Option<CString>,
-    /// The child's end of the socket pair to the host (listening sockets, then a pidfd of PID 1).
+    /// The child's end of the socket pair to the host (listening sockets, confined mode).
     channel: Option<OwnedFd>,
-    /// The host's pid: the intermediate dies with it (so a host killed by SIGKILL takes the
-    /// command's namespace along).
-    host_pid: i32,
 }
 
 /// The host's end of the socket pair, read once the command started.
@@ -191,8 +190,6 @@ pub(crate) struct Handover {
     pub(crate) listeners: Vec<OwnedFd>,
     /// The seccomp notification fd for the command's `connect` calls (confined mode).
     pub(crate) notify: Option<OwnedFd>,
-    /// A pidfd of the command (PID 1 of its namespace).
-    pub(crate) pidfd: OwnedFd,
 }
 
 impl ChildPlan {
@@ -210,54 +207,66 @@ impl ChildPlan {
             network: confined,
             hosts: None,
             channel: None,
-            host_pid: rustix::process::getpid().as_raw_nonzero().get(),
         }
     }
 
     /// A plan for `network` mode whose child creates listening sockets at `listen` (confined mode only;
     /// at most [`MAX_LISTENERS`]) and, given `hosts`, sees that file as its `/etc/hosts` (confined
-    /// mode only), with the host's end of the channel.
+    /// mode only), with the host's end of the channel they come back on (confined mode).
     pub(crate) fn new(
         network: ScriptNetwork,
         listen: Vec<SocketAddr>,
         hosts: Option<&std::path::Path>,
-    ) -> std::io::Result<(ChildPlan, HostChannel)> {
+    ) -> std::io::Result<(ChildPlan, Option<HostChannel>)> {
         assert!(listen.len() <= MAX_LISTENERS);
+        let mut plan = ChildPlan::without_channel(network);
+        if !plan.network {
+            return Ok((plan, None));
+        }
         let (host, child) = rustix::net::socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
             SocketFlags::CLOEXEC,
             None,
         )?;
-        let mut plan = ChildPlan::without_channel(network);
-        if plan.network {
-            let mut v4 = 0;
-            for addr in &listen {
-                match addr.ip() {
-                    IpAddr::V4(ip) if !ip.is_loopback() && !plan_has(&plan.aliases, addr.ip()) => {
-                        v4 += 1;
-                        plan.aliases.push(alias_request(v4, ip));
-                    }
-                    IpAddr::V6(ip) if !ip.is_loopback() && !plan_has(&plan.aliases, addr.ip()) => {
-                        plan.aliases.push(alias_request_v6(ip));
-                    }
-                    _ => {}
+        let mut v4 = 0;
+        for addr in &listen {
+            match addr.ip() {
+                IpAddr::V4(ip) if !ip.is_loopback() && !plan_has(&plan.aliases, addr.ip()) => {
+                    v4 += 1;
+                    plan.aliases.push(alias_request(v4, ip));
                 }
-            }
-            plan.listen = listen;
-            if let Some(path) = hosts {
-                use std::os::unix::ffi::OsStrExt;
-                plan.hosts = Some(CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-                    std::io::Error::other("the hosts file's path holds a NUL byte")
-                })?);
-                plan.flags |= UnshareFlags::NEWNS;
+                IpAddr::V6(ip) if !ip.is_loopback() && !plan_has(&plan.aliases, addr.ip()) => {
+                    plan.aliases.push(alias_request_v6(ip));
+                }
+                _ => {}
             }
         }
+        plan.listen = listen;
+        if let Some(path) = hosts {
+            use std::os::unix::ffi::OsStrExt;
+            plan.hosts =
+                Some(CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+                    std::io::Error::other("the hosts file's path holds a NUL byte")
+                })?);
+            plan.flags |= UnshareFlags::NEWNS;
+        }
         plan.channel = Some(child);
-        Ok((plan, HostChannel(host)))
+        Ok((plan, Some(HostChannel(host))))
     }
 
-    fn describe(&self) -> &'static str {
+    /// Closes the child's end of the channel (once the child has started).
+    pub(crate) fn close_channel(&mut self) {
+        self.channel = None;
+    }
+
+    /// The namespace flags for `clone(2)`.
+    pub(crate) fn clone_flags(&self) -> libc::c_int {
+        self.flags.bits() as libc::c_int
+    }
+
+    /// Which namespaces, for messages.
+    pub(crate) fn describe(&self) -> &'static str {
         match (self.id_maps.is_some(), self.network) {
             (false, false) => "PID",
             (false, true) => "PID and network",
@@ -266,10 +275,13 @@ impl ChildPlan {
         }
     }
 
-    /// Unshares the namespaces, writes the id maps, brings up loopback. Async-signal-safe.
-    unsafe fn enter_namespaces(&self) -> std::io::Result<()> {
-        // SAFETY: a single-threaded child (after fork); the file table is not shared with anyone.
-        unsafe { rustix::thread::unshare_unsafe(self.flags)? };
+    /// In the namespaces just created: writes the id maps, brings up loopback (and its aliases),
+    /// mounts the hosts file and, in confined mode, creates the listening sockets and the `connect`
+    /// watch and hands them to the host. Async-signal-safe.
+    ///
+    /// # Safety
+    /// Only in a child between its creation and exec.
+    pub(crate) unsafe fn set_up_namespaces(&self) -> std::io::Result<()> {
         if let Some(maps) = &self.id_maps {
             write_file(c"/proc/self/setgroups", b"deny")?;
             write_file(c"/proc/self/uid_map", &maps.uid_map)?;
@@ -283,7 +295,7 @@ impl ChildPlan {
         }
         if let Some(hosts) = &self.hosts {
             // Nothing mounted here propagates back to the host, then the file over /etc/hosts.
-            // SAFETY: plain system calls with NUL-terminated paths prepared before the fork.
+            // SAFETY: plain system calls with NUL-terminated paths prepared before the clone.
             unsafe {
                 if libc::mount(
                     std::ptr::null(),
@@ -304,138 +316,49 @@ impl ChildPlan {
                 }
             }
         }
+        if let (true, Some(channel)) = (self.network, self.channel.as_ref()) {
+            self.hand_over_listeners(channel.as_fd())?;
+        }
         Ok(())
     }
 
-    /// The body of std's `pre_exec`: runs in the forked child. Returns `Ok` in the grandchild, which
-    /// goes on to exec the command as PID 1 of its namespace; the intermediate never returns.
-    ///
-    /// # Safety
-    /// Only in a freshly forked child, before exec.
-    pub(crate) unsafe fn run_in_child(&self) -> std::io::Result<()> {
-        let channel = self
-            .channel
-            .as_ref()
-            .map(|c| c.as_fd())
-            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        // Dies with the host (the thread that forked it, which waits for the command), and so does
-        // PID 1 with it; a host that died before this line is seen in the parent pid.
-        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-        // SAFETY: plain system call.
-        if unsafe { libc::getppid() } != self.host_pid {
-            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    /// Creates the listening sockets and installs the `connect` watch, and sends them to the host.
+    fn hand_over_listeners(&self, channel: BorrowedFd<'_>) -> std::io::Result<()> {
+        let mut owned: [Option<OwnedFd>; MAX_LISTENERS] = [const { None }; MAX_LISTENERS];
+        for (slot, addr) in owned.iter_mut().zip(&self.listen) {
+            *slot = Some(listener(addr)?);
         }
-        unsafe { self.enter_namespaces()? };
-        if self.network {
-            let mut owned: [Option<OwnedFd>; MAX_LISTENERS] = [const { None }; MAX_LISTENERS];
-            for (slot, addr) in owned.iter_mut().zip(&self.listen) {
-                *slot = Some(listener(addr)?);
-            }
-            // Every connect(2) from here on (this process and all it starts) goes past the host.
-            let notify = crate::connect_watch::install()?;
-            let mut borrowed: [BorrowedFd<'_>; MAX_LISTENERS + 1] = [channel; MAX_LISTENERS + 1];
-            for (b, o) in borrowed.iter_mut().zip(owned.iter().flatten()) {
-                *b = o.as_fd();
-            }
-            borrowed[self.listen.len()] = notify.as_fd();
-            let fds = &borrowed[..self.listen.len() + 1];
-            let mut space =
-                [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_LISTENERS + 1))];
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
-                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
-            }
-            rustix::net::sendmsg(
-                channel,
-                &[IoSlice::new(b"L")],
-                &mut control,
-                SendFlags::empty(),
-            )?;
-            // The listeners are closed here when `owned` goes out of scope: the host holds them now.
+        // Every connect(2) from here on (this process and all it starts) goes past the host.
+        let notify = crate::connect_watch::install()?;
+        let mut borrowed: [BorrowedFd<'_>; MAX_LISTENERS + 1] = [channel; MAX_LISTENERS + 1];
+        for (b, o) in borrowed.iter_mut().zip(owned.iter().flatten()) {
+            *b = o.as_fd();
         }
-        // SAFETY: restoring the default disposition (inherited handlers would run the host's code).
-        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
-        // SAFETY: single-threaded child; the grandchild only makes system calls until exec.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(std::io::Error::last_os_error());
+        borrowed[self.listen.len()] = notify.as_fd();
+        let fds = &borrowed[..self.listen.len() + 1];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_LISTENERS + 1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
         }
-        if pid == 0 {
-            // PID 1 of the new namespace: dies with the intermediate, which dies with the step.
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            return Ok(());
-        }
-        // The host gets a pidfd of PID 1, opened here where it cannot have been reaped yet.
-        if let Ok(pidfd) = rustix::process::pidfd_open(
-            // SAFETY: fork returned a positive pid.
-            unsafe { rustix::process::Pid::from_raw_unchecked(pid) },
-            rustix::process::PidfdFlags::empty(),
-        ) {
-            let fds = [pidfd.as_fd()];
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            let _ = control.push(SendAncillaryMessage::ScmRights(&fds));
-            let _ = rustix::net::sendmsg(
-                channel,
-                &[IoSlice::new(b"P")],
-                &mut control,
-                SendFlags::empty(),
-            );
-        }
-        // Close everything (std's exec-status pipe included, so spawn() returns once PID 1 exec'd).
-        // SAFETY: plain system call.
-        unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
-        let code = loop {
-            let mut status = 0;
-            // SAFETY: plain system call.
-            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-            if r == pid {
-                if libc::WIFEXITED(status) {
-                    break libc::WEXITSTATUS(status);
-                }
-                if libc::WIFSIGNALED(status) {
-                    break 128 + libc::WTERMSIG(status);
-                }
-            } else if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break 127;
-            }
-        };
-        // SAFETY: leaving the intermediate without running any of the host's code.
-        unsafe { libc::_exit(code) }
+        rustix::net::sendmsg(
+            channel,
+            &[IoSlice::new(b"L")],
+            &mut control,
+            SendFlags::empty(),
+        )?;
+        // The listeners and the watch's descriptor are closed here: the host holds them now, and
+        // the command must not.
+        Ok(())
     }
 }
 
 impl HostChannel {
-    /// Reads what the child sent; call once spawn returned (then it has all been sent).
-    pub(crate) fn receive(self, confined: bool, listeners: usize) -> std::io::Result<Handover> {
+    /// Reads what the child sent (confined mode); call once spawn returned (then it has all been
+    /// sent).
+    pub(crate) fn receive(self, listeners: usize) -> std::io::Result<Handover> {
         let mut received = Vec::new();
-        let mut notify = None;
-        if confined {
-            let mut space =
-                [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_LISTENERS + 1))];
-            let mut control = RecvAncillaryBuffer::new(&mut space);
-            let mut byte = [0u8; 1];
-            rustix::net::recvmsg(
-                &self.0,
-                &mut [IoSliceMut::new(&mut byte)],
-                &mut control,
-                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-            )?;
-            for message in control.drain() {
-                if let RecvAncillaryMessage::ScmRights(fds) = message {
-                    received.extend(fds);
-                }
-            }
-            if received.len() != listeners + 1 {
-                return Err(std::io::Error::other(format!(
-                    "the confined command handed over {} sockets instead of {}",
-                    received.len(),
-                    listeners + 1
-                )));
-            }
-            notify = received.pop();
-        }
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_LISTENERS + 1))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut byte = [0u8; 1];
         rustix::net::recvmsg(
@@ -443,20 +366,23 @@ impl HostChannel {
             &mut [IoSliceMut::new(&mut byte)],
             &mut control,
             RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-        )
-        .map_err(|e| std::io::Error::other(format!("the confined command did not report: {e}")))?;
-        let mut pidfd = None;
+        )?;
         for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(mut fds) = message {
-                pidfd = pidfd.or(fds.next());
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                received.extend(fds);
             }
         }
-        let pidfd =
-            pidfd.ok_or_else(|| std::io::Error::other("the confined command sent no pidfd"))?;
+        if received.len() != listeners + 1 {
+            return Err(std::io::Error::other(format!(
+                "the confined command handed over {} sockets instead of {}",
+                received.len(),
+                listeners + 1
+            )));
+        }
+        let notify = received.pop();
         Ok(Handover {
             listeners: received,
             notify,
-            pidfd,
         })
     }
 }

@@ -13,6 +13,7 @@
 
 mod bindings;
 mod cache;
+mod clone_spawn;
 mod confine;
 mod connect_watch;
 mod egress;

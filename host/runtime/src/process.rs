@@ -6,6 +6,7 @@
 //! [`ScriptNetwork::Confined`] mode in a network namespace whose only way out is that proxy.
 
 use crate::bindings::octo::plugin::process::{self, Command};
+use crate::clone_spawn;
 use crate::confine::{self, ChildPlan, ScriptNetwork};
 use crate::egress::{self, Egress};
 use crate::forwards;
@@ -13,7 +14,8 @@ use crate::lines::{BoundedLines, Line};
 use crate::state::{StepContext, StepState};
 use crate::vocabulary::{Artifact, LogLevel};
 use octo_service_messages::{OutputLevel, ServiceMessage, parse_line};
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, OwnedFd};
+use std::ffi::{OsStr, OsString};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
@@ -127,80 +129,95 @@ async fn run_command(
     } else {
         None
     };
-    let mut cmd = tokio::process::Command::new(&command.program);
-    cmd.args(&command.args)
-        .env_clear()
-        .envs(
-            INHERITED_ENV
-                .iter()
-                .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
-        )
-        .envs(ctx.process_env.iter().map(|(k, v)| (k, v)))
-        .envs(command.env.iter().map(|(k, v)| (k, v)))
-        .envs(
-            ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
-                .iter()
-                .map(|k| (*k, proxy_url.as_str())),
-        )
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .current_dir(&cwd)
-        .stdin(if command.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let channel = if namespaces {
-        let hosts_path = hosts.as_ref().map(|f| f.path());
-        let (plan, channel) = ChildPlan::new(network, listen.clone(), hosts_path).map_err(|e| {
-            process::Error::SpawnFailed(format!("cannot prepare the command's namespaces: {e}"))
-        })?;
-        // SAFETY: `run_in_child` makes only async-signal-safe calls (see crate::confine).
-        unsafe {
-            cmd.pre_exec(move || plan.run_in_child());
-        }
-        Some(channel)
-    } else {
-        None
-    };
-    let spawned = cmd.spawn();
-    drop(cmd); // closes the child's end of the channel
-    drop(hosts); // mounted by now (spawn returns once the command's PID 1 was forked)
-    if spawned.is_err() && namespaces {
-        // A remembered probe may have gone stale: the next command probes again.
-        crate::probe_cache::forget(network.as_str());
+    // The command's whole environment: nothing else of the host's is inherited.
+    let mut env: std::collections::BTreeMap<OsString, OsString> = INHERITED_ENV
+        .iter()
+        .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
+        .collect();
+    env.extend(
+        ctx.process_env
+            .iter()
+            .chain(&command.env)
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.insert(k.into(), proxy_url.clone().into());
     }
-    let mut child = spawned.map_err(|e| {
-        process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program))
-    })?;
-    // Kills the command's namespace (or, without one, its process group) if this future ends before
-    // the command (deadline, cancellation, drop).
-    let mut group = GroupGuard {
-        pgid: child.id().map(|id| id as i32),
-        pidfd: None,
-    };
+    env.remove(OsStr::new("NO_PROXY"));
+    env.remove(OsStr::new("no_proxy"));
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
+
     let mut listeners = Vec::new();
     let mut _watcher = None;
-    if let Some(channel) = channel {
-        let confined = network == ScriptNetwork::Confined;
-        let handover = channel.receive(confined, listen.len()).map_err(|e| {
-            process::Error::SpawnFailed(format!("cannot confine {:?}: {e}", command.program))
+    let (mut child, mut group) = if namespaces {
+        let hosts_path = hosts.as_ref().map(|f| f.path());
+        let (mut plan, channel) =
+            ChildPlan::new(network, listen.clone(), hosts_path).map_err(|e| {
+                process::Error::SpawnFailed(format!("cannot prepare the command's namespaces: {e}"))
+            })?;
+        let exec =
+            clone_spawn::Exec::new(&command.program, &command.args, &env, &cwd).map_err(|e| {
+                process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program))
+            })?;
+        let started = clone_spawn::spawn(&plan, &exec, command.stdin.is_some());
+        plan.close_channel();
+        drop(hosts); // mounted by now (spawn returns once the command exec'd)
+        let started = started.map_err(|e| {
+            // A remembered probe may have gone stale: the next command probes again.
+            crate::probe_cache::forget(network.as_str());
+            process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program))
         })?;
-        group.pidfd = Some(handover.pidfd);
-        listeners = handover.listeners;
-        if let Some(notify) = handover.notify {
-            let recorder = egress.clone();
-            _watcher = Some(crate::connect_watch::watch(
-                notify,
-                listen.clone(),
-                move |addr| recorder.record_direct_attempt(format!("tcp://{addr}")),
-            ));
+        // Kills the command's namespace if this future ends before the command (deadline,
+        // cancellation, drop).
+        let group = GroupGuard {
+            pgid: Some(started.pid),
+            pidfd: Some(
+                rustix::io::fcntl_dupfd_cloexec(&started.pidfd, 3)
+                    .map_err(|e| process::Error::SpawnFailed(e.to_string()))?,
+            ),
+        };
+        let child = NamespacedChild::new(started)
+            .map_err(|e| process::Error::SpawnFailed(e.to_string()))?;
+        if let Some(channel) = channel {
+            let handover = channel.receive(listen.len()).map_err(|e| {
+                process::Error::SpawnFailed(format!("cannot confine {:?}: {e}", command.program))
+            })?;
+            listeners = handover.listeners;
+            if let Some(notify) = handover.notify {
+                let recorder = egress.clone();
+                _watcher = Some(crate::connect_watch::watch(
+                    notify,
+                    listen.clone(),
+                    move |addr| recorder.record_direct_attempt(format!("tcp://{addr}")),
+                ));
+            }
         }
-    }
+        (Child::Namespaced(child), group)
+    } else {
+        let mut cmd = tokio::process::Command::new(&command.program);
+        cmd.args(&command.args)
+            .env_clear()
+            .envs(env)
+            .current_dir(&cwd)
+            .stdin(if command.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| {
+            process::Error::SpawnFailed(format!("cannot start {:?}: {e}", command.program))
+        })?;
+        // Kills the command's process group if this future ends before the command.
+        let group = GroupGuard {
+            pgid: child.id().map(|id| id as i32),
+            pidfd: None,
+        };
+        (Child::Plain(child), group)
+    };
     let listener = match host_listener {
         Some(l) => l,
         None => tokio_listener(listeners.remove(0)).map_err(|e| {
@@ -219,15 +236,15 @@ async fn run_command(
         .collect();
     let _egress = egress::serve(egress, listener);
 
-    if let (Some(bytes), Some(mut stdin)) = (command.stdin, child.stdin.take()) {
+    if let (Some(bytes), Some(mut stdin)) = (command.stdin, child.take_stdin()) {
         tokio::spawn(async move {
             let _ = stdin.write_all(&bytes).await;
         });
     }
     let (tx, mut rx) = mpsc::channel::<(Stream, Line)>(256);
     let cap = ctx.limits.read_line_bytes();
-    spawn_line_reader(child.stdout.take(), Stream::Stdout, cap, tx.clone());
-    spawn_line_reader(child.stderr.take(), Stream::Stderr, cap, tx);
+    spawn_line_reader(child.take_stdout(), Stream::Stdout, cap, tx.clone());
+    spawn_line_reader(child.take_stderr(), Stream::Stderr, cap, tx);
 
     let mut level = OutputLevel::Default;
     let cancel = ctx.cancel.clone();
@@ -243,7 +260,7 @@ async fn run_command(
             _ = cancel.cancelled() => return Err(process::Error::Cancelled),
         }
     };
-    let status = status.map_err(|e| {
+    let code = status.map_err(|e| {
         process::Error::SpawnFailed(format!("waiting for {:?}: {e}", command.program))
     })?;
     // Exited by itself: its namespace is empty by now (without one, daemons it started stay).
@@ -252,10 +269,7 @@ async fn run_command(
     while let Ok(Some((stream, line))) = tokio::time::timeout_at(drain_until, rx.recv()).await {
         handle_line(ctx, &mut level, stream, &line);
     }
-    use std::os::unix::process::ExitStatusExt;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(code)
 }
 
 /// The step's granted TCP destinations a confined command can reach (at most
@@ -421,8 +435,141 @@ fn tokio_listener(fd: OwnedFd) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 /// Kills what a command started when dropped before the command ended.
+/// A started command: PID 1 of its namespaces, or (where namespaces are unavailable) a plain child.
+enum Child {
+    Plain(tokio::process::Child),
+    Namespaced(NamespacedChild),
+}
+
+type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+impl Child {
+    fn take_stdin(&mut self) -> Option<Writer> {
+        match self {
+            Child::Plain(c) => c.stdin.take().map(|w| Box::new(w) as Writer),
+            Child::Namespaced(c) => c.stdin.take().map(|w| Box::new(w) as Writer),
+        }
+    }
+
+    fn take_stdout(&mut self) -> Option<Reader> {
+        match self {
+            Child::Plain(c) => c.stdout.take().map(|r| Box::new(r) as Reader),
+            Child::Namespaced(c) => c.stdout.take().map(|r| Box::new(r) as Reader),
+        }
+    }
+
+    fn take_stderr(&mut self) -> Option<Reader> {
+        match self {
+            Child::Plain(c) => c.stderr.take().map(|r| Box::new(r) as Reader),
+            Child::Namespaced(c) => c.stderr.take().map(|r| Box::new(r) as Reader),
+        }
+    }
+
+    /// Waits for the command to exit: its exit code, or 128 + the signal that ended it.
+    async fn wait(&mut self) -> std::io::Result<i32> {
+        match self {
+            Child::Plain(c) => {
+                use std::os::unix::process::ExitStatusExt;
+                let status = c.wait().await?;
+                Ok(status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+            }
+            Child::Namespaced(c) => c.wait().await,
+        }
+    }
+}
+
+/// A command started by [`clone_spawn::spawn`], waited for through its pidfd.
+struct NamespacedChild {
+    pidfd: tokio::io::unix::AsyncFd<OwnedFd>,
+    stdin: Option<tokio::net::unix::pipe::Sender>,
+    stdout: Option<tokio::net::unix::pipe::Receiver>,
+    stderr: Option<tokio::net::unix::pipe::Receiver>,
+    reaped: bool,
+}
+
+impl NamespacedChild {
+    fn new(started: clone_spawn::Started) -> std::io::Result<Self> {
+        use tokio::net::unix::pipe;
+        Ok(NamespacedChild {
+            // SAFETY: the pidfd is owned by the AsyncFd and lives exactly as long as the registration.
+            pidfd: unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    started.pidfd,
+                    tokio::io::Interest::READABLE,
+                )
+            }
+            .map_err(|e| e.into_parts().1)?,
+            stdin: started.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
+            stdout: Some(pipe::Receiver::from_owned_fd(started.stdout)?),
+            stderr: Some(pipe::Receiver::from_owned_fd(started.stderr)?),
+            reaped: false,
+        })
+    }
+
+    fn try_reap(&mut self) -> std::io::Result<Option<i32>> {
+        let code = reap_now(self.pidfd.get_ref())?;
+        self.reaped |= code.is_some();
+        Ok(code)
+    }
+
+    async fn wait(&mut self) -> std::io::Result<i32> {
+        loop {
+            let mut ready = self.pidfd.readable().await?;
+            match reap_now(ready.get_inner()) {
+                Ok(Some(code)) => {
+                    drop(ready);
+                    self.reaped = true;
+                    return Ok(code);
+                }
+                Ok(None) => ready.clear_ready(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Reaps the process of `pidfd` if it has exited: its exit code, or 128 + the signal that ended it.
+fn reap_now(pidfd: &OwnedFd) -> std::io::Result<Option<i32>> {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let status = rustix::process::waitid(
+        WaitId::PidFd(pidfd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+    )?;
+    Ok(status.map(|status| {
+        status
+            .exit_status()
+            .unwrap_or_else(|| 128 + status.terminating_signal().unwrap_or(0))
+    }))
+}
+
+impl Drop for NamespacedChild {
+    fn drop(&mut self) {
+        // Killed by the step's GroupGuard by now, or about to be: reaped here, or by a thread that
+        // waits for it, so no zombie stays behind.
+        if self.reaped || matches!(self.try_reap(), Ok(Some(_))) {
+            return;
+        }
+        let pidfd = match rustix::io::fcntl_dupfd_cloexec(self.pidfd.get_ref(), 3) {
+            Ok(fd) => fd,
+            Err(_) => return,
+        };
+        let _ = std::thread::Builder::new()
+            .name("octo-reap".into())
+            .spawn(move || {
+                let _ = rustix::process::waitid(
+                    rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                    rustix::process::WaitIdOptions::EXITED,
+                );
+            });
+    }
+}
+
 struct GroupGuard {
-    /// The process group (the intermediate and PID 1, or the command itself without namespaces).
+    /// The process group (PID 1 of the command's namespace, or the command itself without them).
     pgid: Option<i32>,
     /// PID 1 of the command's namespace.
     pidfd: Option<OwnedFd>,
