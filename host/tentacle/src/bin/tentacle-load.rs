@@ -494,29 +494,48 @@ async fn polling_server() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The raw baseline: `data` over one mutual-TLS (pinned) rustls stream to a receiver that only
-/// reads, or, with `into`, writes what it reads into that new file and syncs it once at the end
-/// (what a tentacle has to do with a package, without HTTP/2, hashing or a rename); the
-/// handshake is excluded.
+/// What the receiving end of [`raw_rustls`] does with the bytes.
+#[derive(Clone, Copy, PartialEq)]
+enum RawReceiver {
+    /// Reads them only.
+    Discards,
+    /// Writes them into a new file, synced once at the end.
+    Writes,
+    /// Hashes them (sha256) and writes them into a new file, synced at the end: the work a tentacle
+    /// must do with a pushed package, on one task, without HTTP/2 or the protocol.
+    HashesAndWrites,
+}
+
+/// The raw baseline: `data` over one mutual-TLS (pinned) rustls stream to a receiver that does
+/// `what` with it (see [`RawReceiver`]; a file goes into `dir`); the handshake is excluded.
 async fn raw_rustls(
     data: &Arc<Vec<u8>>,
-    into: Option<std::path::PathBuf>,
+    what: RawReceiver,
+    dir: &std::path::Path,
 ) -> anyhow::Result<Duration> {
     let octo = Identity::generate("octo")?;
     let tentacle = Identity::generate("tentacle")?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let server = TlsServer::new(&tentacle, TrustStore::from_thumbprints([octo.thumbprint()]))?;
+    let into = dir.join("raw.bin");
     let receiver = tokio::spawn(async move {
         let (tcp, remote) = listener.accept().await?;
         let mut connection = server.accept(tcp, Some(remote)).await?;
-        let mut file = into.map(std::fs::File::create).transpose()?;
+        let mut file = (what != RawReceiver::Discards)
+            .then(|| std::fs::File::create(&into))
+            .transpose()?;
+        let mut hasher =
+            (what == RawReceiver::HashesAndWrites).then(<sha2::Sha256 as sha2::Digest>::new);
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
         loop {
             let n = connection.stream.read(&mut buf).await?;
             if n == 0 {
                 break;
+            }
+            if let Some(hasher) = hasher.as_mut() {
+                sha2::Digest::update(hasher, &buf[..n]);
             }
             if let Some(file) = file.as_mut() {
                 // Blocking writes on this task: the cheapest a receiver can do.
@@ -526,6 +545,10 @@ async fn raw_rustls(
         }
         if let Some(file) = file {
             file.sync_all()?;
+            std::fs::remove_file(&into)?;
+        }
+        if let Some(hasher) = hasher {
+            std::hint::black_box(sha2::Digest::finalize(hasher));
         }
         anyhow::Ok(total)
     });
@@ -549,6 +572,13 @@ async fn raw_rustls(
     Ok(started.elapsed())
 }
 
+/// sha256 of `data` alone, on one core: MiB/s.
+fn sha256_alone(data: &[u8]) -> f64 {
+    let started = Instant::now();
+    std::hint::black_box(<sha2::Sha256 as sha2::Digest>::digest(data));
+    data.len() as f64 / (1024.0 * 1024.0) / started.elapsed().as_secs_f64()
+}
+
 /// Pushing a package as the server does for `--acquire server`: ask each tentacle whether it has
 /// the digest, upload the file (from disk) where not, into its package cache (digest checked, fsync,
 /// rename). To 1 and to `count` listening tentacles at once, beside a raw rustls stream; then the
@@ -570,9 +600,10 @@ async fn packages(mib: u64, count: usize) -> anyhow::Result<()> {
         }],
         direct: None,
     };
-    let raw = raw_rustls(&data, None).await?;
-    let raw_file = raw_rustls(&data, Some(scratch.path().join("raw.bin"))).await?;
-    std::fs::remove_file(scratch.path().join("raw.bin"))?;
+    let raw = raw_rustls(&data, RawReceiver::Discards, scratch.path()).await?;
+    let raw_file = raw_rustls(&data, RawReceiver::Writes, scratch.path()).await?;
+    let raw_hashed = raw_rustls(&data, RawReceiver::HashesAndWrites, scratch.path()).await?;
+    let hash_only = sha256_alone(&data);
 
     let mut pairs = Vec::new();
     // One for the single push, `count` fresh ones for the push to many at once.
@@ -626,14 +657,18 @@ async fn packages(mib: u64, count: usize) -> anyhow::Result<()> {
     let sent_again = push(clients.clone()).await?;
     let again = started.elapsed();
     println!(
-        "packages {mib} MiB: raw rustls stream {:.0} MiB/s, into a file synced at the end {:.0} MiB/s; \
-         push to 1 tentacle {:.0} MiB/s ({:.2}x raw, {:.2}x raw into a synced file); \
+        "packages {mib} MiB: raw rustls stream {:.0} MiB/s, into a file synced at the end {:.0} MiB/s, \
+         hashed (sha256) and into a synced file {:.0} MiB/s (sha256 alone on one core: {:.0} MiB/s); \
+         push to 1 tentacle {:.0} MiB/s ({:.2}x raw, {:.2}x raw into a synced file, {:.2}x raw hashed into a synced file); \
          push to {} other tentacles at once {:.0} MiB/s aggregate; second deployment to all {}: {} bytes sent ({:.1} ms)",
         mbps(size, raw),
         mbps(size, raw_file),
+        mbps(size, raw_hashed),
+        hash_only,
         mbps(sent_one, one),
         raw.as_secs_f64() / one.as_secs_f64(),
         raw_file.as_secs_f64() / one.as_secs_f64(),
+        raw_hashed.as_secs_f64() / one.as_secs_f64(),
         clients.len() - 1,
         mbps(sent_rest, rest),
         clients.len(),
