@@ -5,6 +5,12 @@
 # machine, `nice -n -20 scripts/bench-startup.sh` (as root) keeps other work from preempting the runs.
 #
 #   scripts/bench-startup.sh [BIN_DIR] [RUNS]
+#   scripts/bench-startup.sh --ab OCTO...
+#
+# `--ab` compares `octo` binaries (e.g. before and after a change) on the trivial Bash template only,
+# interleaved: ROUNDS (default 12) rounds in which each binary runs RUNS (default 8) times in turn, then
+# the median of all its runs. On a VM whose speed drifts from minute to minute, only interleaved runs
+# compare binaries; separate runs of the table below do not.
 #
 # BIN_DIR holds `octo` (default: $CARGO_TARGET_DIR/debug or target/debug: the workspace's one profile,
 # the build the demo and the test suite use). The plugins are those `cargo build` embedded or built
@@ -14,9 +20,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+ab=()
+if [ "${1:-}" = --ab ]; then
+    shift
+    [ $# -ge 1 ] || { echo "usage: scripts/bench-startup.sh --ab OCTO..." >&2; exit 2; }
+    for b in "$@"; do ab+=("$(realpath "$b")"); done
+    set --
+fi
 bin=${1:-${CARGO_TARGET_DIR:-target}/debug}
 runs=${2:-40}
-octo="$(realpath "$bin/octo")"
+octo=""
+[ ${#ab[@]} -gt 0 ] || octo="$(realpath "$bin/octo")"
 plugins="${OCTO_PLUGINS_TARGET_DIR:-${CARGO_TARGET_DIR:-target}/octo-plugins}/wasm32-wasip2/release"
 command -v hyperfine >/dev/null || { echo "hyperfine is not installed (apt-get install hyperfine)" >&2; exit 1; }
 work=$(mktemp -d /tmp/octo-bench-startup-XXXXXX)
@@ -46,6 +60,34 @@ EOF
 }
 template "$work/bash.json" Bash 'echo hi'
 template "$work/python.json" Python 'print("hi")'
+
+if [ ${#ab[@]} -gt 0 ]; then
+    rounds=${ROUNDS:-12} each=${RUNS:-8}
+    for i in "${!ab[@]}"; do
+        # Each binary its own home; two warm-up runs fill its compiled-code cache.
+        OCTO_HOME="$work/home-$i" "${ab[$i]}" run-step "$work/bash.json" >/dev/null
+        OCTO_HOME="$work/home-$i" "${ab[$i]}" run-step "$work/bash.json" >/dev/null
+    done
+    echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $rounds rounds x $each runs, interleaved"
+    for _ in $(seq "$rounds"); do
+        for i in "${!ab[@]}"; do
+            OCTO_HOME="$work/home-$i" hyperfine -N --warmup 1 --runs "$each" --style none \
+                --export-json "$work/r.json" "${ab[$i]} run-step $work/bash.json" >/dev/null 2>&1
+            python3 -c 'import json, sys; print(*json.load(open(sys.argv[1]))["results"][0]["times"], sep="\n")' \
+                "$work/r.json" >>"$work/times-$i"
+        done
+    done
+    printf '%-50s %10s %10s %10s\n' "octo (trivial Bash template)" "median ms" "p10 ms" "min ms"
+    for i in "${!ab[@]}"; do
+        python3 - "${ab[$i]}" "$work/times-$i" <<'EOF'
+import statistics, sys
+t = sorted(float(x) * 1e3 for x in open(sys.argv[2]) if x.strip())
+print(f"{sys.argv[1][-50:]:<50} {statistics.median(t):10.2f} {t[len(t) // 10]:10.2f} {t[0]:10.2f}")
+EOF
+    done
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
 
 names=() cmds=()
 add() { names+=("$1"); cmds+=("$2"); }
