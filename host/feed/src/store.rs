@@ -364,14 +364,8 @@ impl Store {
     ///
     /// Refuses an entry whose blob is not in the store. Setting the same content again keeps `previous`.
     pub fn set_entry(&self, id: &str, entry: NewEntry) -> Result<LockEntry, StoreError> {
-        check_digest(&entry.sha256)?;
         let _guard = self.write_lock()?;
-        if !self.blob_path(&entry.sha256).is_file() {
-            return Err(StoreError::BlobMissing {
-                id: id.to_string(),
-                sha256: entry.sha256,
-            });
-        }
+        self.require_blob(id, &entry.sha256)?;
         let mut lock = self.read_lock_file()?;
         let previous = match lock.plugins.get(id) {
             Some(old) if old.sha256 == entry.sha256 => old.previous.clone(),
@@ -401,20 +395,26 @@ impl Store {
     /// what another node installed (octo-server's shared plugins). Refuses an entry whose blob is not
     /// in the store.
     pub fn put_entry(&self, id: &str, entry: LockEntry) -> Result<(), StoreError> {
-        check_digest(&entry.sha256)?;
         let _guard = self.write_lock()?;
-        if !self.blob_path(&entry.sha256).is_file() {
-            return Err(StoreError::BlobMissing {
-                id: id.to_string(),
-                sha256: entry.sha256,
-            });
-        }
+        self.require_blob(id, &entry.sha256)?;
         let mut lock = self.read_lock_file()?;
         if lock.plugins.get(id) == Some(&entry) {
             return Ok(());
         }
         lock.plugins.insert(id.to_string(), entry);
         self.write_lock_file(&lock)
+    }
+
+    /// Refuses a lock entry for `id` whose digest is malformed or whose blob is not stored.
+    fn require_blob(&self, id: &str, sha256: &str) -> Result<(), StoreError> {
+        check_digest(sha256)?;
+        if !self.blob_path(sha256).is_file() {
+            return Err(StoreError::BlobMissing {
+                id: id.to_string(),
+                sha256: sha256.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Removes the lock entry of `id` and returns it. Its blobs stay until [`Store::gc`].

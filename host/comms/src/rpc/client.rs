@@ -300,16 +300,7 @@ impl RpcClient {
         R: AsyncRead + Send + 'static,
         Resp: DeserializeOwned,
     {
-        let request = self.build(
-            Method::POST,
-            path,
-            "application/octet-stream",
-            body::from_reader(reader),
-        )?;
-        let response = self
-            .with_timeout(|| format!("call to {path}"), self.send(request))
-            .await?;
-        self.read_json_answer(path, response).await
+        self.post_octets(path, body::from_reader(reader)).await
     }
 
     /// [`RpcClient::upload`] of a whole file, read ahead on a blocking thread in large chunks
@@ -318,12 +309,16 @@ impl RpcClient {
     where
         Resp: DeserializeOwned,
     {
-        let request = self.build(
-            Method::POST,
-            path,
-            "application/octet-stream",
-            body::from_file(file),
-        )?;
+        self.post_octets(path, body::from_file(file)).await
+    }
+
+    /// POSTs `body` to `path` as `application/octet-stream` and decodes a JSON answer; only the wait
+    /// for the answer's head is limited by the call timeout.
+    async fn post_octets<Resp>(&self, path: &str, body: RpcBody) -> Result<Resp, RpcError>
+    where
+        Resp: DeserializeOwned,
+    {
+        let request = self.build(Method::POST, path, "application/octet-stream", body)?;
         let response = self
             .with_timeout(|| format!("call to {path}"), self.send(request))
             .await?;
