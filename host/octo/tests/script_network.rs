@@ -6,28 +6,23 @@
 mod common;
 
 use common::*;
+use octo_test_support::{counting_listener, pong_listener};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A loopback HTTP listener answering 200; counts connections.
 fn listener() -> (u16, Arc<AtomicUsize>) {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in socket.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
+    counting_listener(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        |stream| {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
             let _ = stream.write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nhello\n",
             );
-        }
-    });
-    (port, hits)
+        },
+    )
 }
 
 fn script(port: u16) -> String {
@@ -98,22 +93,6 @@ fn confined_without_the_air_gap_lets_allowed_http_through_the_proxy_only() {
     bad.failure("--scriptNetwork: expected audited or confined");
 }
 
-/// A loopback TCP listener that says `pong` to each connection; counts them.
-fn pong_listener() -> (u16, Arc<AtomicUsize>) {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in socket.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = stream.write_all(b"pong\n");
-        }
-    });
-    (port, hits)
-}
-
 /// Issue 11, deliverable 2: a confined script's only ways out are the egress proxy and the raw TCP
 /// destinations an administrator granted (`tcp://ADDRESS:PORT`), which the host forwards after the
 /// policy's check; an ungranted port reaches nothing. Both attempts are in the audit.
@@ -122,8 +101,8 @@ fn confined_scripts_reach_granted_tcp_destinations_only() {
     let home = Home::new();
     home.octo(&["configure", "--scriptNetwork=confined"])
         .success();
-    let (granted, granted_hits) = pong_listener();
-    let (other, other_hits) = pong_listener();
+    let (granted, granted_hits) = pong_listener("127.0.0.1:0").unwrap();
+    let (other, other_hits) = pong_listener("127.0.0.1:0").unwrap();
     home.octo(&[
         "plugins",
         "grant",
@@ -185,22 +164,6 @@ fn confined_scripts_reach_granted_tcp_destinations_only() {
     );
 }
 
-/// A `[::1]` TCP listener that says `pong` to each connection; counts them. `None` without IPv6.
-fn pong_listener_v6() -> Option<(u16, Arc<AtomicUsize>)> {
-    let socket = std::net::TcpListener::bind("[::1]:0").ok()?;
-    let port = socket.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in socket.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = stream.write_all(b"pong\n");
-        }
-    });
-    Some((port, hits))
-}
-
 /// Bash that connects to `host`:`port` by `/dev/tcp` and prints `LABEL=pong` or `LABEL=refused`.
 fn dev_tcp(label: &str, host: &str, port: u16) -> String {
     format!(
@@ -219,8 +182,8 @@ fn confined_scripts_reach_granted_names() {
     let home = Home::new();
     home.octo(&["configure", "--scriptNetwork=confined"])
         .success();
-    let (granted, granted_hits) = pong_listener();
-    let (other, other_hits) = pong_listener();
+    let (granted, granted_hits) = pong_listener("127.0.0.1:0").unwrap();
+    let (other, other_hits) = pong_listener("127.0.0.1:0").unwrap();
     home.octo(&[
         "plugins",
         "grant",
@@ -228,7 +191,7 @@ fn confined_scripts_reach_granted_names() {
         &format!("tcp://localhost:{granted}"),
     ])
     .success();
-    let v6 = pong_listener_v6();
+    let v6 = pong_listener("[::1]:0").ok();
     if let Some((port, _)) = &v6 {
         home.octo(&[
             "plugins",
@@ -289,7 +252,7 @@ fn air_gapped_names_are_forwarded_only_to_internal_addresses() {
         "--internalNetworks=localhost",
     ])
     .success();
-    let (port, hits) = pong_listener();
+    let (port, hits) = pong_listener("127.0.0.1:0").unwrap();
     home.octo(&[
         "plugins",
         "grant",
@@ -370,7 +333,7 @@ fn an_unprivileged_octo_confines_scripts_with_user_namespaces() {
     );
     let (port, hits) = listener();
     // A granted name works there too (a mount namespace inside the user namespace).
-    let (named, named_hits) = pong_listener();
+    let (named, named_hits) = pong_listener("127.0.0.1:0").unwrap();
     assert!(
         as_nobody(&[
             "plugins",
@@ -435,7 +398,7 @@ fn a_host_without_etc_hosts_refuses_granted_names_in_one_line() {
     let home = Home::new();
     home.octo(&["configure", "--scriptNetwork=confined"])
         .success();
-    let (port, hits) = pong_listener();
+    let (port, hits) = pong_listener("127.0.0.1:0").unwrap();
     home.octo(&[
         "plugins",
         "grant",
@@ -543,22 +506,8 @@ fn a_granted_address_outside_loopback_is_forwarded_from_the_hosts_network() {
     let Some(netns) = TestNetns::create() else {
         return;
     };
-    let listen = |addr: &str| {
-        let socket = std::net::TcpListener::bind(addr).unwrap();
-        let port = socket.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for stream in socket.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                counter.fetch_add(1, Ordering::SeqCst);
-                let _ = stream.write_all(b"pong\n");
-            }
-        });
-        (port, hits)
-    };
-    let (granted, granted_hits) = listen("10.200.0.1:0");
-    let (other, other_hits) = listen("10.200.0.1:0");
+    let (granted, granted_hits) = pong_listener("10.200.0.1:0").unwrap();
+    let (other, other_hits) = pong_listener("10.200.0.1:0").unwrap();
     let home = Home::new();
     home.octo(&["configure", "--scriptNetwork=confined"])
         .success();

@@ -543,16 +543,15 @@ async fn a_tentacles_script_attempts_reach_the_servers_audit() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("tcp=refused"), "{stdout}");
     let destination = format!("tcp://127.0.0.1:{port}");
-    let audit = std::fs::read_to_string(home.join("logs/outbound.jsonl")).unwrap_or_default();
-    assert!(
-        audit
-            .lines()
-            .any(|l| l.contains(&format!("\"{destination}\""))
-                && l.contains("\"kind\":\"step-scripts\"")
-                && l.contains("\"plugin\":\"run-script\"")
-                && l.contains("\"allowed\":false")
-                && l.contains("\"target\":\"web1\"")),
-        "{audit}"
+    assert_audited(
+        home,
+        &[
+            &format!("\"{destination}\""),
+            "\"kind\":\"step-scripts\"",
+            "\"plugin\":\"run-script\"",
+            "\"allowed\":false",
+            "\"target\":\"web1\"",
+        ],
     );
     let report: serde_json::Value =
         serde_json::from_str(&octo_ok(home, &["outbound", "--json"])).unwrap();
@@ -585,8 +584,7 @@ async fn a_tentacles_script_attempts_reach_the_servers_audit() {
 /// server's audit; once `127.0.0.0/8` is internal too, the same run reaches the listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tentacle_forwards_a_granted_name_only_inside_the_internal_networks_while_air_gapped() {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
     octo_ok(
@@ -597,17 +595,7 @@ async fn a_tentacle_forwards_a_granted_name_only_inside_the_internal_networks_wh
             "--internalNetworks=localhost",
         ],
     );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = stream.write_all(b"pong\n");
-        }
-    });
+    let (port, hits) = octo_test_support::pong_listener("127.0.0.1:0").unwrap();
     let destination = format!("tcp://localhost:{port}");
     octo_ok(home, &["plugins", "grant", "run-script", &destination]);
     let daemon = Daemon::start(home, 0, RECONNECT_TIMEOUT);
@@ -641,16 +629,15 @@ async fn a_tentacle_forwards_a_granted_name_only_inside_the_internal_networks_wh
         stdout.contains(why) || stderr.contains(why),
         "{stdout}\n{stderr}"
     );
-    let audit = std::fs::read_to_string(home.join("logs/outbound.jsonl")).unwrap_or_default();
-    assert!(
-        audit
-            .lines()
-            .any(|l| l.contains(&format!("\"{destination}\""))
-                && l.contains("\"kind\":\"step-scripts\"")
-                && l.contains("\"allowed\":false")
-                && l.contains(why)
-                && l.contains("\"target\":\"web1\"")),
-        "{audit}"
+    assert_audited(
+        home,
+        &[
+            &format!("\"{destination}\""),
+            "\"kind\":\"step-scripts\"",
+            "\"allowed\":false",
+            why,
+            "\"target\":\"web1\"",
+        ],
     );
 
     octo_ok(
@@ -662,4 +649,16 @@ async fn a_tentacle_forwards_a_granted_name_only_inside_the_internal_networks_wh
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("named=pong"), "{stdout}\n{stderr}");
     assert_eq!(hits.load(Ordering::SeqCst), 1, "{stdout}");
+}
+
+/// Asserts that one line of the server's outbound audit (`logs/outbound.jsonl`) holds every one of
+/// `parts`.
+fn assert_audited(home: &std::path::Path, parts: &[&str]) {
+    let audit = std::fs::read_to_string(home.join("logs/outbound.jsonl")).unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| parts.iter().all(|part| l.contains(part))),
+        "no line with {parts:?} in:\n{audit}"
+    );
 }

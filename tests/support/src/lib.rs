@@ -4,6 +4,8 @@
 //!   directory (no system service is touched), with their access logs readable by the test.
 //! - [`HttpServer`] / [`HttpServer::tls`]: a tiny HTTP/1.1 server answering 200 to everything, plain or
 //!   with a fresh self-signed certificate for `localhost`.
+//! - [`pong_listener`] / [`counting_listener`]: a TCP listener that answers each connection (`pong`, or
+//!   as told) and counts them.
 //! - [`postgres::PgCluster`]: a private PostgreSQL cluster (initdb + pg_ctl) on a free loopback port.
 //!
 //! `scripts/setup.sh` installs postgresql, squid, tinyproxy and apache2-utils; a test that finds one missing skips
@@ -129,7 +131,11 @@ impl Squid {
         );
         std::fs::write(dir.join("squid.conf"), conf).unwrap();
         let mut child = Command::new("squid")
-            .args(["-N", "-f"])
+            .arg("-N")
+            // Its own service name, which prefixes its shared-memory segments: squids of tests that
+            // run at once, or one a killed run left behind, would otherwise collide on them.
+            .args(["-n", &service_name(port)])
+            .arg("-f")
             .arg(dir.join("squid.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -156,7 +162,21 @@ impl Drop for Squid {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // Killed, it leaves its shared-memory segments behind.
+        let prefix = format!("{}-", service_name(self.port));
+        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
     }
+}
+
+/// The squid service name of the instance on `port` (squid takes letters and digits only).
+fn service_name(port: u16) -> String {
+    format!("octosquid{port}")
 }
 
 /// A tinyproxy instance of our own.
@@ -221,6 +241,34 @@ fn read_log_until(path: &Path, needle: &str) -> String {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Serves each connection to `socket` with `answer` on a thread of its own; returns the port and the
+/// count of connections so far.
+pub fn counting_listener(
+    socket: TcpListener,
+    answer: impl Fn(&mut std::net::TcpStream) + Send + 'static,
+) -> (u16, Arc<AtomicUsize>) {
+    let port = socket.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in socket.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            answer(&mut stream);
+        }
+    });
+    (port, hits)
+}
+
+/// A TCP listener at `addr` (port 0: any) that says `pong` to each connection: its port and the count
+/// of connections so far. An error when `addr` cannot be bound (e.g. `[::1]` without IPv6).
+pub fn pong_listener(addr: &str) -> std::io::Result<(u16, Arc<AtomicUsize>)> {
+    let socket = TcpListener::bind(addr)?;
+    Ok(counting_listener(socket, |stream| {
+        let _ = std::io::Write::write_all(stream, b"pong\n");
+    }))
 }
 
 /// A loopback HTTP/1.1 server answering `200 ok` to every request, counting them.
