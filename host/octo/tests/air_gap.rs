@@ -20,17 +20,7 @@ struct Sentinel {
 
 impl Sentinel {
     fn start() -> Sentinel {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(stream);
-            }
-        });
-        Sentinel { url, hits }
+        Sentinel::serving(|_| {}, "")
     }
 
     fn hits(&self) -> usize {
@@ -39,22 +29,24 @@ impl Sentinel {
 
     /// Like [`Sentinel::start`], but answers every request `200 OK`.
     fn answering() -> Sentinel {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { break };
-                counter.fetch_add(1, Ordering::SeqCst);
+        Sentinel::serving(
+            |stream| {
                 let mut buf = [0u8; 2048];
                 let _ = stream.read(&mut buf);
                 let _ = write!(
                     stream,
                     "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                 );
-            }
-        });
+            },
+            "/",
+        )
+    }
+
+    /// A loopback listener answering each connection with `answer`; `path` ends its URL.
+    fn serving(answer: impl Fn(&mut std::net::TcpStream) + Send + 'static, path: &str) -> Sentinel {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}{path}", listener.local_addr().unwrap());
+        let (_, hits) = octo_test_support::counting_listener(listener, answer);
         Sentinel { url, hits }
     }
 }

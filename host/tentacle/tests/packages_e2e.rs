@@ -4,87 +4,30 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
+use common::octo::{self as cli, Daemon, octo};
 use common::{Tentacle, tentacle_cmd};
 use octo_comms::identity::Thumbprint;
 use octo_protocol::{ErrorCode, PackageFileRef, Sha256Digest, StepPackage, Stored, paths};
 use octo_test_support::archive::{self, Entry};
 
-fn octo(home: &Path, args: &[&str]) -> Output {
-    let bin = Path::new(common::tentacle_bin()).with_file_name("octo");
-    Command::new(bin)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
+/// Stdout and stderr together, for messages that may be on either.
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let (stdout, stderr) = cli::text(out);
+    stdout + &stderr
 }
 
-/// A running `octo run`; killed when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(home: &Path) -> Self {
-        let bin = Path::new(common::tentacle_bin()).with_file_name("octo");
-        let mut child = Command::new(bin)
-            .arg("--home")
-            .arg(home)
-            .args([
-                "run",
-                "--listen-address",
-                "127.0.0.1",
-                "--comms-listen-port",
-                "0",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in &mut lines {
-            if line.unwrap() == "ready" {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Daemon(child)
-    }
+/// The daemon on loopback, any port.
+fn start_daemon(home: &Path) -> Daemon {
+    Daemon::start(home, 0, "30s")
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// A listening tentacle in the role `web`.
 fn add_listening(home: &Path, name: &str, tentacle: &Tentacle) {
-    let out = octo(
-        home,
-        &[
-            "targets",
-            "add-listening",
-            name,
-            "--url",
-            &format!("https://{}", tentacle.address()),
-            "--thumbprint",
-            &tentacle.thumbprint.to_string(),
-            "--role",
-            "web",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    cli::add_listening_in_roles(home, name, tentacle, tentacle.thumbprint, &["web"]);
 }
 
 fn deploy(home: &Path, file: &Path, extra: &[&str]) -> Output {
@@ -117,7 +60,7 @@ async fn the_server_uploads_a_package_once_per_tentacle_and_it_is_deployed_there
             .trim(),
     )
     .unwrap();
-    let _daemon = Daemon::start(home);
+    let _daemon = start_daemon(home);
     let (web1, web1_home) = Tentacle::listening(server).await;
     let (web2, web2_home) = Tentacle::listening(server).await;
     add_listening(home, "web1", &web1);
@@ -287,7 +230,7 @@ async fn a_feed_package_is_downloaded_once_by_the_server_and_deployed_here_and_o
             .trim(),
     )
     .unwrap();
-    let _daemon = Daemon::start(home);
+    let _daemon = start_daemon(home);
     let (web1, web1_home) = Tentacle::listening(server).await;
     add_listening(home, "web1", &web1);
     for sent in [true, false] {
@@ -336,7 +279,7 @@ async fn acquire_target_has_the_tentacle_download_verify_and_record_it() {
     let octo_home = tempfile::tempdir().unwrap();
     let home = octo_home.path();
     let template = format!("{}/{{id}}/{{id}}-{{version}}.tar.gz", feed.base_url);
-    let mut add = Command::new(Path::new(common::tentacle_bin()).with_file_name("octo"))
+    let mut add = Command::new(cli::octo_bin())
         .arg("--home")
         .arg(home)
         .args([
@@ -362,7 +305,7 @@ async fn acquire_target_has_the_tentacle_download_verify_and_record_it() {
             .trim(),
     )
     .unwrap();
-    let _daemon = Daemon::start(home);
+    let _daemon = start_daemon(home);
     let (web1, web1_home) = Tentacle::listening(server).await;
     add_listening(home, "web1", &web1);
     let gets = |path: &str| {
@@ -463,7 +406,7 @@ async fn a_tentacle_killed_during_extraction_leaves_no_complete_looking_director
             .trim(),
     )
     .unwrap();
-    let _daemon = Daemon::start(home);
+    let _daemon = start_daemon(home);
     let (mut web1, web1_home) = Tentacle::listening(server).await;
     add_listening(home, "web1", &web1);
     // Enough entries that extraction takes a while.
@@ -473,8 +416,7 @@ async fn a_tentacle_killed_during_extraction_leaves_no_complete_looking_director
     let files = tempfile::tempdir().unwrap();
     let package = files.path().join("big-1.0.0.tar.gz");
     std::fs::write(&package, archive::tar_gz(&entries)).unwrap();
-    let bin = Path::new(common::tentacle_bin()).with_file_name("octo");
-    let mut cli = Command::new(bin)
+    let mut cli = Command::new(cli::octo_bin())
         .arg("--home")
         .arg(home)
         .args(["run-step", "deploy-package", "--package-file"])
@@ -574,7 +516,7 @@ async fn acquire_target_through(
             .trim(),
     )
     .unwrap();
-    let _daemon = Daemon::start(home);
+    let _daemon = start_daemon(home);
 
     let thome = tempfile::tempdir().unwrap();
     Tentacle::configure_listening(thome.path(), octo_test_support::free_port(), server);

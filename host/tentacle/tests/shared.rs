@@ -9,23 +9,27 @@ use std::time::{Duration, Instant};
 
 use common::octo::{Daemon, octo, octo_ok, start_polling, wait_healthy};
 
-/// Two homes configured with one database; they share one server identity through it.
-fn two_nodes(url: &str) -> (tempfile::TempDir, tempfile::TempDir) {
+/// A new database in this binary's private PostgreSQL cluster; `None` (the test skips, with a note)
+/// where PostgreSQL is not installed.
+fn database() -> Option<String> {
+    Some(octo_test_support::postgres::PgCluster::shared()?.new_database())
+}
+
+/// Two homes configured with one new database; they share one server identity through it.
+fn two_nodes() -> Option<(tempfile::TempDir, tempfile::TempDir)> {
+    let url = database()?;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for home in [a.path(), b.path()] {
-        octo_ok(home, &["configure", "--database", url]);
+        octo_ok(home, &["configure", "--database", &url]);
     }
-    (a, b)
+    Some((a, b))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_added_on_one_node_is_trusted_by_the_other() {
-    use octo_test_support::postgres::PgCluster;
-    let Some(cluster) = PgCluster::shared() else {
+    let Some((a, b)) = two_nodes() else {
         return;
     };
-    let url = cluster.new_database();
-    let (a, b) = two_nodes(&url);
     let node_a = Daemon::start_with(a.path(), "20s", &["--node", "a"]);
     let node_b = Daemon::start_with(b.path(), "20s", &["--node", "b"]);
     // One identity: the first node's, taken by the second from the store.
@@ -82,12 +86,9 @@ async fn a_target_added_on_one_node_is_trusted_by_the_other() {
 
 #[test]
 fn concurrent_edits_on_two_nodes_lose_nothing() {
-    use octo_test_support::postgres::PgCluster;
-    let Some(cluster) = PgCluster::shared() else {
+    let Some((a, b)) = two_nodes() else {
         return;
     };
-    let url = cluster.new_database();
-    let (a, b) = two_nodes(&url);
     let thumbprint = "0".repeat(64);
     std::thread::scope(|s| {
         for (node, home) in [("a", a.path()), ("b", b.path())] {
@@ -161,12 +162,10 @@ fn an_old_targets_file_is_imported_once() {
 
 #[test]
 fn concurrent_configure_on_two_nodes_loses_nothing() {
-    use octo_test_support::postgres::{PASSWORD, PgCluster};
-    let Some(cluster) = PgCluster::shared() else {
+    use octo_test_support::postgres::PASSWORD;
+    let Some((a, b)) = two_nodes() else {
         return;
     };
-    let url = cluster.new_database();
-    let (a, b) = two_nodes(&url);
     let on_a = [
         "--upgrade-check=false",
         "--send-telemetry=false",
@@ -243,12 +242,9 @@ fn installed(home: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_plugins_and_outbound_attempts_are_shared() {
-    use octo_test_support::postgres::PgCluster;
-    let Some(cluster) = PgCluster::shared() else {
+    let Some((a, b)) = two_nodes() else {
         return;
     };
-    let url = cluster.new_database();
-    let (a, b) = two_nodes(&url);
     let _node_a = Daemon::start_with(a.path(), "20s", &["--node", "a"]);
     let node_b = Daemon::start_with(b.path(), "20s", &["--node", "b"]);
 
@@ -346,12 +342,9 @@ async fn grants_plugins_and_outbound_attempts_are_shared() {
 
 #[test]
 fn concurrent_plugin_installs_on_two_nodes_lose_nothing() {
-    use octo_test_support::postgres::PgCluster;
-    let Some(cluster) = PgCluster::shared() else {
+    let Some((a, b)) = two_nodes() else {
         return;
     };
-    let url = cluster.new_database();
-    let (a, b) = two_nodes(&url);
     std::thread::scope(|s| {
         for (node, home) in [("a", a.path()), ("b", b.path())] {
             s.spawn(move || {
@@ -387,11 +380,9 @@ fn concurrent_plugin_installs_on_two_nodes_lose_nothing() {
 
 #[test]
 fn old_grants_plugins_and_audit_are_imported_once() {
-    use octo_test_support::postgres::PgCluster;
-    let Some(cluster) = PgCluster::shared() else {
+    let Some(url) = database() else {
         return;
     };
-    let url = cluster.new_database();
     // A home that ran alone (SQLite) first: a plugin, a grant, an audit file.
     let a = tempfile::tempdir().unwrap();
     let file = a.path().join("hello.wasm");

@@ -120,18 +120,32 @@ pub fn text(out: &Output) -> (String, String) {
 
 /// `octo targets add-listening NAME` for a running tentacle.
 pub fn add_listening(home: &Path, name: &str, tentacle: &super::Tentacle, thumbprint: Thumbprint) {
-    octo_ok(
-        home,
-        &[
-            "targets",
-            "add-listening",
-            name,
-            "--url",
-            &format!("https://{}", tentacle.address()),
-            "--thumbprint",
-            &thumbprint.to_string(),
-        ],
-    );
+    add_listening_in_roles(home, name, tentacle, thumbprint, &[]);
+}
+
+/// Like [`add_listening`], with the target in `roles`.
+pub fn add_listening_in_roles(
+    home: &Path,
+    name: &str,
+    tentacle: &super::Tentacle,
+    thumbprint: Thumbprint,
+    roles: &[&str],
+) {
+    let url = format!("https://{}", tentacle.address());
+    let thumbprint = thumbprint.to_string();
+    let mut args = vec![
+        "targets",
+        "add-listening",
+        name,
+        "--url",
+        &url,
+        "--thumbprint",
+        &thumbprint,
+    ];
+    for role in roles {
+        args.extend(["--role", role]);
+    }
+    octo_ok(home, &args);
 }
 
 /// `octo tasks show ID --json`.
