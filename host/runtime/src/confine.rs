@@ -189,7 +189,7 @@ pub(crate) struct Handover {
     /// Listening sockets inside the command's network namespace, in the order asked for.
     pub(crate) listeners: Vec<OwnedFd>,
     /// The seccomp notification fd for the command's `connect` calls (confined mode).
-    pub(crate) notify: Option<OwnedFd>,
+    pub(crate) notify: OwnedFd,
 }
 
 impl ChildPlan {
@@ -379,7 +379,8 @@ impl HostChannel {
                 listeners + 1
             )));
         }
-        let notify = received.pop();
+        // Sent last, after the listeners.
+        let notify = received.pop().expect("the count was checked");
         Ok(Handover {
             listeners: received,
             notify,

@@ -183,14 +183,12 @@ async fn run_command(
                 process::Error::SpawnFailed(format!("cannot confine {:?}: {e}", command.program))
             })?;
             listeners = handover.listeners;
-            if let Some(notify) = handover.notify {
-                let recorder = egress.clone();
-                _watcher = Some(crate::connect_watch::watch(
-                    notify,
-                    listen.clone(),
-                    move |addr| recorder.record_direct_attempt(format!("tcp://{addr}")),
-                ));
-            }
+            let recorder = egress.clone();
+            _watcher = Some(crate::connect_watch::watch(
+                handover.notify,
+                listen.clone(),
+                move |addr| recorder.record_direct_attempt(format!("tcp://{addr}")),
+            ));
         }
         (Child::Namespaced(child), group)
     } else {
@@ -434,7 +432,6 @@ fn tokio_listener(fd: OwnedFd) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(listener)
 }
 
-/// Kills what a command started when dropped before the command ended.
 /// A started command: PID 1 of its namespaces, or (where namespaces are unavailable) a plain child.
 enum Child {
     Plain(tokio::process::Child),
@@ -472,9 +469,7 @@ impl Child {
             Child::Plain(c) => {
                 use std::os::unix::process::ExitStatusExt;
                 let status = c.wait().await?;
-                Ok(status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+                Ok(exit_code(status.code(), status.signal()))
             }
             Child::Namespaced(c) => c.wait().await,
         }
@@ -539,11 +534,13 @@ fn reap_now(pidfd: &OwnedFd) -> std::io::Result<Option<i32>> {
         WaitId::PidFd(pidfd.as_fd()),
         WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
     )?;
-    Ok(status.map(|status| {
-        status
-            .exit_status()
-            .unwrap_or_else(|| 128 + status.terminating_signal().unwrap_or(0))
-    }))
+    Ok(status.map(|status| exit_code(status.exit_status(), status.terminating_signal())))
+}
+
+/// A command's exit code as a step reports it: its own, or 128 + the signal that ended it (as shells
+/// do).
+fn exit_code(code: Option<i32>, signal: Option<i32>) -> i32 {
+    code.unwrap_or_else(|| 128 + signal.unwrap_or(0))
 }
 
 impl Drop for NamespacedChild {
@@ -568,6 +565,7 @@ impl Drop for NamespacedChild {
     }
 }
 
+/// Kills what a command started when dropped before the command ended.
 struct GroupGuard {
     /// The process group (PID 1 of the command's namespace, or the command itself without them).
     pgid: Option<i32>,
