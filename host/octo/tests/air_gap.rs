@@ -30,7 +30,7 @@ impl Sentinel {
     /// Like [`Sentinel::start`], but answers every request `200 OK`.
     fn answering() -> Sentinel {
         Sentinel::serving(
-            |stream| {
+            |mut stream| {
                 let mut buf = [0u8; 2048];
                 let _ = stream.read(&mut buf);
                 let _ = write!(
@@ -43,7 +43,7 @@ impl Sentinel {
     }
 
     /// A loopback listener answering each connection with `answer`; `path` ends its URL.
-    fn serving(answer: impl Fn(&mut std::net::TcpStream) + Send + 'static, path: &str) -> Sentinel {
+    fn serving(answer: impl Fn(std::net::TcpStream) + Send + 'static, path: &str) -> Sentinel {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}{path}", listener.local_addr().unwrap());
         let (_, hits) = octo_test_support::counting_listener(listener, answer);

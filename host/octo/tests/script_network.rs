@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 fn listener() -> (u16, Arc<AtomicUsize>) {
     counting_listener(
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        |stream| {
+        |mut stream| {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
             let _ = stream.write_all(

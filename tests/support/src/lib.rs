@@ -243,20 +243,20 @@ fn read_log_until(path: &Path, needle: &str) -> String {
     }
 }
 
-/// Serves each connection to `socket` with `answer` on a thread of its own; returns the port and the
-/// count of connections so far.
+/// Accepts connections to `socket` on a thread of its own, counting them, and hands each to
+/// `answer` there (which answers it, or starts a thread that does); returns the port and the count of
+/// connections so far.
 pub fn counting_listener(
     socket: TcpListener,
-    answer: impl Fn(&mut std::net::TcpStream) + Send + 'static,
+    answer: impl Fn(TcpStream) + Send + 'static,
 ) -> (u16, Arc<AtomicUsize>) {
     let port = socket.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     std::thread::spawn(move || {
-        for stream in socket.incoming() {
-            let Ok(mut stream) = stream else { continue };
+        for stream in socket.incoming().flatten() {
             counter.fetch_add(1, Ordering::SeqCst);
-            answer(&mut stream);
+            answer(stream);
         }
     });
     (port, hits)
@@ -266,8 +266,8 @@ pub fn counting_listener(
 /// of connections so far. An error when `addr` cannot be bound (e.g. `[::1]` without IPv6).
 pub fn pong_listener(addr: &str) -> std::io::Result<(u16, Arc<AtomicUsize>)> {
     let socket = TcpListener::bind(addr)?;
-    Ok(counting_listener(socket, |stream| {
-        let _ = std::io::Write::write_all(stream, b"pong\n");
+    Ok(counting_listener(socket, |mut stream| {
+        let _ = stream.write_all(b"pong\n");
     }))
 }
 
@@ -284,15 +284,10 @@ impl HttpServer {
     /// A plain HTTP server.
     pub fn plain() -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || answer(stream));
-            }
+        let (port, hits) = counting_listener(listener, |stream| {
+            std::thread::spawn(move || answer(stream));
         });
+        let base_url = format!("http://127.0.0.1:{port}");
         HttpServer {
             base_url,
             certificate_pem: None,
@@ -320,24 +315,16 @@ impl HttpServer {
             .unwrap(),
         );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base_url = format!(
-            "https://localhost:{}",
-            listener.local_addr().unwrap().port()
-        );
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let config = config.clone();
-                std::thread::spawn(move || {
-                    let Ok(conn) = rustls::ServerConnection::new(config) else {
-                        return;
-                    };
-                    answer(rustls::StreamOwned::new(conn, stream));
-                });
-            }
+        let (port, hits) = counting_listener(listener, move |stream| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                answer(rustls::StreamOwned::new(conn, stream));
+            });
         });
+        let base_url = format!("https://localhost:{port}");
         HttpServer {
             base_url,
             certificate_pem: Some(cert_pem),
