@@ -63,10 +63,9 @@ enum Command {
     },
 }
 
-/// The community library in the shared folder next to the repository, if it is there.
-fn default_library() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/library");
-    dir.is_dir().then_some(dir)
+/// Where the community library is by default: the shared folder next to the repository.
+fn default_library() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/library")
 }
 
 fn main() -> std::process::ExitCode {
@@ -130,12 +129,17 @@ fn run(cli: Cli) -> Result<()> {
                 Some(feed) => publish::default_key_path(feed),
                 None => state_dir.join("feed.key"),
             });
-            let library_dir = library.or_else(default_library);
-            if library_dir.is_none() {
+            let library_dir = library.or_else(|| {
+                let dir = default_library();
+                if dir.is_dir() {
+                    return Some(dir);
+                }
                 tracing::warn!(
-                    "no library directory (use --library DIR); serving an empty library"
+                    "no library directory: {} is missing (use --library DIR); serving an empty library",
+                    dir.display()
                 );
-            }
+                None
+            });
             let options = serve::ServeOptions {
                 host,
                 port,

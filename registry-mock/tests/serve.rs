@@ -198,7 +198,10 @@ async fn serve_answers_every_route() {
     let templates = templates.as_array().unwrap();
     assert!(
         !templates.is_empty(),
-        "the shared library is served by default"
+        "the shared library is served by default: is {} there?",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/library")
+            .display()
     );
     for t in templates {
         // Served unchanged: the real data has every field, though some Descriptions are null.
