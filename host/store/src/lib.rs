@@ -32,6 +32,7 @@ pub use url::DatabaseUrl;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where the store lives.
 #[derive(Debug, Clone)]
@@ -129,8 +130,15 @@ pub trait Store: Documents + Send + Sync {
     /// Running tasks of `node` whose cancellation was asked.
     async fn cancel_requests(&self, node: &str) -> Result<Vec<TaskId>>;
 
-    /// Keeps a component (by its sha256) for other nodes to run; nothing when already kept.
+    /// Keeps a component (by its sha256) for other nodes to run, or marks the one already kept as
+    /// stored now.
     async fn put_component(&self, sha256: &str, bytes: &[u8]) -> Result<()>;
+
+    /// Drops the kept components that no unfinished task names, that are not in `keep`, and that
+    /// were last stored more than `older_than` ago (by the database's clock), so that a component
+    /// stored for a task or a plugin about to be recorded stays. Drops none while an unfinished task
+    /// recorded before tasks named their component remains. Returns how many it dropped.
+    async fn prune_components(&self, keep: &[String], older_than: Duration) -> Result<usize>;
 
     /// A kept component.
     async fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>>;

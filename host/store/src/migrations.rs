@@ -16,7 +16,7 @@ pub struct Migration {
 }
 
 /// The version this binary writes.
-pub const LATEST: i64 = 5;
+pub const LATEST: i64 = 6;
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -201,6 +201,23 @@ pub const MIGRATIONS: &[Migration] = &[
             node TEXT NOT NULL,
             record TEXT NOT NULL
         );
+    ",
+    },
+    // Kept components can be dropped: each task names the component it needs while unfinished,
+    // and each component when it was last stored (milliseconds since the epoch, by the database's
+    // clock; the rows already there count as stored now, and a row an older node writes has none
+    // and is never dropped).
+    Migration {
+        version: 6,
+        sqlite: "
+        ALTER TABLE tasks ADD COLUMN component TEXT;
+        ALTER TABLE task_components ADD COLUMN stored_ms INTEGER;
+        UPDATE task_components SET stored_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
+    ",
+        postgres: "
+        ALTER TABLE tasks ADD COLUMN component TEXT;
+        ALTER TABLE task_components ADD COLUMN stored_ms BIGINT;
+        UPDATE task_components SET stored_ms = (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
     ",
     },
 ];

@@ -249,6 +249,9 @@ pub struct Queue {
     /// What any node needs to run it (JSON the server writes and reads); `None` when only the
     /// node it is pinned to can run it (from its memory).
     pub spec: Option<String>,
+    /// The sha256 of the kept component (`Store::put_component`) the spec names: it is not dropped
+    /// while the task is unfinished.
+    pub component: Option<String>,
     /// Only this node may claim it (a task with sensitive variables, or whose files live on the
     /// node that received it).
     pub pinned_node: Option<String>,

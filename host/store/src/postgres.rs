@@ -2,6 +2,8 @@
 //! it breaks; migrations under an advisory lock, so nodes starting together migrate once. No TLS to
 //! the database yet (a loopback or private network is assumed).
 
+use std::time::Duration;
+
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
@@ -347,14 +349,15 @@ impl crate::Store for PostgresStore {
         let state = model::queued_or_running(queue);
         let id: i64 = tx
             .query_one(
-                "INSERT INTO tasks (kind, name, state, created, spec, pinned_node, node)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                "INSERT INTO tasks (kind, name, state, created, spec, component, pinned_node, node)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                 &[
                     &task.kind.as_str(),
                     &task.name,
                     &state.as_str(),
                     &model::now(),
                     &queue.spec,
+                    &queue.component,
                     &queue.pinned_node,
                     &queue.claimed_by,
                 ],
@@ -456,22 +459,49 @@ impl crate::Store for PostgresStore {
     async fn put_component(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
         let guard = self.client().await?;
         let client = guard.as_ref().expect("connected");
+        // Marking a kept one as stored now spares sending its bytes again.
         let known = client
-            .query_opt(
-                "SELECT 1 FROM task_components WHERE sha256 = $1",
+            .execute(
+                &format!("UPDATE task_components SET stored_ms = {NOW_MS} WHERE sha256 = $1"),
                 &[&sha256],
             )
             .await?
-            .is_some();
+            > 0;
         if !known {
             client
                 .execute(
-                    "INSERT INTO task_components (sha256, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &format!(
+                        "INSERT INTO task_components (sha256, bytes, stored_ms) VALUES ($1, $2, {NOW_MS})
+                         ON CONFLICT (sha256) DO UPDATE SET stored_ms = EXCLUDED.stored_ms"
+                    ),
                     &[&sha256, &bytes],
                 )
                 .await?;
         }
         Ok(())
+    }
+
+    async fn prune_components(&self, keep: &[String], older_than: Duration) -> Result<usize> {
+        let older_than = older_than.as_millis() as i64;
+        let guard = self.client().await?;
+        let client = guard.as_ref().expect("connected");
+        // One statement: a row marked as stored meanwhile (by a node about to record a task or a
+        // plugin naming it) no longer matches when the delete reaches it.
+        let dropped = client
+            .execute(
+                &format!(
+                    "DELETE FROM task_components
+                      WHERE stored_ms < {NOW_MS} - $1
+                        AND sha256 <> ALL($2::text[])
+                        AND sha256 NOT IN (SELECT component FROM tasks
+                              WHERE state IN ('queued', 'running') AND component IS NOT NULL)
+                        AND NOT EXISTS (SELECT 1 FROM tasks WHERE state IN ('queued', 'running')
+                              AND spec IS NOT NULL AND component IS NULL)"
+                ),
+                &[&older_than, &keep],
+            )
+            .await?;
+        Ok(dropped as usize)
     }
 
     async fn append_outbound(&self, node: &str, records: &[String], keep: usize) -> Result<()> {
@@ -727,7 +757,8 @@ impl crate::Store for PostgresStore {
     }
 }
 
-/// The database's clock in milliseconds: heartbeats are compared on one clock, whatever the nodes'.
+/// The database's clock in milliseconds: heartbeats and kept components' ages are on one clock,
+/// whatever the nodes'.
 const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
 
 fn control(row: &Row) -> NodeControl {

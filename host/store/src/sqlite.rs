@@ -3,14 +3,20 @@
 //! process crash; a power cut may lose the last commits, never corrupt the file). The file is created
 //! 0600. One connection, used from the blocking pool.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::migrations::{LATEST, MIGRATIONS};
 use crate::model::{self, *};
+
+/// Now in milliseconds since the epoch, in SQL: kept components' ages (nodes' heartbeats use the
+/// caller's clock; a SQLite home is one node).
+const NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
 /// A store in a SQLite file.
 pub struct SqliteStore {
@@ -407,8 +413,8 @@ impl crate::Store for SqliteStore {
             let tx = c.transaction()?;
             let state = model::queued_or_running(&queue).as_str();
             tx.execute(
-                "INSERT INTO tasks (kind, name, state, created, spec, pinned_node, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![task.kind.as_str(), task.name, state, model::now(), queue.spec, queue.pinned_node, queue.claimed_by],
+                "INSERT INTO tasks (kind, name, state, created, spec, component, pinned_node, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![task.kind.as_str(), task.name, state, model::now(), queue.spec, queue.component, queue.pinned_node, queue.claimed_by],
             )?;
             let id = tx.last_insert_rowid();
             for (position, part) in task.parts.iter().enumerate() {
@@ -497,10 +503,46 @@ impl crate::Store for SqliteStore {
         let bytes = bytes.to_vec();
         self.with(move |c| {
             c.execute(
-                "INSERT INTO task_components (sha256, bytes) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                &format!(
+                    "INSERT INTO task_components (sha256, bytes, stored_ms) VALUES (?1, ?2, {NOW_MS})
+                     ON CONFLICT (sha256) DO UPDATE SET stored_ms = excluded.stored_ms"
+                ),
                 params![sha256, bytes],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn prune_components(&self, keep: &[String], older_than: Duration) -> Result<usize> {
+        let keep: HashSet<String> = keep.iter().cloned().collect();
+        let older_than = older_than.as_millis() as i64;
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let legacy: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tasks WHERE state IN ('queued', 'running')
+                   AND spec IS NOT NULL AND component IS NULL)",
+                [],
+                |r| r.get(0),
+            )?;
+            if legacy {
+                return Ok(0);
+            }
+            let stale = tx
+                .prepare(&format!(
+                    "SELECT sha256 FROM task_components
+                      WHERE stored_ms < {NOW_MS} - ?1
+                        AND sha256 NOT IN (SELECT component FROM tasks
+                              WHERE state IN ('queued', 'running') AND component IS NOT NULL)"
+                ))?
+                .query_map([older_than], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut dropped = 0;
+            for sha256 in stale.iter().filter(|s| !keep.contains(*s)) {
+                dropped += tx.execute("DELETE FROM task_components WHERE sha256 = ?1", [sha256])?;
+            }
+            tx.commit()?;
+            Ok(dropped)
         })
         .await
     }

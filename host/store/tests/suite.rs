@@ -531,6 +531,7 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
                 &new_task(&["web1"]),
                 &Queue {
                     spec: Some("{}".into()),
+                    component: None,
                     pinned_node: None,
                     claimed_by: None,
                 },
@@ -544,6 +545,7 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             &new_task(&["web1"]),
             &Queue {
                 spec: None,
+                component: None,
                 pinned_node: Some("a".into()),
                 claimed_by: None,
             },
@@ -588,6 +590,7 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             &new_task(&["web1"]),
             &Queue {
                 spec: Some("{}".into()),
+                component: None,
                 pinned_node: None,
                 claimed_by: Some("b".into()),
             },
@@ -734,4 +737,145 @@ async fn postgres_passes_the_nodes_suite() {
     // Out of the way of the suite's counts.
     a.request_cancel(woken_by).await.unwrap();
     nodes_suite(a, b).await;
+}
+
+/// Kept components go once nothing needs them: never while an unfinished task names one, while it
+/// is in `keep`, or within `older_than` of being stored (or stored again); none at all while an
+/// unfinished task from before tasks named their component remains.
+async fn components(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use std::time::Duration;
+    let queue = |component: &str| Queue {
+        spec: Some("{}".into()),
+        component: Some(component.into()),
+        ..Queue::default()
+    };
+    let claimed = |component: &str| Queue {
+        claimed_by: Some("a".into()),
+        ..queue(component)
+    };
+    for c in ["queued", "running", "ended", "plugin", "again", "stray"] {
+        a.put_component(c, c.as_bytes()).await.unwrap();
+    }
+    a.enqueue_task(&new_task(&["w"]), &queue("queued"))
+        .await
+        .unwrap();
+    let running = a
+        .enqueue_task(&new_task(&["w"]), &claimed("running"))
+        .await
+        .unwrap();
+    let ended = a
+        .enqueue_task(&new_task(&["w"]), &claimed("ended"))
+        .await
+        .unwrap();
+    a.finish_task(ended, TaskState::Succeeded, None)
+        .await
+        .unwrap();
+    let keep = vec!["plugin".to_string()];
+    let grace = Duration::from_secs(1);
+    assert_eq!(
+        b.prune_components(&keep, grace).await.unwrap(),
+        0,
+        "all young"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.put_component("again", b"again").await.unwrap();
+    assert_eq!(b.prune_components(&keep, grace).await.unwrap(), 2);
+    for (c, kept) in [
+        ("queued", true),
+        ("running", true),
+        ("plugin", true),
+        ("again", true),
+        ("ended", false),
+        ("stray", false),
+    ] {
+        assert_eq!(b.component(c).await.unwrap().is_some(), kept, "{c}");
+    }
+
+    // Its task ended, the running one's component goes; the one stored again is still young.
+    a.finish_task(running, TaskState::Failed, Some("no"))
+        .await
+        .unwrap();
+    assert_eq!(b.prune_components(&keep, grace).await.unwrap(), 1);
+    assert!(b.component("running").await.unwrap().is_none());
+    assert!(b.component("again").await.unwrap().is_some());
+
+    // A task recorded with a spec but no component (by an older node): nothing goes while it runs.
+    let legacy = a
+        .enqueue_task(
+            &new_task(&["w"]),
+            &Queue {
+                component: None,
+                ..claimed("")
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(b.prune_components(&[], grace).await.unwrap(), 0);
+    a.finish_task(legacy, TaskState::Succeeded, None)
+        .await
+        .unwrap();
+    assert_eq!(b.prune_components(&[], grace).await.unwrap(), 2);
+    assert!(b.component("plugin").await.unwrap().is_none());
+    assert!(b.component("again").await.unwrap().is_none());
+    assert!(b.component("queued").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_drops_components_nothing_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octo.db");
+    let a = open(&Location::Sqlite(path.clone())).await.unwrap();
+    let b = open(&Location::Sqlite(path)).await.unwrap();
+    components(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_drops_components_nothing_needs() {
+    let Some(cluster) = PgCluster::shared() else {
+        return;
+    };
+    let url = DatabaseUrl::parse(&cluster.new_database()).unwrap();
+    let a = open(&Location::Postgres(url.clone())).await.unwrap();
+    let b = open(&Location::Postgres(url)).await.unwrap();
+    components(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_kept_before_the_upgrade_go_once_their_tasks_end() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octo.db");
+    {
+        // A store as version 5 left it: a kept component and the running task it was kept for.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for m in migrations::MIGRATIONS.iter().filter(|m| m.version <= 5) {
+            c.execute_batch(m.sqlite).unwrap();
+        }
+        c.execute_batch(
+            "CREATE TABLE octo_schema (version INTEGER NOT NULL);
+             INSERT INTO octo_schema (version) VALUES (5);
+             INSERT INTO task_components (sha256, bytes) VALUES ('old', x'00');
+             INSERT INTO tasks (kind, name, state, created, spec) VALUES ('run-step', 'x', 'running', '2026-01-01T00:00:00Z', '{}');",
+        )
+        .unwrap();
+    }
+    let store = open(&Location::Sqlite(path)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        store.prune_components(&[], Duration::ZERO).await.unwrap(),
+        0,
+        "its task is unfinished"
+    );
+    let task = store.unfinished_tasks().await.unwrap()[0].id;
+    store
+        .finish_task(task, TaskState::Succeeded, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prune_components(&[], Duration::ZERO).await.unwrap(),
+        1
+    );
+    assert!(store.component("old").await.unwrap().is_none());
 }

@@ -48,8 +48,8 @@ struct Daemon {
     pending: Mutex<HashMap<TaskId, Arc<Job>>>,
     /// Whom to tell about a task this node runs: the CLI that asked for it here.
     watchers: Mutex<HashMap<TaskId, Watcher>>,
-    /// Components of claimed tasks, by sha256.
-    components: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// The components of the tasks this node claimed last, by sha256.
+    components: Mutex<RecentComponents>,
     /// Held while claiming: one claim at a time on this node.
     claiming: tokio::sync::Mutex<()>,
     /// Claim now (a task was queued here, or one ended).
@@ -90,6 +90,40 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// How often the daemon checks whether another node changed the shared targets or settings.
 const SHARED_CHECK: Duration = Duration::from_secs(1);
+
+/// How often kept components are pruned, and how old one must be to go.
+const COMPONENT_PRUNING: Duration = Duration::from_secs(3600);
+
+/// How many components a node keeps in memory after reading them from the store.
+const RECENT_COMPONENTS: usize = 8;
+
+/// The components a node read from the store last, so that the tasks of one plugin run one after
+/// another do not read it again; the oldest goes when a new one comes (authors iterating on a
+/// step would otherwise keep every build in memory).
+#[derive(Default)]
+struct RecentComponents {
+    /// Oldest first.
+    entries: std::collections::VecDeque<(String, Arc<Vec<u8>>)>,
+}
+
+impl RecentComponents {
+    /// The component, now the newest.
+    fn get(&mut self, sha256: &str) -> Option<Arc<Vec<u8>>> {
+        let at = self.entries.iter().position(|(s, _)| s == sha256)?;
+        let entry = self.entries.remove(at)?;
+        let bytes = entry.1.clone();
+        self.entries.push_back(entry);
+        Some(bytes)
+    }
+
+    fn insert(&mut self, sha256: &str, bytes: Arc<Vec<u8>>) {
+        self.entries.retain(|(s, _)| s != sha256);
+        if self.entries.len() == RECENT_COMPONENTS {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((sha256.to_string(), bytes));
+    }
+}
 
 fn tls_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::other(e)
@@ -203,7 +237,7 @@ pub async fn run(
         control: Mutex::new(control),
         pending: Mutex::new(HashMap::new()),
         watchers: Mutex::new(HashMap::new()),
-        components: Mutex::new(HashMap::new()),
+        components: Mutex::new(RecentComponents::default()),
         claiming: tokio::sync::Mutex::new(()),
         wake: Notify::new(),
         leader: Arc::new(std::sync::atomic::AtomicBool::new(!store.shared())),
@@ -214,6 +248,7 @@ pub async fn run(
     tokio::spawn(daemon.clone().heartbeats(fatal.clone()));
     tokio::spawn(daemon.clone().claims());
     tokio::spawn(daemon.clone().follow_shared(settings_revision));
+    tokio::spawn(daemon.clone().prune_components());
     // Tasks an earlier run of the daemon left running: follow each tentacle's journal again from
     // the last stored sequence.
     daemon.clone().resume().await;
@@ -534,6 +569,7 @@ impl Daemon {
         let mut queue = if pinned {
             Queue {
                 spec: None,
+                component: None,
                 pinned_node: Some(self.node.clone()),
                 claimed_by: None,
             }
@@ -547,6 +583,7 @@ impl Daemon {
                     plugin: digest.to_string(),
                     start: job.start.clone(),
                 })?),
+                component: Some(digest.to_string()),
                 pinned_node: None,
                 claimed_by: None,
             }
@@ -726,7 +763,7 @@ impl Daemon {
     /// A component of a claimed task, from memory or the store (checked against its digest).
     async fn component(&self, sha256: &str) -> Result<Arc<Vec<u8>>> {
         if let Some(bytes) = lock(&self.components).get(sha256) {
-            return Ok(bytes.clone());
+            return Ok(bytes);
         }
         let bytes = self
             .store
@@ -740,8 +777,36 @@ impl Daemon {
             );
         }
         let bytes = Arc::new(bytes);
-        lock(&self.components).insert(sha256.to_string(), bytes.clone());
+        lock(&self.components).insert(sha256, bytes.clone());
         Ok(bytes)
+    }
+
+    /// Hourly, on the node that runs the scheduled jobs: drops the components the store kept for
+    /// tasks that have ended and for plugins no longer shared, once they are an hour old (a task or
+    /// plugin about to be recorded stores its component again first, which makes it young).
+    async fn prune_components(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(COMPONENT_PRUNING).await;
+            if !self.leader.load(Ordering::Relaxed) {
+                continue;
+            }
+            let pruned = async {
+                let keep = crate::shared::plugins::named_components(&*self.store).await?;
+                Ok::<_, Error>(
+                    self.store
+                        .prune_components(&keep, COMPONENT_PRUNING)
+                        .await?,
+                )
+            }
+            .await;
+            match pruned {
+                Ok(0) => {}
+                Ok(dropped) => tracing::info!(dropped, "dropped kept components nothing names"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot drop the kept components nothing names")
+                }
+            }
+        }
     }
 
     /// Follows a task another node runs, through the store, for the CLI that asked for it here:
@@ -1167,5 +1232,26 @@ fn spawn_job_scheduler(home: Home, sink: Sink, leader: Arc<std::sync::atomic::At
         });
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the job scheduler");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_components_keep_the_newest_few() {
+        let mut recent = RecentComponents::default();
+        let bytes = |i: usize| Arc::new(vec![i as u8]);
+        for i in 0..RECENT_COMPONENTS + 2 {
+            recent.insert(&format!("c{i}"), bytes(i));
+        }
+        assert!(recent.get("c0").is_none() && recent.get("c1").is_none());
+        // Read, the oldest one becomes the newest and the next oldest goes in its place.
+        assert_eq!(*recent.get("c2").unwrap(), vec![2]);
+        recent.insert("new", bytes(99));
+        assert!(recent.get("c3").is_none());
+        assert!(recent.get("c2").is_some() && recent.get("new").is_some());
+        assert_eq!(recent.entries.len(), RECENT_COMPONENTS);
     }
 }

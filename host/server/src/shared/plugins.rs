@@ -84,6 +84,20 @@ async fn store_components(
     Ok(())
 }
 
+/// The components the shared plugins name (current and previous versions): the store keeps them
+/// for nodes that have yet to copy them.
+pub async fn named_components(store: &dyn Store) -> Result<Vec<String>> {
+    let (shared, _) = load(store).await?;
+    Ok(shared
+        .plugins
+        .values()
+        .flat_map(|entry| {
+            std::iter::once(entry.sha256.clone())
+                .chain(entry.previous.as_ref().map(|p| p.sha256.clone()))
+        })
+        .collect())
+}
+
 /// Copies the component `sha256` from the store into this node's, checked against its digest.
 async fn fetch_component(store: &dyn Store, local: &octo_feed::Store, sha256: &str) -> Result<()> {
     if local.blob_path(sha256).is_file() {
