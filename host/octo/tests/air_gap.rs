@@ -191,7 +191,7 @@ fn air_gapped_reaches_nothing_and_each_switch_reaches_only_its_destination_mock(
     }
 
     // `octo outbound` shows the host's own feed/library attempts too (allowed and denied).
-    let audit = std::fs::read_to_string(home.path().join("logs/outbound.jsonl")).unwrap();
+    let audit = home.audit();
     assert!(audit.contains("\"kind\":\"steps-feed\"") && audit.contains("octo:steps-feed"));
     assert!(audit.contains("\"kind\":\"library-feed\""));
     assert!(audit.contains("\"kind\":\"update-check\""));
@@ -387,8 +387,7 @@ fn the_telemetry_preview_comes_from_the_plugin_that_would_be_used() {
     assert_eq!(preview["installationId"], embedded["installationId"]);
     // A preview sends nothing, and records nothing as sent.
     assert_eq!(mock.request_paths(), Vec::<String>::new());
-    let audit =
-        std::fs::read_to_string(home.path().join("logs/outbound.jsonl")).unwrap_or_default();
+    let audit = home.audit();
     assert!(!audit.contains("\"kind\":\"telemetry\""), "{audit}");
 
     // And it is what the job sends.

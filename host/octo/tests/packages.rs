@@ -34,14 +34,6 @@ fn add_with_password_on_stdin(home: &Home, args: &[&str], password: &str) -> Run
     }
 }
 
-fn audit_lines(home: &Home) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(home.path().join("logs/outbound.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn an_oci_feed_through_squid_with_credentials_from_stdin() {
     let registry = Registry::start(Some(("ann", "s3cret")));
@@ -120,7 +112,7 @@ fn an_oci_feed_through_squid_with_credentials_from_stdin() {
     // Through squid (CONNECT, TLS would stay end to end), and recorded with the proxy.
     let needle = format!("CONNECT 127.0.0.1:{}", registry.port);
     assert!(squid.access_log_containing(&needle).contains(&needle));
-    let records = audit_lines(&home);
+    let records = home.audit_records();
     let package_records: Vec<_> = records
         .iter()
         .filter(|r| r["kind"] == "package-feeds")
@@ -159,7 +151,7 @@ fn an_oci_feed_through_squid_with_credentials_from_stdin() {
         "feed reg: no request was made: air-gapped, and 127.0.0.1 is not in the internal networks",
     );
     assert!(
-        audit_lines(&home)
+        home.audit_records()
             .iter()
             .any(|r| r["kind"] == "package-feeds" && r["allowed"] == false)
     );
@@ -176,7 +168,7 @@ fn an_oci_feed_through_squid_with_credentials_from_stdin() {
     assert!(home.octo(&["packages", "list"]).success().contains("empty"));
 
     // The password was never shown, logged or recorded.
-    let audit = std::fs::read_to_string(home.path().join("logs/outbound.jsonl")).unwrap();
+    let audit = home.audit();
     for text in [
         &added.stdout,
         &added.stderr,
@@ -410,7 +402,7 @@ fn a_plain_http_feed_through_tinyproxy_with_a_sidecar() {
     let needle = format!("CONNECT 127.0.0.1:{port}");
     assert!(proxy.log_containing(&needle).contains(&needle));
     assert!(
-        audit_lines(&home)
+        home.audit_records()
             .iter()
             .any(|r| r["kind"] == "package-feeds" && r["proxy"] == proxy.url())
     );

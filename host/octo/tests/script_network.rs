@@ -32,10 +32,6 @@ fn script(port: u16) -> String {
     )
 }
 
-fn audit(home: &Home) -> String {
-    std::fs::read_to_string(home.path().join("logs/outbound.jsonl")).unwrap_or_default()
-}
-
 #[test]
 fn air_gapped_scripts_are_confined_and_audited() {
     let home = Home::new();
@@ -53,7 +49,7 @@ fn air_gapped_scripts_are_confined_and_audited() {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "{run:#?}");
     assert!(out.contains("tcp=refused"), "{run:#?}");
     assert!(!out.contains("hello"), "{run:#?}");
-    let audit = audit(&home);
+    let audit = home.audit();
     for destination in [
         format!("http://127.0.0.1:{port}"),
         format!("tcp://127.0.0.1:{port}"),
@@ -80,7 +76,7 @@ fn confined_without_the_air_gap_lets_allowed_http_through_the_proxy_only() {
     assert_eq!(hits.load(Ordering::SeqCst), 1, "{run:#?}");
     // ... and nothing else: /dev/tcp ignores the proxy, so it reaches nothing.
     assert!(out.contains("tcp=refused"), "{run:#?}");
-    let audit = audit(&home);
+    let audit = home.audit();
     assert!(
         audit
             .lines()
@@ -122,7 +118,7 @@ fn confined_scripts_reach_granted_tcp_destinations_only() {
     assert!(out.contains(&format!("{other}=refused")), "{run:#?}");
     assert_eq!(granted_hits.load(Ordering::SeqCst), 1, "{run:#?}");
     assert_eq!(other_hits.load(Ordering::SeqCst), 0, "{run:#?}");
-    let audit = audit(&home);
+    let audit = home.audit();
     let line = |port: u16, allowed: bool| {
         audit.lines().any(|l| {
             l.contains(&format!("\"tcp://127.0.0.1:{port}\""))
@@ -220,7 +216,7 @@ fn confined_scripts_reach_granted_names() {
         assert!(out.contains("v6=pong"), "{run:#?}");
         assert_eq!(hits.load(Ordering::SeqCst), 1, "{run:#?}");
     }
-    let audit = audit(&home);
+    let audit = home.audit();
     let line = |destination: &str, allowed: bool| {
         audit.lines().any(|l| {
             l.contains(&format!("\"{destination}\""))
@@ -265,7 +261,7 @@ fn air_gapped_names_are_forwarded_only_to_internal_addresses() {
     let out = run.success();
     assert!(!out.contains("named=pong"), "{run:#?}");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "{run:#?}");
-    let audit = audit(&home);
+    let audit = home.audit();
     assert!(
         audit
             .lines()
@@ -538,7 +534,7 @@ fn a_granted_address_outside_loopback_is_forwarded_from_the_hosts_network() {
     assert!(stdout.contains("other=refused"), "{stdout}\n{stderr}");
     assert_eq!(granted_hits.load(Ordering::SeqCst), 1);
     assert_eq!(other_hits.load(Ordering::SeqCst), 0);
-    let audit = audit(&home);
+    let audit = home.audit();
     assert!(
         audit
             .lines()

@@ -310,6 +310,19 @@ impl Home {
         self.dir.path()
     }
 
+    /// The outbound audit file as it is (empty when nothing was recorded yet).
+    pub fn audit(&self) -> String {
+        std::fs::read_to_string(self.path().join("logs/outbound.jsonl")).unwrap_or_default()
+    }
+
+    /// The outbound audit, one record per line.
+    pub fn audit_records(&self) -> Vec<Value> {
+        self.audit()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Writes `octo.toml`: the mock's feed and library, the feed key, and both switches. The vendor
     /// plugins' switches (update check, telemetry, experiences, dynamic extensions) are off.
     pub fn configure(&self, mock: &Mock, public_key: &str, updates: bool, community: bool) {
