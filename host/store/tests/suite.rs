@@ -29,6 +29,25 @@ fn new_task(targets: &[&str]) -> NewTask {
     }
 }
 
+/// Two stores (two nodes) on one SQLite file in `dir`.
+async fn sqlite_pair(dir: &tempfile::TempDir) -> (Arc<dyn Store>, Arc<dyn Store>) {
+    let location = Location::Sqlite(dir.path().join("octo.db"));
+    (
+        open(&location).await.unwrap(),
+        open(&location).await.unwrap(),
+    )
+}
+
+/// Two stores (two nodes) on a new database of the private cluster, when there is one.
+async fn postgres_pair() -> Option<(Arc<dyn Store>, Arc<dyn Store>)> {
+    let cluster = PgCluster::shared()?;
+    let location = Location::Postgres(DatabaseUrl::parse(&cluster.new_database()).unwrap());
+    Some((
+        open(&location).await.unwrap(),
+        open(&location).await.unwrap(),
+    ))
+}
+
 /// What every backend must do.
 async fn suite(store: Arc<dyn Store>) {
     // A task with its parts, running.
@@ -256,20 +275,15 @@ async fn documents(a: Arc<dyn Store>, b: Arc<dyn Store>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_are_swapped_by_revision_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let location = Location::Sqlite(dir.path().join("octo.db"));
-    let a = open(&location).await.unwrap();
-    let b = open(&location).await.unwrap();
+    let (a, b) = sqlite_pair(&dir).await;
     documents(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_are_swapped_by_revision_in_postgres() {
-    let Some(cluster) = PgCluster::shared() else {
+    let Some((a, b)) = postgres_pair().await else {
         return;
     };
-    let location = Location::Postgres(DatabaseUrl::parse(&cluster.new_database()).unwrap());
-    let a = open(&location).await.unwrap();
-    let b = open(&location).await.unwrap();
     documents(a, b).await;
 }
 
@@ -305,25 +319,16 @@ async fn outbound(a: Arc<dyn Store>, b: Arc<dyn Store>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_attempts_are_shared_and_bounded_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let location = Location::Sqlite(dir.path().join("octo.db"));
-    outbound(
-        open(&location).await.unwrap(),
-        open(&location).await.unwrap(),
-    )
-    .await;
+    let (a, b) = sqlite_pair(&dir).await;
+    outbound(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_attempts_are_shared_and_bounded_in_postgres() {
-    let Some(cluster) = PgCluster::shared() else {
+    let Some((a, b)) = postgres_pair().await else {
         return;
     };
-    let location = Location::Postgres(DatabaseUrl::parse(&cluster.new_database()).unwrap());
-    outbound(
-        open(&location).await.unwrap(),
-        open(&location).await.unwrap(),
-    )
-    .await;
+    outbound(a, b).await;
 }
 
 #[tokio::test]
@@ -703,9 +708,7 @@ async fn nodes_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_nodes_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("octo.db");
-    let a = open(&Location::Sqlite(path.clone())).await.unwrap();
-    let b = open(&Location::Sqlite(path)).await.unwrap();
+    let (a, b) = sqlite_pair(&dir).await;
     assert!(!a.shared());
     assert!(a.wake_ups().is_none());
     nodes_suite(a, b).await;
@@ -713,12 +716,9 @@ async fn sqlite_passes_the_nodes_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_passes_the_nodes_suite() {
-    let Some(cluster) = PgCluster::shared() else {
+    let Some((a, b)) = postgres_pair().await else {
         return;
     };
-    let url = DatabaseUrl::parse(&cluster.new_database()).unwrap();
-    let a = open(&Location::Postgres(url.clone())).await.unwrap();
-    let b = open(&Location::Postgres(url)).await.unwrap();
     assert!(a.shared());
     // A task queued by one node wakes the others.
     let mut wake = b.wake_ups().unwrap();
@@ -825,20 +825,15 @@ async fn components(a: Arc<dyn Store>, b: Arc<dyn Store>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_drops_components_nothing_needs() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("octo.db");
-    let a = open(&Location::Sqlite(path.clone())).await.unwrap();
-    let b = open(&Location::Sqlite(path)).await.unwrap();
+    let (a, b) = sqlite_pair(&dir).await;
     components(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_drops_components_nothing_needs() {
-    let Some(cluster) = PgCluster::shared() else {
+    let Some((a, b)) = postgres_pair().await else {
         return;
     };
-    let url = DatabaseUrl::parse(&cluster.new_database()).unwrap();
-    let a = open(&Location::Postgres(url.clone())).await.unwrap();
-    let b = open(&Location::Postgres(url)).await.unwrap();
     components(a, b).await;
 }
 

@@ -790,16 +790,7 @@ impl Daemon {
             if !self.leader.load(Ordering::Relaxed) {
                 continue;
             }
-            let pruned = async {
-                let keep = crate::shared::plugins::named_components(&*self.store).await?;
-                Ok::<_, Error>(
-                    self.store
-                        .prune_components(&keep, COMPONENT_PRUNING)
-                        .await?,
-                )
-            }
-            .await;
-            match pruned {
+            match self.prune_components_once().await {
                 Ok(0) => {}
                 Ok(dropped) => tracing::info!(dropped, "dropped kept components nothing names"),
                 Err(error) => {
@@ -807,6 +798,15 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Drops the kept components no unfinished task and no shared plugin names, an hour old.
+    async fn prune_components_once(&self) -> Result<usize> {
+        let keep = crate::shared::plugins::named_components(&*self.store).await?;
+        Ok(self
+            .store
+            .prune_components(&keep, COMPONENT_PRUNING)
+            .await?)
     }
 
     /// Follows a task another node runs, through the store, for the CLI that asked for it here:
