@@ -1,7 +1,7 @@
 //! Finding and writing the `octo:manifest` custom section in a component's bytes.
 
 use crate::{Manifest, ManifestError, SECTION_NAME};
-use wasmparser::{Encoding, Parser, Payload};
+use wasmparser::{Chunk, Encoding, Parser, Payload};
 
 /// Why the manifest could not be read from (or written to) a binary.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -104,18 +104,41 @@ pub fn read_manifest_within(
             limit: limits.max_component_bytes,
         });
     }
-    let mut depth = 0usize;
+    let malformed = |e: wasmparser::BinaryReaderError| SectionError::Malformed(e.message().into());
     let mut top_level: Vec<&[u8]> = Vec::new();
     let mut nested: Vec<&[u8]> = Vec::new();
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(|e| SectionError::Malformed(e.message().to_string()))? {
-            Payload::Version { encoding, .. } => {
-                if depth == 0 && encoding == Encoding::Module {
-                    return Err(SectionError::CoreModule);
-                }
-                depth += 1;
+    // What `Parser::parse_all` does, except that code sections are skipped whole rather than walked
+    // function by function: most of a component is code, and reading it costs page faults and time
+    // on every `octo run-step` (issue 10).
+    let mut parser = Parser::new(0);
+    let mut outer: Vec<Parser> = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let (payload, consumed) = match parser.parse(rest, true).map_err(malformed)? {
+            Chunk::Parsed { payload, consumed } => (payload, consumed),
+            // With `eof` set the parser reports truncation as an error instead.
+            Chunk::NeedMoreData(_) => return Err(SectionError::Malformed("truncated".into())),
+        };
+        rest = &rest[consumed..];
+        let depth = outer.len() + 1;
+        match payload {
+            Payload::Version { encoding, .. } if depth == 1 && encoding == Encoding::Module => {
+                return Err(SectionError::CoreModule);
             }
-            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ModuleSection { parser: inner, .. }
+            | Payload::ComponentSection { parser: inner, .. } => {
+                outer.push(std::mem::replace(&mut parser, inner));
+            }
+            Payload::CodeSectionStart { size, .. } => {
+                parser.skip_section();
+                rest = rest.get(size as usize..).ok_or_else(|| {
+                    SectionError::Malformed("the code section runs past the end".into())
+                })?;
+            }
+            Payload::End(_) => match outer.pop() {
+                Some(enclosing) => parser = enclosing,
+                None => break,
+            },
             Payload::CustomSection(section)
                 if section.data().len() > limits.max_custom_section_bytes =>
             {
@@ -268,6 +291,34 @@ mod tests {
         // A top-level one wins over the nested one.
         let packed = embed_manifest(&component, &manifest("outer")).unwrap();
         assert_eq!(read_manifest(&packed).unwrap().id, "outer");
+    }
+
+    /// component { core module { one function; then `after` } }, cut to `keep` bytes of the module.
+    fn component_with_code(after: &[u8], keep: Option<usize>) -> Vec<u8> {
+        let mut module = EMPTY_MODULE.to_vec();
+        module.extend([1, 4, 1, 0x60, 0, 0]); // type section: () -> ()
+        module.extend([3, 2, 1, 0]); // function section: one function of type 0
+        module.extend([10, 4, 1, 2, 0, 0x0b]); // code section: one empty body
+        module.extend(after);
+        module.truncate(keep.unwrap_or(module.len()));
+        let mut component = EMPTY_COMPONENT.to_vec();
+        component.push(1); // core module section
+        write_leb_u32(&mut component, module.len() as u32);
+        component.extend(&module);
+        component
+    }
+
+    #[test]
+    fn code_sections_are_skipped_not_lost() {
+        let after = custom_section(SECTION_NAME, &manifest("after-code").to_json());
+        let component = component_with_code(&after, None);
+        assert_eq!(read_manifest(&component).unwrap().id, "after-code");
+        // A code section that runs past the end of its module is malformed, not a panic.
+        let cut = component_with_code(&after, Some(EMPTY_MODULE.len() + 10 + 3));
+        assert!(matches!(
+            read_manifest(&cut).unwrap_err(),
+            SectionError::Malformed(_)
+        ));
     }
 
     #[test]
