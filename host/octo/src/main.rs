@@ -5,7 +5,6 @@ mod cli;
 mod output;
 mod secrets;
 
-use clap::Parser;
 use cli::{
     Command, FeedsCommand, JobsCommand, LibraryCommand, LifecycleCommand, NodesCommand,
     PackagesCommand, PluginsCommand, ProxiesCommand, TargetsCommand, TasksCommand,
@@ -20,7 +19,7 @@ use output::{json, terminal_sink};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::from_args();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OCTO_LOG")
