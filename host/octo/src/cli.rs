@@ -29,15 +29,9 @@ impl Cli {
     /// which gives the message.
     pub fn from_args() -> Cli {
         if names_run_step(std::env::args_os().skip(1))
-            && let Ok(RunStepCli {
-                home,
-                command: RunStepOnly::RunStep(args),
-            }) = RunStepCli::try_parse()
+            && let Ok(run_step) = RunStepCli::try_parse()
         {
-            return Cli {
-                home,
-                command: Command::RunStep(args),
-            };
+            return run_step.into();
         }
         Cli::parse()
     }
@@ -72,6 +66,16 @@ enum RunStepOnly {
     /// Run a step here, in the plugin sandbox: a .wasm component, a Library step template .json, or a
     /// built-in step (run-script, http-health-check).
     RunStep(Box<RunStepArgs>),
+}
+
+impl From<RunStepCli> for Cli {
+    fn from(cli: RunStepCli) -> Cli {
+        let RunStepOnly::RunStep(args) = cli.command;
+        Cli {
+            home: cli.home,
+            command: Command::RunStep(args),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -848,12 +852,7 @@ mod tests {
         for argv in argvs {
             assert!(names_run_step(argv[1..].iter().map(Into::into)), "{argv:?}");
             let whole = Cli::try_parse_from(*argv).unwrap();
-            let alone = RunStepCli::try_parse_from(*argv).unwrap();
-            let RunStepOnly::RunStep(args) = alone.command;
-            let alone = Cli {
-                home: alone.home,
-                command: Command::RunStep(args),
-            };
+            let alone = Cli::from(RunStepCli::try_parse_from(*argv).unwrap());
             assert_eq!(format!("{alone:?}"), format!("{whole:?}"));
         }
         // What the whole command line refuses, run-step alone refuses too (and the whole one then
